@@ -1,0 +1,21 @@
+"""Speech emotion recognition: a DenseNet + MFCC-CNN fusion model for `transformers`.
+
+Importing the package registers the model with the Auto classes, so a saved folder loads with
+`AutoModelForAudioClassification.from_pretrained(folder)` even without `trust_remote_code`, and
+`save_pretrained` writes the `auto_map` and code files that let others load it with it.
+"""
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
+
+from .configuration import EMOTIONS, PRESETS, SERConfig
+from .feature_extractor import SERFeatureExtractor
+from .modeling import SERForAudioClassification, SERModel
+
+AutoConfig.register(SERConfig.model_type, SERConfig, exist_ok=True)
+AutoModelForAudioClassification.register(SERConfig, SERForAudioClassification, exist_ok=True)
+AutoFeatureExtractor.register(SERConfig, SERFeatureExtractor, exist_ok=True)
+SERConfig.register_for_auto_class()
+SERForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
+SERFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+
+__all__ = ["EMOTIONS", "PRESETS", "SERConfig", "SERFeatureExtractor", "SERForAudioClassification", "SERModel"]
