@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from ser_model import SERFeatureExtractor
+
+from .conftest import speechlike, tiny_config
+
+
+@pytest.fixture
+def extractor():
+    return SERFeatureExtractor.from_config(tiny_config())
+
+
+def test_shapes_follow_the_frame_formula(extractor):
+    clip = speechlike(0.7)
+    features = extractor(clip, sampling_rate=16_000)
+    frames = extractor.num_frames(clip.size)
+    assert features["input_values"].shape == (1, extractor.n_mels, frames)
+    assert features["input_mfcc"].shape == (1, extractor.n_mfcc, frames)
+    assert features["attention_mask"].shape == (1, frames)
+    assert features["input_values"].dtype == np.float32
+
+
+def test_list_and_numpy_give_the_same_features(extractor):
+    clip = speechlike(0.5)
+    from_numpy = extractor(clip, sampling_rate=16_000)
+    from_list = extractor(clip.tolist(), sampling_rate=16_000)
+    for name in extractor.model_input_names:
+        np.testing.assert_allclose(from_numpy[name], from_list[name], atol=1e-6)
+
+
+def test_batched_equals_unbatched_and_mask_marks_real_frames(extractor):
+    long, short = speechlike(0.9, seed=1), speechlike(0.4, seed=2)
+    batch = extractor([long, short], sampling_rate=16_000)
+    alone = extractor(short, sampling_rate=16_000)
+    frames = extractor.num_frames(short.size)
+    np.testing.assert_allclose(batch["input_values"][1, :, :frames], alone["input_values"][0], atol=1e-5)
+    np.testing.assert_allclose(batch["input_mfcc"][1, :, :frames], alone["input_mfcc"][0], atol=1e-5)
+    assert batch["attention_mask"][1].sum() == frames
+    assert batch["attention_mask"][0].all()
+    assert not batch["input_values"][1, :, frames:].any()  # padding is padding_value
+
+
+def test_two_dimensional_numpy_is_a_batch(extractor):
+    clips = np.stack([speechlike(0.5, seed=1), speechlike(0.5, seed=2)])
+    assert extractor(clips, sampling_rate=16_000)["input_values"].shape[0] == 2
+
+
+def test_float64_and_tensors_are_accepted_and_cast(extractor):
+    clip = speechlike(0.5)
+    as_float64 = extractor(clip.astype(np.float64), sampling_rate=16_000)
+    as_tensor = extractor(torch.from_numpy(clip), sampling_rate=16_000, return_tensors="pt")
+    assert as_float64["input_values"].dtype == np.float32
+    assert as_tensor["input_values"].dtype == torch.float32
+    np.testing.assert_allclose(as_float64["input_values"], as_tensor["input_values"].numpy(), atol=1e-5)
+
+
+def test_wrong_sampling_rate_raises_with_both_rates(extractor):
+    with pytest.raises(ValueError, match=r"16000 Hz.*44100 Hz"):
+        extractor(speechlike(0.5), sampling_rate=44_100)
+
+
+def test_normalisation_removes_gain(extractor):
+    # A scalar per-utterance normalisation: the same clip 20 dB quieter gives the same features,
+    # up to the log floor's effect on the emptiest bins.
+    clip = speechlike(0.5)
+    loud = extractor(clip, sampling_rate=16_000)
+    quiet = extractor(clip * 0.1, sampling_rate=16_000)
+    np.testing.assert_allclose(loud["input_values"], quiet["input_values"], atol=1e-2)
+    np.testing.assert_allclose(loud["input_mfcc"], quiet["input_mfcc"], atol=1e-2)
+
+
+def test_truncation_and_max_length_padding(extractor):
+    clip = speechlike(2.5)  # the tiny window is 1 s
+    assert extractor(clip, sampling_rate=16_000)["input_values"].shape[-1] == extractor.num_frames(16_000)
+    whole = extractor(clip, sampling_rate=16_000, truncation=False)
+    assert whole["input_values"].shape[-1] == extractor.num_frames(clip.size)
+    padded = extractor(speechlike(0.3), sampling_rate=16_000, padding="max_length")
+    assert padded["input_values"].shape[-1] == extractor.num_frames(16_000)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros(0, np.float32), "empty"),
+    (np.zeros(10, np.float32), "at least"),
+    (np.full(4000, np.nan, np.float32), "NaN"),
+    (np.zeros((2, 2, 4000), np.float32), "mono"),
+])
+def test_bad_input_raises_one_clear_error(extractor, bad, message):
+    with pytest.raises(ValueError, match=message):
+        extractor(bad, sampling_rate=16_000)
+
+
+def test_save_and_load_round_trip(extractor, tmp_path):
+    extractor.save_pretrained(tmp_path)
+    loaded = SERFeatureExtractor.from_pretrained(tmp_path)
+    clip = speechlike(0.5)
+    np.testing.assert_array_equal(extractor(clip, sampling_rate=16_000)["input_values"],
+                                  loaded(clip, sampling_rate=16_000)["input_values"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float32, st.integers(0, 24_000), elements=st.floats(-1, 1, width=32)))
+def test_any_finite_audio_gives_finite_features_or_a_value_error(samples):
+    extractor = SERFeatureExtractor.from_config(tiny_config())
+    try:
+        features = extractor(samples, sampling_rate=16_000)
+    except ValueError:
+        return
+    assert np.isfinite(features["input_values"]).all() and np.isfinite(features["input_mfcc"]).all()

@@ -1,0 +1,84 @@
+import pytest
+import timm.models.densenet
+import torch
+
+from ser_model import SERFeatureExtractor, SERForAudioClassification
+from ser_model.modeling import densenet_num_features, densenet_output_frames, embedding_size
+
+from .conftest import speechlike, tiny_config
+
+
+def features_for(config, *seconds, return_tensors="pt"):
+    extractor = SERFeatureExtractor.from_config(config)
+    clips = [speechlike(s, seed=i) for i, s in enumerate(seconds)]
+    return extractor(clips, sampling_rate=config.sampling_rate, return_tensors=return_tensors)
+
+
+def test_logits_shape_and_loss_only_with_labels(config):
+    model = SERForAudioClassification(config).eval()
+    inputs = features_for(config, 0.8, 0.5)
+    output = model(**inputs)
+    assert output.logits.shape == (2, config.num_labels)
+    assert output.loss is None
+    labelled = model(**inputs, labels=torch.tensor([0, 6]))
+    assert labelled.loss is not None and labelled.loss.ndim == 0
+
+
+@pytest.mark.parametrize("branches", [["mel", "mfcc"], ["mel"], ["mfcc"]])
+def test_every_parameter_gets_a_finite_gradient(branches):
+    config = tiny_config(branches=branches)
+    model = SERForAudioClassification(config).train()
+    model(**features_for(config, 0.8, 0.5), labels=torch.tensor([1, 2])).loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(parameter.grad).all(), f"{name} has a non-finite gradient"
+
+
+def test_embedding_size_formula_matches_the_model(config):
+    model = SERForAudioClassification(config).eval()
+    embedding = model.ser(**features_for(config, 0.6)).pooler_output
+    assert embedding.shape == (1, embedding_size(config))
+
+
+@pytest.mark.parametrize("preset", [dict(growth_rate=4, block_config=[1, 1]), dict(growth_rate=8, block_config=[2, 3, 2])])
+def test_densenet_size_helpers_match_timm(preset):
+    config = tiny_config(n_mels=64, n_mfcc=8, **preset)
+    net = timm.models.densenet.DenseNet(growth_rate=config.growth_rate, block_config=tuple(config.block_config),
+                                        in_chans=1, num_classes=0)
+    assert densenet_num_features(config) == net.num_features
+    for frames in (16, 17, 33, 101, 401):
+        out = net.forward_features(torch.zeros(1, 1, 64, frames))
+        assert out.shape[-1] == densenet_output_frames(config, frames)
+
+
+def test_pooling_ignores_padding(config):
+    # A clip alone and the same clip padded to twice its length in a batch give the same embedding,
+    # up to the convolutions' view of the boundary; pooling over the padding too is far off.
+    torch.manual_seed(0)
+    model = SERForAudioClassification(config).eval()
+    batch = features_for(config, 1.0, 0.45)
+    alone = SERFeatureExtractor.from_config(config)(speechlike(0.45, seed=1), sampling_rate=16_000,
+                                                    return_tensors="pt")
+    unmasked = {**batch, "attention_mask": torch.ones_like(batch["attention_mask"])}
+    with torch.no_grad():
+        reference = model.ser(**alone).pooler_output[0]
+        masked_error = (model.ser(**batch).pooler_output[1] - reference).abs().mean()
+        unmasked_error = (model.ser(**unmasked).pooler_output[1] - reference).abs().mean()
+    assert masked_error < 0.03 * reference.abs().mean()
+    assert unmasked_error > 10 * masked_error
+
+
+def test_clips_shorter_than_the_downsampling_still_classify():
+    config = tiny_config(n_mels=64, block_config=[1, 1, 1, 1], min_audio_seconds=0.05)
+    model = SERForAudioClassification(config).eval()
+    logits = model(**features_for(config, 0.05)).logits
+    assert torch.isfinite(logits).all()
+
+
+def test_save_and_load_round_trip(config, tmp_path):
+    model = SERForAudioClassification(config).eval()
+    model.save_pretrained(tmp_path)
+    loaded = SERForAudioClassification.from_pretrained(tmp_path).eval()
+    inputs = features_for(config, 0.7)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, loaded(**inputs).logits, atol=1e-5, rtol=1e-5)
