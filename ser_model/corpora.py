@@ -1,0 +1,533 @@
+"""Readers for the acted-emotion speech corpora the project trains on.
+
+Each reader walks one corpus in its standard download layout and returns one `Record` per clip,
+with the emotion mapped onto the project's seven labels. Only file names are read, never audio,
+so discovering a few thousand clips takes milliseconds.
+
+Corpora and naming conventions:
+
+- RAVDESS (Livingstone & Russo 2018): ``Actor_XX/03-01-EE-II-SS-RR-AA.wav``. Only modality ``03``
+  (audio-only) and vocal channel ``01`` (speech) are read; song (``02``) is skipped. "calm" has no
+  label of its own and is merged into neutral, so neutral has twice as many clips.
+- TESS (Dupuis & Pichora-Fuller 2010): ``OAF_back_angry.wav`` / ``YAF_back_ps.wav``, flat or in
+  per-emotion folders. Two speakers, OAF and YAF, both female.
+- CREMA-D (Cao et al. 2014): ``AudioWAV/1001_DFA_ANG_XX.wav``; gender from ``VideoDemographics.csv``.
+- SAVEE (Haq & Jackson 2009): ``DC_a01.wav`` or ``AudioData/DC/a01.wav``; four male speakers.
+- A user manifest: a CSV with ``path,label[,speaker[,gender[,utterance]]]``.
+
+A file whose name does not follow its corpus' convention is skipped with one warning per corpus
+(count and an example) rather than failing the whole corpus: real downloads carry stray files.
+"""
+
+import csv
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+logger = logging.getLogger(__name__)
+
+LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+# Every container soundfile or FFmpeg can decode; which of them actually decode is the audio
+# I/O layer's concern, here the extension only tells audio from notes, CSVs and videos.
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".m4a", ".webm"}
+
+# Spellings seen in corpus documentation and user manifests, mapped onto LABELS.
+LABEL_SYNONYMS = {
+    "calm": "neutral",
+    "anger": "angry",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "afraid": "fear",
+    "happiness": "happy",
+    "joy": "happy",
+    "sadness": "sad",
+    "surprised": "surprise",
+    "ps": "surprise",
+    "pleasant_surprise": "surprise",
+    "pleasant_surprised": "surprise",
+    "pleasant surprise": "surprise",
+}
+
+# RAVDESS emotion field (Livingstone & Russo 2018, "File naming convention").
+_RAVDESS_EMOTIONS = {
+    "01": "neutral",
+    "02": "neutral",  # calm: no separate label in this project
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fear",
+    "07": "disgust",
+    "08": "surprise",
+}
+_RAVDESS_AUDIO_ONLY = "03"
+_RAVDESS_SPEECH = "01"
+
+# TESS speaker prefixes; "OA" is the one misnamed original file (OA_bite_neutral), which is OAF.
+_TESS_SPEAKERS = {"OAF": "OAF", "OA": "OAF", "YAF": "YAF", "YA": "YAF"}
+
+_CREMA_D_EMOTIONS = {
+    "ANG": "angry",
+    "DIS": "disgust",
+    "FEA": "fear",
+    "HAP": "happy",
+    "NEU": "neutral",
+    "SAD": "sad",
+}
+
+# SAVEE emotion prefixes; "sa" and "su" must be matched whole, never as "s" + something.
+_SAVEE_EMOTIONS = {
+    "a": "angry",
+    "d": "disgust",
+    "f": "fear",
+    "h": "happy",
+    "n": "neutral",
+    "sa": "sad",
+    "su": "surprise",
+}
+
+_RAVDESS_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
+_CREMA_D_NAME = re.compile(r"^(\d{4})_([A-Za-z]{3})_([A-Za-z]{3})_([A-Za-z]{2})$")
+_SAVEE_FLAT_NAME = re.compile(r"^([A-Za-z]{2})_([A-Za-z]{1,2})(\d+)$")
+_SAVEE_NESTED_NAME = re.compile(r"^([A-Za-z]{1,2})(\d+)$")
+_SAVEE_SPEAKER_FOLDER = re.compile(r"^[A-Za-z]{2}$")
+
+# Folder names `discover` recognises (compared in lower case), per corpus.
+_CORPUS_FOLDERS = {
+    "ravdess": ("ravdess",),
+    "tess": ("tess",),
+    "crema-d": ("crema-d", "cremad", "crema_d"),
+    "savee": ("savee",),
+}
+MANIFEST_NAME = "manifest.csv"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled clip.
+
+    Args:
+        path (`str`): absolute path of the audio file.
+        corpus (`str`): `"ravdess"`, `"tess"`, `"crema-d"`, `"savee"` or `"manifest"`.
+        speaker (`str`): speaker id, unique across corpora because it is prefixed with the corpus,
+            e.g. `"ravdess:01"`, `"tess:OAF"`, `"crema-d:1001"`, `"savee:DC"`.
+        label (`str`): one of `LABELS`.
+        gender (`str` or `None`): `"male"`, `"female"`, or `None` when unknown.
+        utterance (`str`): what was said, for splits that hold out sentences: the RAVDESS statement
+            (`"01"`/`"02"`), the TESS word, the CREMA-D sentence code (e.g. `"DFA"`), the SAVEE
+            sentence number, or a manifest's `utterance` column (else the file stem).
+        relpath (`str`, *optional*, defaults to `""`): path relative to the corpus root folder (the
+            manifest's folder for manifests), with `/` separators; `splits.record_key` uses it to
+            name the clip independently of where the data lives.
+    """
+
+    path: str
+    corpus: str
+    speaker: str
+    label: str
+    gender: str | None
+    utterance: str
+    relpath: str = ""
+
+
+def normalize_label(name):
+    """Maps a label or a known synonym (case-insensitive) onto `LABELS`, or returns `None`."""
+    key = str(name).strip().lower()
+    if key in LABELS:
+        return key
+    return LABEL_SYNONYMS.get(key)
+
+
+def _is_audio(name):
+    return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+
+
+def _audio_files(folder, recursive=True):
+    """Yields the audio files under `folder` in sorted order, skipping hidden files and folders.
+
+    Hidden entries are skipped because macOS archives carry `._name.wav` resource forks that have
+    an audio extension but hold no audio.
+    """
+    folder = Path(folder)
+    if not recursive:
+        names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+        yield from (folder / n for n in names if _is_audio(n) and (folder / n).is_file())
+        return
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and _is_audio(name):
+                yield Path(current) / name
+
+
+def _check_folder(root, corpus):
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{corpus} folder {str(root)!r} does not exist or is not a directory")
+    return root.resolve()
+
+
+def _relpath(path, root):
+    return path.relative_to(root).as_posix()
+
+
+def _warn_skipped(corpus, root, skipped):
+    """Logs once per corpus how many files were skipped, with one example to recognise them by."""
+    if skipped:
+        logger.warning(
+            "%s: skipped %d audio file(s) under %s whose names do not follow the corpus naming, e.g. %r",
+            corpus,
+            len(skipped),
+            root,
+            skipped[0],
+        )
+
+
+def read_ravdess(root):
+    """Reads the speech audio-only part of RAVDESS.
+
+    Args:
+        root (`str` or `os.PathLike`): folder holding `Actor_01` ... `Actor_24` (any depth).
+
+    Returns:
+        `list[Record]`: one record per speech clip; song and video files are left out. Odd actors
+        are male, even actors female (the corpus' own convention).
+    """
+    root = _check_folder(root, "RAVDESS")
+    records, skipped = [], []
+    for path in _audio_files(root):
+        match = _RAVDESS_NAME.match(path.stem)
+        if match is None or match.group(3) not in _RAVDESS_EMOTIONS or match.group(7) == "00":
+            skipped.append(_relpath(path, root))
+            continue
+        modality, channel, emotion, _, statement, _, actor = match.groups()
+        # Song and audio-from-video clips are valid RAVDESS files, just not the part we use.
+        if modality != _RAVDESS_AUDIO_ONLY or channel != _RAVDESS_SPEECH:
+            continue
+        records.append(
+            Record(
+                path=str(path),
+                corpus="ravdess",
+                speaker=f"ravdess:{actor}",
+                label=_RAVDESS_EMOTIONS[emotion],
+                gender="male" if int(actor) % 2 else "female",
+                utterance=statement,
+                relpath=_relpath(path, root),
+            )
+        )
+    _warn_skipped("RAVDESS", root, skipped)
+    return records
+
+
+def _parse_tess_name(stem):
+    """Returns `(speaker, word, label)` for a TESS file stem, or `None` if it is not one."""
+    tokens = stem.split("_")
+    # "pleasant_surprise(d)" is the only emotion spelled with an underscore; words have none.
+    if len(tokens) >= 4 and "_".join(tokens[-2:]).lower() in LABEL_SYNONYMS:
+        emotion, head = "_".join(tokens[-2:]), tokens[:-2]
+    else:
+        emotion, head = tokens[-1], tokens[:-1]
+    label = normalize_label(emotion)
+    if len(head) != 2 or label is None or not head[1]:
+        return None
+    speaker = _TESS_SPEAKERS.get(head[0].upper())
+    if speaker is None:
+        return None
+    return speaker, head[1].lower(), label
+
+
+def read_tess(root):
+    """Reads TESS, flat or in per-emotion folders (`OAF_angry/`, `YAF_pleasant_surprised/`).
+
+    Args:
+        root (`str` or `os.PathLike`): the TESS folder.
+
+    Returns:
+        `list[Record]`: one record per clip; the emotion comes from the file name, not the folder.
+        Both speakers are female; the utterance is the spoken word.
+    """
+    root = _check_folder(root, "TESS")
+    records, skipped = [], []
+    for path in _audio_files(root):
+        parsed = _parse_tess_name(path.stem)
+        if parsed is None:
+            skipped.append(_relpath(path, root))
+            continue
+        speaker, word, label = parsed
+        records.append(
+            Record(
+                path=str(path),
+                corpus="tess",
+                speaker=f"tess:{speaker}",
+                label=label,
+                gender="female",
+                utterance=word,
+                relpath=_relpath(path, root),
+            )
+        )
+    _warn_skipped("TESS", root, skipped)
+    return records
+
+
+def _read_crema_d_genders(root):
+    """Returns `{actor id: "male" | "female"}` from `VideoDemographics.csv` in `root` or its parent."""
+    for folder in (root, root.parent):
+        path = folder / "VideoDemographics.csv"
+        if path.is_file():
+            # utf-8-sig: the file is sometimes saved with a byte-order mark before "ActorID".
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f))
+            genders = {}
+            for row in rows:
+                actor = (row.get("ActorID") or "").strip()
+                sex = (row.get("Sex") or "").strip().lower()
+                if actor and sex in ("male", "female"):
+                    genders[actor] = sex
+            return genders
+    logger.warning("CREMA-D: no VideoDemographics.csv in %s or its parent; gender is unknown", root)
+    return {}
+
+
+def read_crema_d(root):
+    """Reads CREMA-D from `root/AudioWAV/` or, when there is no such folder, from `root` itself.
+
+    Only that one folder is read, because the full CREMA-D repository also holds the same clips
+    as MP3 under `AudioMP3/`, which would count every clip twice.
+
+    Args:
+        root (`str` or `os.PathLike`): the CREMA-D folder.
+
+    Returns:
+        `list[Record]`: one record per clip; the utterance is the sentence code (e.g. `"DFA"`), the
+        gender comes from `VideoDemographics.csv` (in `root` or its parent), else `None`.
+    """
+    root = _check_folder(root, "CREMA-D")
+    audio_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() == "audiowav"]
+    audio_dir = audio_dirs[0] if audio_dirs else root
+    genders = _read_crema_d_genders(root)
+    records, skipped = [], []
+    for path in _audio_files(audio_dir, recursive=False):
+        match = _CREMA_D_NAME.match(path.stem)
+        label = _CREMA_D_EMOTIONS.get(match.group(3).upper()) if match else None
+        if label is None:
+            skipped.append(_relpath(path, root))
+            continue
+        actor, sentence = match.group(1), match.group(2).upper()
+        records.append(
+            Record(
+                path=str(path),
+                corpus="crema-d",
+                speaker=f"crema-d:{actor}",
+                label=label,
+                gender=genders.get(actor),
+                utterance=sentence,
+                relpath=_relpath(path, root),
+            )
+        )
+    _warn_skipped("CREMA-D", root, skipped)
+    return records
+
+
+def _parse_savee_name(path):
+    """Returns `(speaker, code, number)` for a SAVEE file, flat or nested, or `None`."""
+    match = _SAVEE_FLAT_NAME.match(path.stem)
+    if match is not None:
+        return match.group(1).upper(), match.group(2).lower(), match.group(3)
+    match = _SAVEE_NESTED_NAME.match(path.stem)
+    if match is not None and _SAVEE_SPEAKER_FOLDER.match(path.parent.name):
+        return path.parent.name.upper(), match.group(1).lower(), match.group(2)
+    return None
+
+
+def read_savee(root):
+    """Reads SAVEE, flat (`DC_a01.wav`) or nested (`AudioData/DC/a01.wav`).
+
+    Args:
+        root (`str` or `os.PathLike`): the SAVEE folder.
+
+    Returns:
+        `list[Record]`: one record per clip; all four speakers are male. The utterance is the
+        sentence number: SAVEE's three common sentences share their number across emotions, so
+        grouping by number keeps them together (it also groups some unrelated sentences, which
+        only makes a sentence-held-out split stricter).
+    """
+    root = _check_folder(root, "SAVEE")
+    records, skipped = [], []
+    for path in _audio_files(root):
+        parsed = _parse_savee_name(path)
+        label = _SAVEE_EMOTIONS.get(parsed[1]) if parsed else None
+        if label is None:
+            skipped.append(_relpath(path, root))
+            continue
+        speaker, _, number = parsed
+        records.append(
+            Record(
+                path=str(path),
+                corpus="savee",
+                speaker=f"savee:{speaker}",
+                label=label,
+                gender="male",
+                utterance=number,
+                relpath=_relpath(path, root),
+            )
+        )
+    _warn_skipped("SAVEE", root, skipped)
+    return records
+
+
+def _normalize_gender(value, where):
+    key = (value or "").strip().lower()
+    if not key:
+        return None
+    if key in ("m", "male", "man"):
+        return "male"
+    if key in ("f", "female", "woman"):
+        return "female"
+    raise ValueError(f"{where}: gender must be male, female or empty, got {value!r}")
+
+
+def read_manifest(csv_path):
+    """Reads a user manifest: a CSV with a header row `path,label[,speaker[,gender[,utterance]]]`.
+
+    Without a `speaker` column every file becomes its own speaker (`"manifest:<file stem>"`), so no
+    split can keep a speaker's clips together: results are then not speaker-independent. Give
+    speakers whenever they are known.
+
+    Args:
+        csv_path (`str` or `os.PathLike`): the manifest. Relative paths in it are resolved against
+            the manifest's folder.
+
+    Returns:
+        `list[Record]`: one record per row, in file order, with `corpus="manifest"`.
+
+    Raises:
+        `ValueError`: naming the line and value, for a missing column, an unknown label (synonyms
+        such as calm, fearful or surprised are accepted), a missing or non-audio file, or a bad
+        gender.
+    """
+    csv_path = Path(csv_path).resolve()
+    if not csv_path.is_file():
+        raise ValueError(f"manifest {str(csv_path)!r} does not exist")
+    base = csv_path.parent
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        missing = [c for c in ("path", "label") if c not in columns]
+        if missing:
+            raise ValueError(f"manifest {csv_path.name} needs a header with path and label, got {columns}")
+        rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    if not any(row.get("speaker") for row in rows):
+        logger.warning(
+            "manifest %s gives no speakers: each file is its own speaker, so splits cannot be "
+            "speaker-independent; add a speaker column",
+            csv_path.name,
+        )
+    records = []
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        if not any(row.values()):
+            continue
+        where = f"manifest {csv_path.name} line {line}"
+        label = normalize_label(row["label"])
+        if label is None:
+            raise ValueError(f"{where}: label {row['label']!r} is not one of {', '.join(LABELS)} or a known synonym")
+        if not row["path"]:
+            raise ValueError(f"{where}: path is empty")
+        path = (base / row["path"]).resolve()
+        if not path.is_file():
+            raise ValueError(f"{where}: file {row['path']!r} does not exist (looked at {str(path)!r})")
+        if not _is_audio(path.name):
+            raise ValueError(f"{where}: file {row['path']!r} does not have an audio extension")
+        speaker = row.get("speaker") or path.stem
+        records.append(
+            Record(
+                path=str(path),
+                corpus="manifest",
+                speaker=f"manifest:{speaker}",
+                label=label,
+                gender=_normalize_gender(row.get("gender"), where),
+                utterance=row.get("utterance") or path.stem,
+                relpath=Path(os.path.relpath(path, base)).as_posix(),
+            )
+        )
+    return records
+
+
+_READERS = {
+    "ravdess": read_ravdess,
+    "tess": read_tess,
+    "crema-d": read_crema_d,
+    "savee": read_savee,
+}
+
+
+def _find_corpus_folders(data_dir):
+    """Returns `{corpus: folder}` for the sub-folders of `data_dir` named after a corpus."""
+    found = {}
+    for entry in sorted(data_dir.iterdir()):
+        if not entry.is_dir():
+            continue
+        for corpus, names in _CORPUS_FOLDERS.items():
+            if entry.name.lower() in names:
+                if corpus in found:
+                    # Two copies would give every clip twice under one key.
+                    raise ValueError(
+                        f"{str(data_dir)!r} holds two {corpus} folders, {found[corpus].name!r} and "
+                        f"{entry.name!r}; keep one"
+                    )
+                found[corpus] = entry
+    return found
+
+
+def discover(data_dir):
+    """Reads every corpus found in `data_dir`.
+
+    Sub-folders are recognised by their conventional names, case-insensitively: `ravdess`, `tess`,
+    `crema-d` (or `cremad`, `crema_d`) and `savee`; a `manifest.csv` in `data_dir` is read too.
+    Absent corpora are simply left out.
+
+    Args:
+        data_dir (`str` or `os.PathLike`): the folder holding the corpora.
+
+    Returns:
+        `list[Record]`: all records, sorted by path so that every run sees the same order.
+
+    Raises:
+        `ValueError`: when `data_dir` does not exist or holds no corpus folder, manifest or clip.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ValueError(f"data directory {str(data_dir)!r} does not exist")
+    data_dir = data_dir.resolve()
+    folders = _find_corpus_folders(data_dir)
+    manifest = data_dir / MANIFEST_NAME
+    if not folders and not manifest.is_file():
+        raise ValueError(
+            f"found no corpus in {str(data_dir)!r}: expected a ravdess, tess, crema-d or savee "
+            f"folder or a {MANIFEST_NAME}"
+        )
+    records = []
+    for corpus, folder in folders.items():
+        records.extend(_READERS[corpus](folder))
+    if manifest.is_file():
+        records.extend(read_manifest(manifest))
+    if not records:
+        raise ValueError(f"found no audio clips in the corpus folders of {str(data_dir)!r}")
+    return sorted(records, key=lambda r: r.path)
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "LABELS",
+    "LABEL_SYNONYMS",
+    "Record",
+    "discover",
+    "normalize_label",
+    "read_crema_d",
+    "read_manifest",
+    "read_ravdess",
+    "read_savee",
+    "read_tess",
+]

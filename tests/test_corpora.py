@@ -1,0 +1,324 @@
+"""Tests for the corpus readers, on tiny synthetic layouts named like each corpus and on the real data."""
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_model.corpora import (
+    LABELS,
+    Record,
+    discover,
+    normalize_label,
+    read_crema_d,
+    read_manifest,
+    read_ravdess,
+    read_savee,
+    read_tess,
+)
+
+
+DATA_DIR = Path(os.environ.get("SER_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+def write_clip(path):
+    """Writes 0.1 s of noise; soundfile picks WAV, FLAC or Ogg Vorbis from the extension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(0).uniform(-0.1, 0.1, 1600).astype(np.float32)
+    sf.write(path, noise, 16000)
+    return path
+
+
+def write_bytes(path, data=b"not audio"):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def by_name(records):
+    return {Path(r.path).name: r for r in records}
+
+
+def make_ravdess(root):
+    write_clip(root / "Actor_01" / "03-01-01-01-01-01-01.wav")  # neutral
+    write_clip(root / "Actor_01" / "03-01-02-01-02-01-01.wav")  # calm -> neutral
+    write_clip(root / "Actor_01" / "03-02-03-01-01-01-01.wav")  # song: skipped
+    write_clip(root / "Actor_01" / "03-01-08-02-02-02-01.flac")  # surprise
+    write_clip(root / "Actor_02" / "03-01-05-01-01-01-02.ogg")  # angry
+    write_clip(root / "Actor_02" / "03-01-07-02-02-01-02.wav")  # disgust
+    write_clip(root / "Actor_02" / "03-01-09-01-01-01-02.wav")  # emotion 09 does not exist
+    write_bytes(root / "Actor_02" / "._03-01-01-01-01-01-02.wav")  # macOS resource fork
+    write_bytes(root / "Actor_02" / "notes.txt")
+    write_bytes(root / "Actor_02" / "01-01-01-01-01-01-02.mp4")  # video: not audio
+
+
+def make_tess(root):
+    write_clip(root / "OAF_back_angry.wav")
+    write_clip(root / "OAF_back_ps.wav")
+    write_clip(root / "OA_bite_neutral.wav")
+    write_clip(root / "OAF_Fear" / "OAF_back_fear.wav")
+    write_clip(root / "YAF_pleasant_surprised" / "YAF_dog_ps.flac")
+    write_clip(root / "YAF_pleasant_surprised" / "YAF_dog_pleasant_surprised.wav")
+    write_clip(root / "OAF_Pleasant_surprise" / "OAF_bath_pleasant_surprise.ogg")
+    write_clip(root / "YAF_sad" / "YAF_dog_sad.wav")
+    write_clip(root / "OAF_two_words_angry.wav")  # words have no underscore: skipped
+    write_clip(root / "XYZ_back_angry.wav")  # unknown speaker: skipped
+
+
+def test_normalize_label_accepts_synonyms_and_rejects_unknown():
+    assert normalize_label("Calm") == "neutral"
+    assert normalize_label(" fearful ") == "fear"
+    assert normalize_label("surprised") == "surprise"
+    assert normalize_label("anger") == "angry"
+    assert normalize_label("happiness") == "happy"
+    assert normalize_label("sadness") == "sad"
+    assert normalize_label("disgusted") == "disgust"
+    assert [normalize_label(label) for label in LABELS] == list(LABELS)
+    assert normalize_label("excited") is None
+
+
+def test_read_ravdess(tmp_path, caplog):
+    make_ravdess(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ser_model.corpora"):
+        records = by_name(read_ravdess(tmp_path))
+    assert sorted(records) == [
+        "03-01-01-01-01-01-01.wav",
+        "03-01-02-01-02-01-01.wav",
+        "03-01-05-01-01-01-02.ogg",
+        "03-01-07-02-02-01-02.wav",
+        "03-01-08-02-02-02-01.flac",
+    ]
+    calm = records["03-01-02-01-02-01-01.wav"]
+    assert calm == Record(
+        path=str((tmp_path / "Actor_01" / "03-01-02-01-02-01-01.wav").resolve()),
+        corpus="ravdess",
+        speaker="ravdess:01",
+        label="neutral",
+        gender="male",
+        utterance="02",
+        relpath="Actor_01/03-01-02-01-02-01-01.wav",
+    )
+    angry = records["03-01-05-01-01-01-02.ogg"]
+    assert (angry.label, angry.speaker, angry.gender) == ("angry", "ravdess:02", "female")
+    assert records["03-01-08-02-02-02-01.flac"].label == "surprise"
+    # Exactly one warning, for the one misnamed clip; the song, hidden, text and video files are silent.
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "skipped 1 audio file" in warnings[0] and "03-01-09" in warnings[0]
+
+
+def test_read_tess_flat_and_per_emotion_folders(tmp_path, caplog):
+    make_tess(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ser_model.corpora"):
+        records = by_name(read_tess(tmp_path))
+    expected = {
+        "OAF_back_angry.wav": ("tess:OAF", "back", "angry"),
+        "OAF_back_ps.wav": ("tess:OAF", "back", "surprise"),
+        "OA_bite_neutral.wav": ("tess:OAF", "bite", "neutral"),
+        "OAF_back_fear.wav": ("tess:OAF", "back", "fear"),
+        "YAF_dog_ps.flac": ("tess:YAF", "dog", "surprise"),
+        "YAF_dog_pleasant_surprised.wav": ("tess:YAF", "dog", "surprise"),
+        "OAF_bath_pleasant_surprise.ogg": ("tess:OAF", "bath", "surprise"),
+        "YAF_dog_sad.wav": ("tess:YAF", "dog", "sad"),
+    }
+    assert {name: (r.speaker, r.utterance, r.label) for name, r in records.items()} == expected
+    assert {r.gender for r in records.values()} == {"female"}
+    assert records["YAF_dog_ps.flac"].relpath == "YAF_pleasant_surprised/YAF_dog_ps.flac"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "skipped 2 audio file" in warnings[0]
+
+
+def test_read_crema_d_with_demographics_in_audiowav(tmp_path):
+    (tmp_path / "VideoDemographics.csv").write_text(
+        "\ufeffActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n"
+        "1002,21,Female,Caucasian,Not Hispanic\n"
+    )
+    write_clip(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    write_clip(tmp_path / "AudioWAV" / "1002_IEO_HAP_HI.wav")
+    write_clip(tmp_path / "AudioWAV" / "1003_TIE_SAD_LO.wav")  # not in the demographics
+    write_clip(tmp_path / "AudioWAV" / "1001_DFA_CAL_XX.wav")  # no such emotion: skipped
+    # The full repository also has MP3 copies, which must not count twice.
+    write_bytes(tmp_path / "AudioMP3" / "1001_DFA_ANG_XX.mp3")
+    records = by_name(read_crema_d(tmp_path))
+    assert {name: (r.speaker, r.utterance, r.label, r.gender) for name, r in records.items()} == {
+        "1001_DFA_ANG_XX.wav": ("crema-d:1001", "DFA", "angry", "male"),
+        "1002_IEO_HAP_HI.wav": ("crema-d:1002", "IEO", "happy", "female"),
+        "1003_TIE_SAD_LO.wav": ("crema-d:1003", "TIE", "sad", None),
+    }
+    assert records["1001_DFA_ANG_XX.wav"].relpath == "AudioWAV/1001_DFA_ANG_XX.wav"
+
+
+def test_read_crema_d_flat_without_demographics(tmp_path, caplog):
+    for name in ("1001_DFA_DIS_XX.wav", "1001_DFA_FEA_XX.wav", "1091_WSI_NEU_XX.flac"):
+        write_clip(tmp_path / name)
+    with caplog.at_level(logging.WARNING, logger="ser_model.corpora"):
+        records = read_crema_d(tmp_path)
+    assert [(r.label, r.gender) for r in records] == [("disgust", None), ("fear", None), ("neutral", None)]
+    assert any("VideoDemographics.csv" in r.getMessage() for r in caplog.records)
+
+
+def test_read_crema_d_finds_demographics_in_parent(tmp_path):
+    (tmp_path / "VideoDemographics.csv").write_text("ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,x,y\n")
+    write_clip(tmp_path / "crema-d" / "1001_DFA_ANG_XX.wav")
+    assert read_crema_d(tmp_path / "crema-d")[0].gender == "male"
+
+
+def test_read_savee_flat(tmp_path):
+    for name in ("DC_a01.wav", "DC_sa01.wav", "DC_su02.wav", "JE_n30.wav", "KL_d15.flac", "DC_s03.wav"):
+        write_clip(tmp_path / name)
+    records = by_name(read_savee(tmp_path))
+    assert {name: (r.speaker, r.label, r.utterance) for name, r in records.items()} == {
+        "DC_a01.wav": ("savee:DC", "angry", "01"),
+        "DC_sa01.wav": ("savee:DC", "sad", "01"),
+        "DC_su02.wav": ("savee:DC", "surprise", "02"),
+        "JE_n30.wav": ("savee:JE", "neutral", "30"),
+        "KL_d15.flac": ("savee:KL", "disgust", "15"),
+    }
+    assert {r.gender for r in records.values()} == {"male"}
+
+
+def test_read_savee_nested(tmp_path):
+    write_clip(tmp_path / "AudioData" / "DC" / "a01.wav")
+    write_clip(tmp_path / "AudioData" / "JK" / "sa03.wav")
+    write_clip(tmp_path / "AudioData" / "KL" / "su15.ogg")
+    write_clip(tmp_path / "AudioData" / "JE" / "f02.wav")
+    write_clip(tmp_path / "AudioData" / "JE" / "h07.wav")
+    write_clip(tmp_path / "AudioData" / "JE" / "s07.wav")  # neither sa nor su: skipped
+    records = by_name(read_savee(tmp_path))
+    assert {r.relpath: (r.speaker, r.label) for r in records.values()} == {
+        "AudioData/DC/a01.wav": ("savee:DC", "angry"),
+        "AudioData/JK/sa03.wav": ("savee:JK", "sad"),
+        "AudioData/KL/su15.ogg": ("savee:KL", "surprise"),
+        "AudioData/JE/f02.wav": ("savee:JE", "fear"),
+        "AudioData/JE/h07.wav": ("savee:JE", "happy"),
+    }
+
+
+def test_read_manifest_resolves_paths_and_synonyms(tmp_path):
+    write_clip(tmp_path / "clips" / "a.wav")
+    write_clip(tmp_path / "clips" / "b.flac")
+    write_clip(tmp_path / "other" / "c.ogg")
+    absolute = (tmp_path / "other" / "c.ogg").resolve()
+    (tmp_path / "data.csv").write_text(
+        "path,label,speaker,gender\n"
+        "clips/a.wav,Calm,spk1,F\n"
+        "clips/b.flac,fearful,spk2,male\n"
+        f"{absolute},surprised,,\n"
+    )
+    records = read_manifest(tmp_path / "data.csv")
+    assert [(r.label, r.speaker, r.gender, r.relpath) for r in records] == [
+        ("neutral", "manifest:spk1", "female", "clips/a.wav"),
+        ("fear", "manifest:spk2", "male", "clips/b.flac"),
+        ("surprise", "manifest:c", None, "other/c.ogg"),
+    ]
+    assert records[0].path == str((tmp_path / "clips" / "a.wav").resolve())
+    assert {r.corpus for r in records} == {"manifest"}
+
+
+def test_read_manifest_without_speakers_warns_and_uses_file_stems(tmp_path, caplog):
+    write_clip(tmp_path / "x.wav")
+    (tmp_path / "m.csv").write_text("path,label\nx.wav,sadness\n")
+    with caplog.at_level(logging.WARNING, logger="ser_model.corpora"):
+        records = read_manifest(tmp_path / "m.csv")
+    assert (records[0].speaker, records[0].label, records[0].utterance) == ("manifest:x", "sad", "x")
+    assert any("speaker-independent" in r.getMessage() for r in caplog.records)
+
+
+def test_read_manifest_bad_label_names_the_row(tmp_path):
+    write_clip(tmp_path / "a.wav")
+    (tmp_path / "m.csv").write_text("path,label\na.wav,angry\na.wav,excited\n")
+    with pytest.raises(ValueError, match=r"line 3: label 'excited'"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_read_manifest_missing_file_names_the_row(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label\nnowhere.wav,angry\n")
+    with pytest.raises(ValueError, match=r"line 2: file 'nowhere.wav' does not exist"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_read_manifest_needs_path_and_label_columns(tmp_path):
+    (tmp_path / "m.csv").write_text("file,emotion\na.wav,angry\n")
+    with pytest.raises(ValueError, match="path and label"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_readers_reject_a_missing_folder(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        read_ravdess(tmp_path / "absent")
+
+
+def test_discover_reads_every_corpus_present(tmp_path):
+    make_ravdess(tmp_path / "RAVDESS")
+    make_tess(tmp_path / "tess")
+    write_clip(tmp_path / "Crema_D" / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    write_clip(tmp_path / "SAVEE" / "DC_su01.wav")
+    write_clip(tmp_path / "mine" / "hello.wav")
+    (tmp_path / "manifest.csv").write_text("path,label,speaker\nmine/hello.wav,happy,me\n")
+    write_clip(tmp_path / "unrelated" / "OAF_back_angry.wav")  # not a corpus folder: ignored
+    records = discover(tmp_path)
+    assert Counter(r.corpus for r in records) == {"ravdess": 5, "tess": 8, "crema-d": 1, "savee": 1, "manifest": 1}
+    assert [r.path for r in records] == sorted(r.path for r in records)
+    assert discover(tmp_path) == records
+
+
+def test_discover_with_some_corpora_missing(tmp_path):
+    make_tess(tmp_path / "TESS")
+    assert {r.corpus for r in discover(tmp_path)} == {"tess"}
+
+
+def test_discover_raises_when_nothing_is_found(tmp_path):
+    with pytest.raises(ValueError, match="found no corpus"):
+        discover(tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        discover(tmp_path / "absent")
+    (tmp_path / "ravdess").mkdir()
+    with pytest.raises(ValueError, match="found no audio clips"):
+        discover(tmp_path)
+
+
+def test_discover_rejects_two_copies_of_a_corpus(tmp_path):
+    write_clip(tmp_path / "crema-d" / "1001_DFA_ANG_XX.wav")
+    write_clip(tmp_path / "cremad" / "1001_DFA_ANG_XX.wav")
+    with pytest.raises(ValueError, match="two crema-d folders"):
+        discover(tmp_path)
+
+
+real_data = pytest.mark.skipif(
+    not (DATA_DIR / "ravdess").is_dir() or not (DATA_DIR / "tess").is_dir(),
+    reason=f"real corpora not found in {DATA_DIR} (set SER_DATA_DIR to the folder holding ravdess/ and tess/)",
+)
+
+
+@real_data
+def test_real_ravdess():
+    records = read_ravdess(DATA_DIR / "ravdess")
+    assert len(records) == 1200
+    assert len({r.speaker for r in records}) == 20
+    counts = Counter(r.label for r in records)
+    assert set(counts) == set(LABELS)
+    # Calm (8 clips per actor) is merged into neutral (4 per actor: no strong intensity), so neutral
+    # has 240 clips, 1.5 times the 160 of every other emotion.
+    assert counts["neutral"] == 240
+    assert {counts[label] for label in LABELS if label != "neutral"} == {160}
+    assert Counter(r.gender for r in records) == {"male": 600, "female": 600}
+
+
+@real_data
+def test_real_tess():
+    records = read_tess(DATA_DIR / "tess")
+    assert len(records) == 1400
+    assert Counter(r.label for r in records) == {label: 200 for label in LABELS}
+    assert {r.speaker for r in records} == {"tess:OAF"}
+    assert len({r.utterance for r in records}) == 200
+
+
+@real_data
+def test_real_discover():
+    records = discover(DATA_DIR)
+    assert Counter(r.corpus for r in records) == {"ravdess": 1200, "tess": 1400}
