@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .audio_io import AUDIO_EXTENSIONS
+
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,6 @@ LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 # Every container soundfile or FFmpeg can decode; which of them actually decode is the audio
 # I/O layer's concern, here the extension only tells audio from notes, CSVs and videos.
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".m4a", ".webm"}
 
 # Spellings seen in corpus documentation and user manifests, mapped onto LABELS.
 LABEL_SYNONYMS = {

@@ -1,0 +1,415 @@
+"""Reading audio files and arrays into float32 mono waveforms at a fixed sampling rate.
+
+soundfile (libsndfile, bundled in its wheel) decodes WAV, AIFF, FLAC, Ogg Vorbis/Opus and MP3 with
+no system packages and detects the format from the file's content, so a misnamed file still loads.
+Everything else (m4a/AAC, webm, ...) goes through the `ffmpeg` binary when it is installed.
+Resampling uses soxr: `torchaudio.functional.resample` takes about a second per clip for awkward
+rate pairs such as TESS's 24,414 Hz, soxr about 5 ms (see /work/shared/NOTES.md).
+
+Every failure is an `AudioError` whose message is one sentence naming the file by its base name.
+"""
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "FFMPEG_EXTENSIONS",
+    "AudioError",
+    "audio_duration",
+    "check_duration",
+    "format_duration",
+    "load_audio",
+    "stream_audio",
+    "to_mono_16k",
+    "validate_waveform",
+]
+
+# Container/codec extensions that libsndfile cannot decode; for these, a missing FFmpeg is
+# the reason a file fails, rather than the file being corrupt.
+FFMPEG_EXTENSIONS = frozenset(
+    {".m4a", ".m4b", ".aac", ".mp4", ".mov", ".3gp", ".3g2", ".webm", ".mkv", ".mka", ".wma",
+     ".asf", ".amr", ".ac3", ".ape", ".wv"}
+)
+
+# Every extension a folder search treats as audio: what libsndfile decodes, plus the above.
+AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
+                             | FFMPEG_EXTENSIONS)
+
+# Peak absolute amplitude under which audio counts as silent: 1e-4 is -80 dBFS, about three
+# steps of 16-bit PCM, so dither or a noise floor of a few LSB still counts as silence.
+SILENCE_PEAK = 1e-4
+
+_FFMPEG_INSTALL_HINT = "apt-get install ffmpeg"
+
+
+class AudioError(ValueError):
+    """Bad or unreadable audio; `str(err)` is one sentence a person understands."""
+
+
+def load_audio(path, sampling_rate=16000, max_seconds=None, min_seconds=0.25) -> np.ndarray:
+    """
+    Reads a whole audio file as a validated float32 mono waveform.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The audio file; any format soundfile reads, or any format FFmpeg reads when installed.
+        sampling_rate (`int`, *optional*, defaults to 16000):
+            Sampling rate of the returned waveform, in Hz.
+        max_seconds (`float`, *optional*):
+            Longest accepted duration. Checked from the header before decoding when the format
+            records it, so a multi-hour file is refused at once. No limit when `None`.
+        min_seconds (`float`, *optional*, defaults to 0.25):
+            Shortest accepted duration.
+
+    Returns:
+        `np.ndarray` of shape `(num_samples,)`, float32, contiguous.
+
+    Raises:
+        `AudioError`: the file is missing, unreadable, too long, too short, silent or not finite.
+    """
+    path = _checked_path(path)
+    sample_limit = None
+    if max_seconds is not None:
+        header_seconds = _header_duration(path)
+        if header_seconds is None:
+            # Formats without a duration in the header are bounded while decoding instead.
+            sample_limit = max_seconds * sampling_rate
+        else:
+            check_duration(header_seconds, max_seconds=max_seconds, subject=f"'{path.name}'")
+    blocks, num_samples = [], 0
+    for block in stream_audio(path, sampling_rate):
+        num_samples += len(block)
+        if sample_limit is not None and num_samples > sample_limit:
+            raise AudioError(f"'{path.name}' is longer than the limit of {format_duration(max_seconds)}.")
+        blocks.append(block)
+    waveform = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    return _validate(waveform, sampling_rate, min_seconds, subject=f"The audio in '{path.name}'")
+
+
+def stream_audio(path, sampling_rate=16000, block_seconds=30.0) -> Iterator[np.ndarray]:
+    """
+    Decodes an audio file block by block, so memory stays bounded whatever the file's length.
+
+    Decoding, downmixing and resampling are all incremental; the concatenated blocks match
+    `load_audio` (without its duration and silence checks, which are the caller's job here).
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The audio file.
+        sampling_rate (`int`, *optional*, defaults to 16000):
+            Sampling rate of the yielded blocks, in Hz.
+        block_seconds (`float`, *optional*, defaults to 30.0):
+            Length of each block; every block has `round(block_seconds * sampling_rate)`
+            samples except the last, which is shorter.
+
+    Returns:
+        `Iterator[np.ndarray]` of blocks of shape `(block_samples,)`, float32, contiguous.
+
+    Raises:
+        `AudioError`: the file is missing, unreadable, or contains NaN or infinite samples.
+    """
+    if block_seconds <= 0:
+        raise ValueError(f"block_seconds must be positive, got {block_seconds}")
+    # A plain function returning a generator, so a bad path fails here, not at the first block.
+    path = _checked_path(path)
+    block_samples = max(1, round(block_seconds * sampling_rate))
+    sound = _open_soundfile(path)
+    if sound is None:
+        chunks = _ffmpeg_chunks(_require_ffmpeg(path), path, sampling_rate, block_samples)
+    else:
+        chunks = _soundfile_chunks(sound, path, sampling_rate, block_samples)
+    return _finite_blocks(_reblock(chunks, block_samples), path)
+
+
+def audio_duration(path) -> float:
+    """
+    Duration of an audio file in seconds, read from the header where the format records it.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The audio file.
+
+    Returns:
+        `float`: the duration in seconds. Files whose header gives none are decoded to count.
+
+    Raises:
+        `AudioError`: the file is missing or unreadable.
+    """
+    path = _checked_path(path)
+    seconds = _header_duration(path)
+    if seconds is None:
+        counting_rate = 16000
+        chunks = _ffmpeg_chunks(_require_ffmpeg(path), path, counting_rate, counting_rate)
+        num_samples = sum(len(chunk) for chunk in chunks)
+        seconds = num_samples / counting_rate
+    return seconds
+
+
+def to_mono_16k(samples: np.ndarray, orig_sampling_rate: int, sampling_rate=16000) -> np.ndarray:
+    """
+    Converts an in-memory array (e.g. Gradio's `(rate, int16 array)`) to a float32 mono waveform.
+
+    Args:
+        samples (`np.ndarray` of shape `(num_samples,)` or `(num_samples, num_channels)`):
+            Integer PCM (scaled to [-1, 1]) or floating-point samples, channels last.
+        orig_sampling_rate (`int`):
+            Sampling rate of `samples`, in Hz.
+        sampling_rate (`int`, *optional*, defaults to 16000):
+            Sampling rate of the returned waveform, in Hz.
+
+    Returns:
+        `np.ndarray` of shape `(num_samples_out,)`, float32, contiguous; channels are averaged.
+
+    Raises:
+        `AudioError`: the array has an unsupported dtype or shape, or a rate is not positive.
+    """
+    if not orig_sampling_rate > 0 or not sampling_rate > 0:
+        raise AudioError(
+            f"Sampling rates must be positive, got {orig_sampling_rate} Hz and {sampling_rate} Hz."
+        )
+    samples = np.asarray(samples)
+    if samples.ndim not in (1, 2):
+        raise AudioError(
+            f"Audio must be shaped (samples,) or (samples, channels), got shape {samples.shape}."
+        )
+    waveform = _downmix(_to_float32(samples))
+    if orig_sampling_rate != sampling_rate:
+        waveform = soxr.resample(waveform, orig_sampling_rate, sampling_rate, quality="HQ")
+    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+def validate_waveform(waveform: np.ndarray, sampling_rate: int, min_seconds=0.25) -> np.ndarray:
+    """
+    Checks that a mono waveform is usable: not empty, finite, long enough and not silent.
+
+    Args:
+        waveform (`np.ndarray` of shape `(num_samples,)`):
+            Mono samples in [-1, 1].
+        sampling_rate (`int`):
+            Sampling rate of `waveform`, in Hz.
+        min_seconds (`float`, *optional*, defaults to 0.25):
+            Shortest accepted duration.
+
+    Returns:
+        `np.ndarray`: `waveform`, unchanged.
+
+    Raises:
+        `AudioError`: one sentence saying which check failed.
+    """
+    return _validate(np.asarray(waveform), sampling_rate, min_seconds, subject="The audio")
+
+
+def check_duration(seconds, min_seconds=0.0, max_seconds=None, subject="The audio") -> None:
+    """
+    Raises `AudioError` when a duration is outside the accepted range.
+
+    Args:
+        seconds (`float`): the duration to check.
+        min_seconds (`float`, *optional*, defaults to 0.0): shortest accepted duration.
+        max_seconds (`float`, *optional*): longest accepted duration; no limit when `None`.
+        subject (`str`, *optional*, defaults to `"The audio"`): how the sentence names the audio.
+    """
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioError(
+            f"{subject} lasts {format_duration(seconds)}, longer than the limit of {format_duration(max_seconds)}."
+        )
+    if seconds < min_seconds:
+        raise AudioError(f"{subject} is too short: {seconds:.3f} s, while the minimum is {min_seconds:g} s.")
+
+
+def format_duration(seconds) -> str:
+    """'2 h 05 min', '12 min 03 s' or '4.2 s': a duration as a person reads it."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{seconds:.1f} s"
+
+
+def _validate(waveform, sampling_rate, min_seconds, subject):
+    """`validate_waveform` with the sentences starting with `subject` (e.g. naming the file)."""
+    if waveform.ndim != 1:
+        raise AudioError(f"{subject} must be a mono 1-D waveform, got shape {waveform.shape}.")
+    if waveform.size == 0:
+        raise AudioError(f"{subject} is empty: it contains no samples.")
+    if not np.isfinite(waveform).all():
+        raise AudioError(f"{subject} contains NaN or infinite sample values.")
+    check_duration(waveform.size / sampling_rate, min_seconds, subject=subject)
+    if np.abs(waveform).max() < SILENCE_PEAK:
+        raise AudioError(f"{subject} is silent: its loudest sample is below -80 dBFS.")
+    return waveform
+
+
+def _checked_path(path) -> Path:
+    """Refuses paths that cannot be an audio file, before any decoder sees them."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"File not found: '{path.name}'.")
+    if path.is_dir():
+        raise AudioError(f"Cannot read '{path.name}': it is a directory, not an audio file.")
+    if not path.is_file():
+        raise AudioError(f"Cannot read '{path.name}': it is not a regular file.")
+    if path.stat().st_size == 0:
+        raise AudioError(f"Cannot read '{path.name}': the file is empty (0 bytes).")
+    return path
+
+
+def _corrupt_error(path) -> AudioError:
+    return AudioError(
+        f"Cannot read '{path.name}': it is not a supported audio file or it is corrupt."
+    )
+
+
+def _open_soundfile(path) -> Optional[sf.SoundFile]:
+    """Opens `path` with libsndfile, or returns `None` when libsndfile does not know the format."""
+    try:
+        return sf.SoundFile(path)
+    except sf.SoundFileError:
+        return None
+
+
+def _header_duration(path) -> Optional[float]:
+    """Duration recorded in the file's header, or `None` where neither decoder can tell cheaply."""
+    sound = _open_soundfile(path)
+    if sound is not None:
+        with sound:
+            # libsndfile clamps a truncated WAV's frame count to the data actually present.
+            return sound.frames / sound.samplerate
+    return _ffprobe_duration(path)
+
+
+def _soundfile_chunks(sound, path, sampling_rate, block_samples) -> Iterator[np.ndarray]:
+    """Reads, downmixes and resamples with libsndfile + soxr, one block at a time."""
+    with sound:
+        read_frames = max(1, round(block_samples * sound.samplerate / sampling_rate))
+        resampler = None
+        if sound.samplerate != sampling_rate:
+            resampler = soxr.ResampleStream(
+                sound.samplerate, sampling_rate, num_channels=1, dtype="float32", quality="HQ"
+            )
+        while True:
+            try:
+                frames = sound.read(read_frames, dtype="float32", always_2d=True)
+            except sf.SoundFileError as error:
+                raise _corrupt_error(path) from error
+            is_last = len(frames) < read_frames
+            mono = _downmix(frames)
+            if resampler is not None:
+                # The stream keeps filter state across blocks, so boundaries leave no seams.
+                mono = resampler.resample_chunk(mono, last=is_last)
+            yield mono
+            if is_last:
+                return
+
+
+def _ffmpeg_executable(tool="ffmpeg") -> Optional[str]:
+    """Looked up at each use, so installing FFmpeg needs no restart (and tests can hide it)."""
+    return shutil.which(tool)
+
+
+def _ffmpeg_input(path) -> str:
+    # The `file:` protocol stops FFmpeg from reading a name such as `pipe:0` or `http://...`
+    # as anything but a local file.
+    return f"file:{path.resolve()}"
+
+
+def _require_ffmpeg(path) -> str:
+    """The FFmpeg executable, or the error explaining why `path` cannot be decoded without it."""
+    ffmpeg = _ffmpeg_executable()
+    if ffmpeg is not None:
+        return ffmpeg
+    if path.suffix.lower() in FFMPEG_EXTENSIONS:
+        raise AudioError(
+            f"Cannot decode '{path.name}': this format needs FFmpeg, which is not installed "
+            f"({_FFMPEG_INSTALL_HINT})."
+        )
+    raise _corrupt_error(path)
+
+
+def _ffmpeg_chunks(ffmpeg, path, sampling_rate, block_samples) -> Iterator[np.ndarray]:
+    """Decodes through an FFmpeg pipe to float32 mono at `sampling_rate` (FFmpeg's own downmix)."""
+    command = [ffmpeg, "-nostdin", "-v", "error", "-i", _ffmpeg_input(path), "-map", "0:a:0",
+               "-f", "f32le", "-ac", "1", "-ar", str(sampling_rate), "-"]
+    # FFmpeg's messages go to a file rather than a pipe, which could fill up and stall it.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
+        try:
+            while chunk := process.stdout.read(4 * block_samples):
+                # A partial trailing float is dropped; FFmpeg only writes one when killed.
+                yield np.frombuffer(chunk[: len(chunk) // 4 * 4], dtype="<f4").astype(np.float32)
+            if process.wait() != 0:
+                log.seek(0)
+                details = log.read().decode(errors="replace").strip()
+                raise _corrupt_error(path) from RuntimeError(f"ffmpeg failed: {details}")
+        finally:
+            # Reached early when the caller stops iterating: do not leave FFmpeg running.
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            process.stdout.close()
+
+
+def _ffprobe_duration(path) -> Optional[float]:
+    """Container duration from ffprobe, or `None` when ffprobe is absent or the file has none."""
+    ffprobe = _ffmpeg_executable("ffprobe")
+    if ffprobe is None:
+        return None
+    command = [ffprobe, "-v", "error", "-show_entries", "format=duration",
+               "-of", "default=noprint_wrappers=1:nokey=1", _ffmpeg_input(path)]
+    result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    try:
+        return float(result.stdout.strip())
+    except ValueError:
+        return None
+
+
+def _reblock(chunks, block_samples) -> Iterator[np.ndarray]:
+    """Regroups variable-size chunks into blocks of exactly `block_samples`, the last shorter."""
+    pending = np.zeros(0, dtype=np.float32)
+    for chunk in chunks:
+        pending = np.concatenate([pending, chunk])
+        while len(pending) >= block_samples:
+            yield pending[:block_samples]
+            pending = pending[block_samples:]
+    if len(pending):
+        yield pending
+
+
+def _finite_blocks(blocks, path) -> Iterator[np.ndarray]:
+    """Stops a stream at the first block with NaN or infinite samples (e.g. a broken float WAV)."""
+    for block in blocks:
+        if not np.isfinite(block).all():
+            raise AudioError(f"The audio in '{path.name}' contains NaN or infinite sample values.")
+        yield block
+
+
+def _to_float32(samples) -> np.ndarray:
+    """Casts to float32, scaling integer PCM to [-1, 1] (unsigned PCM centred on its midpoint)."""
+    kind = samples.dtype.kind
+    if kind == "f":
+        return samples.astype(np.float32, copy=False)
+    if kind in "iu":
+        half_range = float(2 ** (8 * samples.dtype.itemsize - 1))
+        scaled = samples.astype(np.float32)
+        if kind == "u":
+            scaled -= np.float32(half_range)
+        return scaled / np.float32(half_range)
+    raise AudioError(
+        f"Audio samples must be integer PCM or floating point, got dtype {samples.dtype}."
+    )
+
+
+def _downmix(samples) -> np.ndarray:
+    """Averages the channels of a `(num_samples, num_channels)` array; 1-D input is already mono."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(samples, dtype=np.float32)
