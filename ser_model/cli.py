@@ -1,0 +1,152 @@
+"""Command line: `python -m ser_model predict PATH...` and the project's other commands.
+
+Every command turns expected failures (bad audio, missing files, bad arguments) into one sentence
+on stderr and a non-zero exit status; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .audio_io import AUDIO_EXTENSIONS, AudioError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ser_model", description="Speech emotion recognition.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_predict_parser(commands)
+    # Imported here, not at the top, so that `import ser_model.cli` stays light.
+    from . import evaluation, export, training
+
+    training.add_parser(commands)
+    evaluation.add_parser(commands)
+    export.add_parser(commands)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (AudioError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def add_predict_parser(commands) -> None:
+    predict = commands.add_parser(
+        "predict", help="classify the emotion of audio files",
+        description="Classify the emotion in audio files and folders (searched recursively). Audio longer than "
+                    "one model window is cut into overlapping windows; --timeline shows each one.",
+    )
+    predict.add_argument("paths", nargs="+", help="audio files or folders")
+    predict.add_argument("--model", default=None,
+                         help="model folder or Hub id (default: $SER_MODEL, else the bundled model/)")
+    predict.add_argument("--revision", default=None, help="Hub revision to pin (default: $SER_MODEL_REVISION)")
+    predict.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
+    predict.add_argument("--timeline", action="store_true", help="also print the per-window predictions")
+    predict.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
+    predict.add_argument("--max-seconds", type=float, default=None, help="refuse files longer than this")
+    predict.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
+    predict.set_defaults(run=run_predict)
+
+
+def expand_paths(paths: Sequence[str]) -> list[Path]:
+    """Files as given, and the audio files inside folders (recursively, sorted); a path that does not
+    exist is kept so that it is reported as that file's error."""
+    files = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                print(f"warning: no audio files in folder {raw}", file=sys.stderr)
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .inference import EmotionRecognizer, model_source
+
+    files = expand_paths(args.paths)
+    if not files:
+        raise ValueError("no audio files to classify")
+    name, revision = model_source()
+    recognizer = EmotionRecognizer.from_pretrained(args.model or name, revision=args.revision or revision,
+                                                   batch_size=args.batch_size)
+    results = []
+    for path in tqdm(files, desc="files", unit="file", disable=len(files) < 2 or None, file=sys.stderr):
+        try:
+            results.append((path, recognizer.predict_file(path, max_seconds=args.max_seconds), None))
+        except (AudioError, OSError) as error:
+            results.append((path, None, str(error)))
+
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        {"table": write_table, "json": write_json, "csv": write_csv}[args.format](
+            results, recognizer.labels, args.timeline, out)
+    finally:
+        if args.output:
+            out.close()
+    failures = sum(error is not None for _, _, error in results)
+    if failures:
+        print(f"{failures} of {len(results)} files failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def write_table(results, labels, timeline, out) -> None:
+    header = f"{'file':<40} {'emotion':<9} " + " ".join(f"{label[:7]:>7}" for label in labels)
+    print(header, file=out)
+    for path, prediction, error in results:
+        name = _shorten(str(path), 40)
+        if error:
+            print(f"{name:<40} error: {error}", file=out)
+            continue
+        print(f"{name:<40} {prediction.label:<9} " + _percentages(prediction.probabilities, labels), file=out)
+        if timeline and len(prediction.windows) > 1:
+            for window in prediction.windows:
+                span = f"  {window.start:8.1f}-{window.end:<8.1f}s"
+                if window.probabilities is None:
+                    print(f"{span:<40} {'(silent)':<9}", file=out)
+                else:
+                    print(f"{span:<40} {window.label:<9} " + _percentages(window.probabilities, labels), file=out)
+
+
+def write_json(results, labels, timeline, out) -> None:
+    records = [
+        {"path": str(path), "error": error} if error else {"path": str(path), **prediction.to_dict(timeline)}
+        for path, prediction, error in results
+    ]
+    json.dump(records, out, indent=2)
+    print(file=out)
+
+
+def write_csv(results, labels, timeline, out) -> None:
+    writer = csv.writer(out)
+    writer.writerow(["path", "start", "end", "label", *labels, "error"])
+    for path, prediction, error in results:
+        if error:
+            writer.writerow([path, "", "", "", *[""] * len(labels), error])
+            continue
+        rows = [(0.0, prediction.duration, prediction.label, prediction.probabilities)]
+        if timeline:
+            rows += [(w.start, w.end, w.label or "silent", w.probabilities) for w in prediction.windows]
+        for start, end, label, probabilities in rows:
+            values = [f"{probabilities[l]:.4f}" for l in labels] if probabilities else [""] * len(labels)
+            writer.writerow([path, f"{start:.2f}", f"{end:.2f}", label, *values, ""])
+
+
+def _percentages(probabilities: dict[str, float], labels: Sequence[str]) -> str:
+    return " ".join(f"{100 * probabilities[label]:6.1f}%" for label in labels)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1):]

@@ -1,0 +1,201 @@
+"""Whole-file and long-audio inference, shared by the CLI, the app and the benchmarks.
+
+Audio up to one window (`config.window_seconds`) gives one decision. Longer audio is cut into
+windows of that length every `config.window_hop_seconds`, the last one aligned to the end so that
+every window is full length; windows are classified in batches and the overall prediction is the
+mean of the probabilities of the windows that are not silent. Files are decoded as a stream and
+windows are classified as they fill, so memory does not grow with the length of the audio.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio_io import AudioError, audio_duration, check_duration, stream_audio, to_mono_16k, validate_waveform
+from .configuration import SERConfig
+from .feature_extractor import SERFeatureExtractor
+from .modeling import SERForAudioClassification
+
+# The bundled model: the default everywhere, so the app and CLI run offline on a fresh clone.
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "model"
+# A window whose peak is below this (about -60 dBFS) holds no speech worth classifying: pauses in
+# long recordings would otherwise pull the overall prediction towards whatever silence looks like.
+SILENT_WINDOW_PEAK = 1e-3
+
+ProgressCallback = Callable[[float, float | None], None]
+"""Called with (seconds processed, total seconds or None when unknown)."""
+
+
+@dataclass
+class WindowPrediction:
+    """One window of the timeline; `probabilities` is None for a silent window."""
+
+    start: float
+    end: float
+    probabilities: dict[str, float] | None
+
+    @property
+    def label(self) -> str | None:
+        return None if self.probabilities is None else max(self.probabilities, key=self.probabilities.get)
+
+
+@dataclass
+class Prediction:
+    """The overall emotion of a clip or file and, for long audio, its per-window timeline."""
+
+    label: str
+    probabilities: dict[str, float]
+    duration: float
+    windows: list[WindowPrediction] = field(default_factory=list)
+
+    def to_dict(self, timeline: bool = True) -> dict:
+        result = {"label": self.label, "probabilities": self.probabilities, "duration": round(self.duration, 3)}
+        if timeline:
+            result["windows"] = [
+                {"start": round(w.start, 3), "end": round(w.end, 3), "label": w.label, "probabilities": w.probabilities}
+                for w in self.windows
+            ]
+        return result
+
+
+def model_source() -> tuple[str, str | None]:
+    """The model to load: `SER_MODEL` (a folder or Hub id) and `SER_MODEL_REVISION`, else the bundled model."""
+    return os.environ.get("SER_MODEL") or str(BUNDLED_MODEL), os.environ.get("SER_MODEL_REVISION") or None
+
+
+class EmotionRecognizer:
+    """Feature extractor + model with the windowing that turns audio of any length into predictions.
+
+    Args:
+        model (`SERForAudioClassification`): the trained model.
+        feature_extractor (`SERFeatureExtractor`): its feature extractor.
+        batch_size (`int`, *optional*, defaults to 16): windows per forward pass on long audio.
+    """
+
+    def __init__(self, model: SERForAudioClassification, feature_extractor: SERFeatureExtractor, batch_size: int = 16):
+        self.model = model.eval()
+        self.feature_extractor = feature_extractor
+        self.config: SERConfig = model.config
+        self.batch_size = batch_size
+        self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
+        self.window = self.config.window_samples
+        self.hop = round(self.config.window_hop_seconds * self.config.sampling_rate)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, revision: str | None = None,
+                        **kwargs) -> "EmotionRecognizer":
+        """Loads a saved model folder or Hub id (default: `model_source()`), on the GPU when there is one."""
+        if name_or_path is None:
+            name_or_path, revision = model_source()
+        model = SERForAudioClassification.from_pretrained(name_or_path, revision=revision)
+        feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
+        if torch.cuda.is_available():
+            model = model.cuda()
+        return cls(model, feature_extractor, **kwargs)
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.config.sampling_rate
+
+    def predict_waveform(self, waveform: np.ndarray, sampling_rate: int,
+                         progress: ProgressCallback | None = None) -> Prediction:
+        """Predicts from samples in memory at any rate, mono or (frames, channels), int or float."""
+        waveform = to_mono_16k(np.asarray(waveform), sampling_rate, self.sampling_rate)
+        validate_waveform(waveform, self.sampling_rate, self.config.min_audio_seconds)
+        return self.predict_stream([waveform], total_seconds=len(waveform) / self.sampling_rate, progress=progress)
+
+    def predict_file(self, path: str | os.PathLike, max_seconds: float | None = None,
+                     progress: ProgressCallback | None = None) -> Prediction:
+        """Predicts from an audio file of any length, decoding it as a stream.
+
+        Args:
+            path (`str`): any format `ser_model.audio_io` reads.
+            max_seconds (`float`, *optional*): refuse longer files (checked from the header before decoding).
+            progress (`ProgressCallback`, *optional*): told how many seconds are done.
+        """
+        total = audio_duration(path)
+        check_duration(total, max_seconds=max_seconds, subject=f"'{Path(path).name}'")
+        return self.predict_stream(stream_audio(path, self.sampling_rate), total_seconds=total, progress=progress)
+
+    def predict_stream(self, blocks: Iterable[np.ndarray], total_seconds: float | None = None,
+                       progress: ProgressCallback | None = None) -> Prediction:
+        """Predicts from consecutive blocks of 16 kHz mono float32 audio (the core of every path)."""
+        sr = self.sampling_rate
+        windows: list[WindowPrediction] = []
+        pending: list[tuple[int, np.ndarray]] = []
+        num_samples = 0
+
+        def flush() -> None:
+            probabilities = self._classify([w for _, w in pending])
+            for (start, w), probs in zip(pending, probabilities):
+                windows.append(WindowPrediction(start / sr, (start + len(w)) / sr, probs))
+            pending.clear()
+            if progress is not None:
+                progress(windows[-1].end, total_seconds)
+
+        for start, window, num_samples in _sliding_windows(blocks, self.window, self.hop):
+            if np.abs(window).max() < SILENT_WINDOW_PEAK:
+                windows.append(WindowPrediction(start / sr, (start + len(window)) / sr, None))
+                continue
+            pending.append((start, window))
+            if len(pending) == self.batch_size:
+                flush()
+        if pending:
+            flush()
+
+        if num_samples == 0:
+            raise AudioError("The audio is empty: it contains no samples.")
+        check_duration(num_samples / sr, self.config.min_audio_seconds)
+        spoken = [w.probabilities for w in windows if w.probabilities is not None]
+        if not spoken:
+            raise AudioError("The audio is silent: no window is louder than -60 dBFS.")
+        windows.sort(key=lambda w: w.start)
+        overall = {label: float(np.mean([p[label] for p in spoken])) for label in self.labels}
+        return Prediction(max(overall, key=overall.get), overall, num_samples / sr, windows)
+
+    @torch.inference_mode()
+    def _classify(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
+        features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, truncation=False,
+                                          return_tensors="pt")
+        device = next(self.model.parameters()).device
+        logits = self.model(**{k: v.to(device) for k, v in features.items()}).logits
+        probabilities = logits.float().softmax(dim=-1).cpu().numpy()
+        return [dict(zip(self.labels, map(float, row))) for row in probabilities]
+
+
+def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Yields (start sample, window samples, samples read so far) over a stream of blocks.
+
+    Windows start every `hop` samples; audio no longer than one window is one window of its own
+    length; otherwise a last window is aligned to the end when the regular ones miss the tail.
+    Only the samples a future window can still need are kept.
+    """
+    buffer = np.zeros(0, dtype=np.float32)
+    buffer_start = 0  # absolute index of buffer[0]
+    next_start = 0
+    covered = 0  # end of the last window yielded
+    total = 0
+    for block in blocks:
+        buffer = np.concatenate([buffer, np.asarray(block, dtype=np.float32)])
+        total += len(block)
+        while next_start + window <= total:
+            offset = next_start - buffer_start
+            yield next_start, buffer[offset:offset + window].copy(), total
+            covered = next_start + window
+            next_start += hop
+        # A future regular window starts at next_start; the end-aligned one at (final total - window).
+        keep_from = max(buffer_start, min(next_start, total - window))
+        buffer = buffer[keep_from - buffer_start:]
+        buffer_start = keep_from
+    if total and covered < total:
+        start = max(0, total - window)
+        yield start, buffer[start - buffer_start:].copy(), total
+
+
+__all__ = ["BUNDLED_MODEL", "EmotionRecognizer", "Prediction", "WindowPrediction", "model_source"]

@@ -1,0 +1,71 @@
+import json
+import os
+import subprocess
+import sys
+
+import soundfile as sf
+
+from ser_model.cli import main
+
+from .conftest import REPO, speechlike
+
+LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+def write_clips(folder):
+    (folder / "nested").mkdir(parents=True)
+    sf.write(folder / "a.wav", speechlike(0.8), 16_000)
+    sf.write(folder / "nested" / "b.flac", speechlike(2.5, 44_100, seed=1), 44_100)
+    (folder / "notes.txt").write_text("not audio, and not picked up from a folder")
+    return folder
+
+
+def test_json_for_a_folder_with_timeline(tiny_model_dir, tmp_path, capsys):
+    clips = write_clips(tmp_path / "clips")
+    assert main(["predict", str(clips), "--model", str(tiny_model_dir), "--format", "json", "--timeline"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [os.path.basename(r["path"]) for r in records] == ["a.wav", "b.flac"]
+    for record in records:
+        assert set(record["probabilities"]) == set(LABELS)
+        assert abs(sum(record["probabilities"].values()) - 1) < 1e-4
+    assert len(records[0]["windows"]) == 1 and len(records[1]["windows"]) > 1  # tiny model: 1 s windows
+
+
+def test_a_bad_file_is_reported_and_does_not_stop_the_batch(tiny_model_dir, tmp_path, capsys):
+    clips = write_clips(tmp_path / "clips")
+    (tmp_path / "broken.wav").write_bytes(os.urandom(2000))
+    code = main(["predict", str(clips / "a.wav"), str(tmp_path / "broken.wav"), str(tmp_path / "missing.wav"),
+                 "--model", str(tiny_model_dir), "--format", "csv"])
+    captured = capsys.readouterr()
+    assert code == 1
+    rows = captured.out.strip().splitlines()
+    assert rows[0].split(",") == ["path", "start", "end", "label", *LABELS, "error"]
+    assert rows[1].split(",")[3] in LABELS
+    assert "not a supported audio file or it is corrupt" in rows[2]
+    assert "File not found" in rows[3]
+    assert "2 of 3 files failed" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_table_output_lists_every_emotion(tiny_model_dir, tmp_path, capsys):
+    clips = write_clips(tmp_path / "clips")
+    assert main(["predict", str(clips / "nested"), "--model", str(tiny_model_dir), "--timeline"]) == 0
+    out = capsys.readouterr().out
+    assert all(label[:7] in out.splitlines()[0] for label in LABELS)
+    assert "b.flac" in out and out.count("%") >= 7 * 2
+
+
+def test_module_entry_point_end_to_end(tiny_model_dir, tmp_path):
+    clips = write_clips(tmp_path / "clips")
+    done = subprocess.run([sys.executable, "-m", "ser_model", "predict", str(clips / "a.wav"), "--model",
+                           str(tiny_model_dir), "--format", "json", "-o", str(tmp_path / "out.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out.json").read_text())[0]["label"] in LABELS
+
+
+def test_no_audio_in_arguments_is_one_sentence(tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), "--model", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "no audio files" in err and "Traceback" not in err

@@ -1,0 +1,107 @@
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_model.audio_io import AudioError
+from ser_model.inference import EmotionRecognizer, _sliding_windows
+
+from .conftest import speechlike
+
+
+@pytest.fixture
+def recognizer(tiny_model_dir):
+    return EmotionRecognizer.from_pretrained(tiny_model_dir, batch_size=8)
+
+
+@pytest.mark.parametrize("total", [5, 10, 11, 25, 26, 100, 103])
+@pytest.mark.parametrize("block", [1, 3, 7, 1000])
+def test_sliding_windows_cover_the_audio_with_full_windows(total, block):
+    window, hop = 10, 5
+    samples = np.arange(total, dtype=np.float32)
+    blocks = [samples[i:i + block] for i in range(0, total, block)]
+    windows = list(_sliding_windows(blocks, window, hop))
+    starts = [start for start, _, _ in windows]
+    for start, values, _ in windows:
+        np.testing.assert_array_equal(values, samples[start:start + len(values)])  # the right samples
+    if total <= window:
+        assert starts == [0] and len(windows[0][1]) == total  # one window of the clip's own length
+    else:
+        assert all(len(values) == window for _, values, _ in windows)
+        assert starts[-1] == total - window  # the tail is covered
+        assert all(b - a <= hop for a, b in zip(starts, starts[1:]))  # no gaps between windows
+    assert windows[-1][2] == total
+
+
+def test_one_window_for_short_audio(recognizer):
+    prediction = recognizer.predict_waveform(speechlike(0.8), 16_000)
+    assert len(prediction.windows) == 1
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert prediction.label == max(prediction.probabilities, key=prediction.probabilities.get)
+
+
+def test_other_rates_and_channels_are_converted(recognizer):
+    stereo_44k = np.stack([speechlike(0.8, 44_100), speechlike(0.8, 44_100, seed=3)], axis=1)
+    prediction = recognizer.predict_waveform((stereo_44k * 32767).astype(np.int16), 44_100)
+    assert prediction.duration == pytest.approx(0.8, abs=0.01)
+
+
+def test_silent_windows_are_marked_and_left_out_of_the_overall_prediction(recognizer):
+    audio = np.concatenate([speechlike(2.0), np.zeros(32_000, np.float32), speechlike(2.0, seed=5)])
+    prediction = recognizer.predict_waveform(audio, 16_000)
+    silent = [w for w in prediction.windows if w.probabilities is None]
+    assert silent and all(2.0 <= w.start and w.end <= 4.0 for w in silent)
+    spoken = [w.probabilities for w in prediction.windows if w.probabilities is not None]
+    expected = {label: np.mean([p[label] for p in spoken]) for label in recognizer.labels}
+    assert prediction.probabilities == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("audio, message", [
+    (np.zeros(16_000, np.float32), "silent"),
+    (speechlike(0.05), "too short"),
+    (np.zeros(0, np.float32), "empty"),
+])
+def test_bad_audio_gives_one_sentence(recognizer, audio, message):
+    with pytest.raises(AudioError, match=message):
+        recognizer.predict_waveform(audio, 16_000)
+
+
+def write_long_file(path, minutes):
+    with sf.SoundFile(path, "w", 16_000, 1, "PCM_16") as out:
+        for i in range(round(minutes * 6)):
+            out.write(speechlike(10.0, seed=i))
+    return path
+
+
+def peak_allocation(recognizer, path, **kwargs):
+    tracemalloc.start()
+    prediction = recognizer.predict_file(path, **kwargs)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return prediction, peak
+
+
+def test_ten_minute_file_streams_in_bounded_memory(recognizer, tmp_path):
+    # A 10-minute file through the long-audio path: every window classified, in order, while
+    # memory stays flat in the length (the decoded audio alone would be 38 MB).
+    seen = []
+    prediction, peak = peak_allocation(recognizer, write_long_file(tmp_path / "long.wav", 10),
+                                       progress=lambda done, total: seen.append((done, total)))
+    _, short_peak = peak_allocation(recognizer, write_long_file(tmp_path / "short.wav", 2))
+
+    window, hop, seconds = recognizer.config.window_seconds, recognizer.config.window_hop_seconds, 600
+    assert len(prediction.windows) == int((seconds - window) / hop) + 1
+    assert prediction.duration == pytest.approx(seconds)
+    assert [w.start for w in prediction.windows] == sorted(w.start for w in prediction.windows)
+    assert prediction.windows[-1].end == pytest.approx(seconds)
+    assert seen[-1] == (pytest.approx(seconds), pytest.approx(seconds))
+    # Five times the audio: only the per-window results (about 1 kB each) may add to the peak.
+    assert peak < short_peak + 2 * 2**20, f"{peak / 2**20:.1f} MiB for 10 min vs {short_peak / 2**20:.1f} for 2 min"
+    assert peak < 38 * 2**20 / 2
+
+
+def test_max_seconds_refuses_before_decoding(recognizer, tmp_path):
+    sf.write(tmp_path / "clip.wav", speechlike(3.0), 16_000)
+    with pytest.raises(AudioError, match="longer than the limit of 2.0 s"):
+        recognizer.predict_file(tmp_path / "clip.wav", max_seconds=2.0)
