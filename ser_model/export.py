@@ -1,0 +1,193 @@
+"""Builds a complete Hugging Face model folder (what ships in `model/` and what gets published).
+
+`python -m ser_model export --model runs/cpu-small/best --report runs/cpu-small/best/evaluation`
+writes weights, `config.json` (with `auto_map`), `preprocessor_config.json`, the remote-code files
+copied from `ser_model/` by `save_pretrained`, the split, a training summary, the evaluation report
+and a model card generated from that report, so the published metrics are always the measured ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .configuration import SERConfig
+from .evaluation import SPEAKER_INDEPENDENT
+from .feature_extractor import SERFeatureExtractor
+from .modeling import SERForAudioClassification
+
+PACKAGE = Path(__file__).resolve().parent
+CODE_FILES = ("configuration.py", "feature_extractor.py", "modeling.py")
+TEMPLATE = PACKAGE / "templates" / "model_card.md"
+DEFAULT_REPO_ID = "your-username/ser-densenet-fusion"
+LICENSE = "cc-by-nc-sa-4.0"  # the most restrictive of the training data's licences (RAVDESS)
+EVALUATION_FILES = ("report.json", "report.md", "confusion_matrix.png")
+
+
+def stale_code_files(folder: str | Path) -> list[str]:
+    """The remote-code files in `folder` that are missing or differ from `ser_model/`."""
+    folder = Path(folder)
+    return [name for name in CODE_FILES
+            if not (folder / name).is_file() or (folder / name).read_bytes() != (PACKAGE / name).read_bytes()]
+
+
+def export_model(model_dir: str | Path, output_dir: str | Path, report_dir: str | Path | None = None,
+                 repo_id: str = DEFAULT_REPO_ID) -> Path:
+    """Writes the model folder to `output_dir` (replacing it) and returns its path."""
+    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    model = SERForAudioClassification.from_pretrained(model_dir)
+    feature_extractor = SERFeatureExtractor.from_pretrained(model_dir)
+    report_dir = Path(report_dir) if report_dir else model_dir / "evaluation"
+    report = json.loads((report_dir / "report.json").read_text()) if (report_dir / "report.json").is_file() else None
+
+    with tempfile.TemporaryDirectory(dir=output_dir.parent if output_dir.parent.exists() else None) as tmp:
+        staging = Path(tmp) / "model"
+        model.save_pretrained(staging)
+        feature_extractor.save_pretrained(staging)
+        for name in ("split.json",):
+            if (model_dir / name).is_file():
+                shutil.copy2(model_dir / name, staging / name)
+        training = _training_summary(model_dir)
+        if training:
+            (staging / "training.json").write_text(json.dumps(training, indent=2))
+        if report:
+            (staging / "evaluation").mkdir()
+            for name in EVALUATION_FILES:
+                if (report_dir / name).is_file():
+                    shutil.copy2(report_dir / name, staging / "evaluation" / name)
+        model_card(model, report, training, repo_id).save(staging / "README.md")
+        missing = stale_code_files(staging)
+        if missing:
+            raise RuntimeError(f"save_pretrained did not write the code files {missing}")
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        shutil.move(str(staging), str(output_dir))
+    return output_dir
+
+
+def _training_summary(model_dir: Path) -> dict | None:
+    """training.json without the step-by-step log, but with the validation curve."""
+    path = model_dir / "training.json"
+    if not path.is_file():
+        return None
+    training = json.loads(path.read_text())
+    history = training.pop("log_history", [])
+    training["validation_curve"] = [{k: v for k, v in entry.items() if k in ("epoch", "eval_macro_recall",
+                                                                              "eval_accuracy")}
+                                    for entry in history if "eval_macro_recall" in entry]
+    training.pop("best_checkpoint", None)
+    return training
+
+
+def model_card(model: SERForAudioClassification, report: dict | None, training: dict | None,
+               repo_id: str) -> ModelCard:
+    config: SERConfig = model.config
+    card_data = ModelCardData(
+        language="en",
+        license=LICENSE,
+        library_name="transformers",
+        pipeline_tag="audio-classification",
+        tags=["speech-emotion-recognition", "audio-classification", "densenet", "mfcc", "timm", "custom_code"],
+        datasets=["ravdess", "tess"],
+        metrics=["accuracy", "recall", "f1"],
+        model_name=repo_id.split("/")[-1],
+        eval_results=_eval_results(report) if report else None,
+    )
+    num_parameters = sum(p.numel() for p in model.parameters())
+    return ModelCard.from_template(
+        card_data,
+        template_str=TEMPLATE.read_text(),
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        config=config,
+        num_parameters=f"{num_parameters:,}",
+        size_mb=f"{num_parameters * 4 / 1e6:.1f}",
+        training_minutes=f"{training['wall_seconds'] / 60:.0f}" if training else "an unrecorded number of",
+        split_description=_split_description(report),
+        results_table=_results_table(report, ["fusion"]),
+        comparison_table=_results_table(report, None, groups=[SPEAKER_INDEPENDENT]),
+        training_description=_training_description(training),
+    )
+
+
+def _eval_results(report: dict) -> list[EvalResult]:
+    results = []
+    for group, r in report["results"]["fusion"].items():
+        if group == SPEAKER_INDEPENDENT:
+            continue
+        dataset = f"{group.upper()} ({r['speakers']} held-out speakers)" if r["held_out_by"] == "speaker" else \
+            f"{group.upper()} (held-out words of a training speaker)"
+        for metric_type, metric_name in (("accuracy", "Accuracy"), ("recall", "Unweighted average recall"),
+                                         ("f1", "Macro F1")):
+            key = {"accuracy": "accuracy", "recall": "macro_recall", "f1": "macro_f1"}[metric_type]
+            results.append(EvalResult(task_type="audio-classification", task_name="Speech emotion recognition",
+                                      dataset_type=group, dataset_name=dataset, dataset_split="test",
+                                      metric_type=metric_type, metric_name=metric_name,
+                                      metric_value=round(r[key], 4)))
+    return results
+
+
+def _split_description(report: dict | None) -> str:
+    if not report:
+        return "No evaluation report was exported with this model."
+    lines = []
+    for corpus, info in report["split"].items():
+        test = info.get("speakers", {}).get("test") or []
+        if info["held_out_by"] == "speaker":
+            lines.append(f"{corpus.upper()}: test speakers {', '.join(test)}, never in training or validation.")
+        else:
+            lines.append(f"{corpus.upper()}: held out by {info['held_out_by']} (its words in test are never heard in "
+                         f"training, but the speaker is), so its figures are not speaker-independent.")
+    return " ".join(lines)
+
+
+def _results_table(report: dict | None, models: list[str] | None, groups: list[str] | None = None) -> str:
+    if not report:
+        return "(no evaluation report)"
+    rows = ["| model | test set | clips | speakers | accuracy | macro recall (UAR) | macro F1 |",
+            "|---|---|---|---|---|---|---|"]
+    for name, by_group in report["results"].items():
+        if models and name not in models:
+            continue
+        for group, r in by_group.items():
+            if groups and group not in groups:
+                continue
+            rows.append(f"| {name} | {group} ({r['held_out_by']}) | {r['clips']} | {r['speakers']} | "
+                        f"{r['accuracy']:.1%} | {r['macro_recall']:.1%} | {r['macro_f1']:.1%} |")
+    return "\n".join(rows)
+
+
+def _training_description(training: dict | None) -> str:
+    if not training:
+        return "No training record was exported with this model."
+    cfg = training["config"]
+    return (
+        f"From scratch with `python -m ser_model train` (preset `{cfg['preset']}`, seed {cfg['seed']}): AdamW, "
+        f"learning rate {cfg['learning_rate']}, batch {cfg['batch_size']}, cosine schedule, label smoothing "
+        f"{cfg['label_smoothing']}, class-weighted loss; augmentation: speed {cfg['speed_range']} "
+        f"(p={cfg['speed_probability']}), white noise at {cfg['noise_snr_db']} dB SNR (p={cfg['noise_probability']}), "
+        f"random crops, SpecAugment ({cfg['time_masks']} time and {cfg['freq_masks']} frequency masks). Early "
+        f"stopping on validation macro recall (patience {cfg['patience']}); best validation macro recall "
+        f"{training['best_validation_macro_recall']:.3f} after {training['epochs_run']:.0f} epochs, "
+        f"{training['wall_seconds'] / 60:.1f} minutes on {training.get('device', 'CPU')}."
+    )
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("export", help="build a complete model folder (weights, code, card, report)",
+                                 description=__doc__.split("\n\n")[1])
+    parser.add_argument("--model", required=True, help="trained model folder (e.g. runs/cpu-small/best)")
+    parser.add_argument("--report", default=None, help="evaluation folder (default: MODEL/evaluation)")
+    parser.add_argument("--output", default="model", help="folder to write (replaced; default: model)")
+    parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help="Hub id the model card's snippet uses")
+    parser.set_defaults(run=_run)
+
+
+def _run(args) -> int:
+    folder = export_model(args.model, args.output, args.report, args.repo_id)
+    print(f"model folder written to {folder}")
+    return 0
