@@ -26,7 +26,7 @@ from .audio_io import load_audio
 from .corpora import Record, discover
 from .inference import EmotionRecognizer
 from .metrics import classification_metrics, confusion_matrix, per_class_recall
-from .splits import apply_split, load_split
+from .splits import apply_split, load_split, subsample_parts
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +107,13 @@ class MfccSvmBaseline:
 
 
 def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
-             split_path: str | None = None) -> dict:
-    """Scores the model, the ablations and the baseline on the test part of the model's split."""
+             split_path: str | None = None, max_clips_per_part: int | None = None) -> dict:
+    """Scores the model, the ablations and the baseline on the test part of the model's split.
+    `max_clips_per_part` evaluates on a spread-out subset (smoke tests only)."""
     split = load_split(split_path or Path(model_dir) / "split.json")
     parts = apply_split(discover(data_dir), split)
+    if max_clips_per_part:
+        parts = subsample_parts(parts, max_clips_per_part)
     held_out_by = {corpus: info["held_out_by"] for corpus, info in split.corpora.items()}
     if not parts["test"]:
         raise ValueError("the test part of the split is empty: there is nothing to evaluate on")

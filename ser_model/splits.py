@@ -414,3 +414,9 @@ __all__ = [
     "save_split",
     "summarize_split",
 ]
+
+
+def subsample_parts(parts, max_clips):
+    """At most `max_clips` records of each part, spread over the part rather than its first
+    speakers (for smoke runs on a handful of real clips)."""
+    return {name: records[:: max(1, len(records) // max_clips)][:max_clips] for name, records in parts.items()}

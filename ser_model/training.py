@@ -29,7 +29,7 @@ from .corpora import Record, discover
 from .feature_extractor import SERFeatureExtractor
 from .metrics import classification_metrics
 from .modeling import SERForAudioClassification
-from .splits import apply_split, load_split, make_split, save_split, summarize_split
+from .splits import apply_split, load_split, make_split, save_split, subsample_parts, summarize_split
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class TrainingConfig:
     Args:
         preset (`str`, *optional*, defaults to `"cpu-small"`): model size from `ser_model.configuration.PRESETS`.
         branches (`list[str]`, *optional*): override the model's branches (`["mel"]`, `["mfcc"]`) for ablations.
+        model_overrides (`dict`, *optional*): any other `SERConfig` field over the preset (JSON on the command line).
         data_dir (`str`): folder holding the corpora (`ravdess/`, `tess/`, `crema-d/`, `savee/`, `manifest.csv`).
         output_dir (`str`): where checkpoints, the best model and the split go.
         split (`str`, *optional*): a saved split JSON to reuse instead of making one.
@@ -64,12 +65,14 @@ class TrainingConfig:
         freq_masks (`int`, *optional*, defaults to 2): SpecAugment frequency masks per clip (mel and MFCC each).
         freq_mask_bands (`int`, *optional*, defaults to 8): widest frequency mask, in bands or coefficients.
         max_steps (`int`, *optional*, defaults to -1): stop after this many steps (smoke tests); -1 for no limit.
+        logging_steps (`int`, *optional*, defaults to 10): steps between loss reports.
         max_clips_per_part (`int`, *optional*): use only this many clips of each part (smoke tests).
         dataloader_workers (`int`, *optional*, defaults to 0): worker processes that augment clips.
     """
 
     preset: str = "cpu-small"
     branches: list[str] | None = None
+    model_overrides: dict = field(default_factory=dict)
     data_dir: str = str(DEFAULT_DATA_DIR)
     output_dir: str = "runs/cpu-small"
     split: str | None = None
@@ -90,6 +93,7 @@ class TrainingConfig:
     freq_masks: int = 2
     freq_mask_bands: int = 8
     max_steps: int = -1
+    logging_steps: int = 10
     max_clips_per_part: int | None = None
     dataloader_workers: int = 0
 
@@ -103,7 +107,7 @@ class TrainingConfig:
             raise ValueError(f"batch_size and epochs must be positive, got {self.batch_size} and {self.epochs}")
 
     def model_config(self) -> SERConfig:
-        overrides = {"branches": self.branches} if self.branches else {}
+        overrides = {**self.model_overrides, **({"branches": self.branches} if self.branches else {})}
         return SERConfig.from_preset(self.preset, **overrides)
 
 
@@ -224,9 +228,7 @@ def prepare_data(cfg: TrainingConfig):
     split = load_split(cfg.split) if cfg.split else make_split(records, seed=cfg.seed)
     parts = apply_split(records, split)
     if cfg.max_clips_per_part:
-        # Take clips spread over the part (not just its first speaker) for smoke runs.
-        parts = {name: recs[:: max(1, len(recs) // cfg.max_clips_per_part)][: cfg.max_clips_per_part]
-                 for name, recs in parts.items()}
+        parts = subsample_parts(parts, cfg.max_clips_per_part)
     return records, split, parts
 
 
@@ -270,7 +272,7 @@ def train(cfg: TrainingConfig) -> Path:
         load_best_model_at_end=True,
         metric_for_best_model="macro_recall",
         greater_is_better=True,
-        logging_steps=10,
+        logging_steps=cfg.logging_steps,
         report_to="none",
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -343,7 +345,10 @@ def add_parser(commands) -> None:
     for f in dataclasses.fields(TrainingConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, list) or f.name == "branches":
+        if f.name == "model_overrides":
+            parser.add_argument(flag, type=json.loads, default=default, metavar="JSON",
+                                help='e.g. \'{"growth_rate": 24}\'')
+        elif isinstance(default, list) or f.name == "branches":
             parser.add_argument(flag, nargs="+", default=default, type=float if f.name != "branches" else str)
         elif isinstance(default, bool):
             parser.add_argument(flag, action="store_true", default=default)

@@ -1,0 +1,81 @@
+"""Training, evaluation and export on a tiny config and a handful of real clips."""
+
+import json
+
+import pytest
+
+from ser_model import SERForAudioClassification
+from ser_model.evaluation import evaluate
+from ser_model.export import CODE_FILES, export_model, stale_code_files
+from ser_model.splits import load_split
+from ser_model.training import TrainingConfig, class_weights, train
+
+from .conftest import TINY, data_dir_or_skip
+
+NO_AUGMENTATION = dict(noise_probability=0.0, speed_probability=0.0, time_masks=0, freq_masks=0)
+
+
+def test_class_weights_balance_the_classes():
+    weights = class_weights([0, 0, 0, 1, 2, 2], num_labels=4)
+    assert weights[0] * 3 == pytest.approx(weights[1] * 1) == pytest.approx(weights[2] * 2)
+    assert weights[3] == 0  # an absent class gets no weight
+    assert weights[:3].mean() == pytest.approx(1.0)
+
+
+def test_invalid_training_config_is_named():
+    with pytest.raises(ValueError, match="preset"):
+        TrainingConfig(preset="huge")
+    with pytest.raises(ValueError, match="noise_probability"):
+        TrainingConfig(noise_probability=2.0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for 30 steps on 24 real clips, over-fitting them on purpose."""
+    data_dir = data_dir_or_skip()
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainingConfig(model_overrides=TINY, data_dir=str(data_dir), output_dir=str(out), max_steps=30,
+                         logging_steps=5, batch_size=8, learning_rate=3e-3, max_clips_per_part=24, **NO_AUGMENTATION)
+    return train(cfg), data_dir
+
+
+def test_a_short_run_lowers_the_loss_and_saves_a_loadable_model(trained):
+    best, _ = trained
+    record = json.loads((best / "training.json").read_text())
+    losses = [entry["loss"] for entry in record["log_history"] if "loss" in entry]
+    assert len(losses) >= 4
+    assert losses[-1] < losses[0], f"loss did not fall: {losses}"
+    model = SERForAudioClassification.from_pretrained(best)
+    assert model.config.growth_rate == TINY["growth_rate"]
+    split = load_split(best / "split.json")
+    assert split.corpora["ravdess"]["held_out_by"] == "speaker"
+
+
+def test_evaluation_report_has_every_field(trained, tmp_path):
+    best, data_dir = trained
+    report = evaluate(str(best), str(data_dir), str(tmp_path), ablations={"same_again": str(best)},
+                      max_clips_per_part=40)
+    assert set(report["results"]) == {"fusion", "same_again", "mfcc_svm_baseline"}
+    for by_group in report["results"].values():
+        assert "speaker-independent" in by_group and "ravdess" in by_group
+        for result in by_group.values():
+            assert {"held_out_by", "clips", "speakers", "accuracy", "macro_recall", "macro_f1",
+                    "per_class_recall", "confusion_matrix"} <= set(result)
+            assert 0 <= result["accuracy"] <= 1 and len(result["confusion_matrix"]) == 7
+    assert report["results"]["fusion"]["tess"]["held_out_by"] == "utterance"
+    for name in ("report.json", "report.md", "confusion_matrix.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_export_writes_a_complete_model_folder(trained, tmp_path):
+    best, data_dir = trained
+    evaluate(str(best), str(data_dir), str(best / "evaluation"), max_clips_per_part=20)
+    folder = export_model(best, tmp_path / "model", repo_id="someone/tiny-ser")
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "split.json",
+            "training.json", "evaluation", *CODE_FILES} <= names
+    assert stale_code_files(folder) == []
+    card = (folder / "README.md").read_text()
+    assert "pipeline_tag: audio-classification" in card and "someone/tiny-ser" in card and "model-index" in card
+    (folder / "modeling.py").write_text("# edited\n")
+    assert stale_code_files(folder) == ["modeling.py"]
