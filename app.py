@@ -97,12 +97,9 @@ conversation, other languages and noisy recordings. Not for decisions about peop
 with gr.Blocks(title="Speech emotion recognition") as demo:
     gr.Markdown(DESCRIPTION)
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=1) as input_column:
             audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
             analyze = gr.Button("Recognise emotion", variant="primary")
-            examples = example_files()
-            if examples:
-                gr.Examples(examples=examples, inputs=audio, label="Examples (speakers never seen in training)")
         with gr.Column(scale=1):
             emotions = gr.Label(num_top_classes=7, label="Emotion")
             sentiment = gr.Label(num_top_classes=3, label="Sentiment (positive / neutral / negative)")
@@ -111,8 +108,12 @@ with gr.Blocks(title="Speech emotion recognition") as demo:
         signal = gr.Plot(label="What the model hears")
     timeline = gr.Plot(label="Emotion over time", visible=False)
     segments = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Segments", visible=False, interactive=False)
-
     outputs = [emotions, sentiment, radar, signal, timeline, segments]
+    if example_files():
+        with input_column:
+            # Lazy caching: each example is classified on its first click, not at start-up.
+            gr.Examples(examples=example_files(), inputs=audio, outputs=outputs, fn=predict, cache_examples=True,
+                        cache_mode="lazy", label="Examples (speakers never seen in training)")
     analyze.click(predict, inputs=audio, outputs=outputs, api_name="predict", concurrency_limit=CONCURRENCY)
     audio.stop_recording(predict, inputs=audio, outputs=outputs, api_name=False, concurrency_limit=CONCURRENCY)
     audio.upload(predict, inputs=audio, outputs=outputs, api_name=False, concurrency_limit=CONCURRENCY)
