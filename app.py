@@ -61,13 +61,14 @@ def predict(audio_path: str | None, progress=gr.Progress()):
         the waveform/spectrogram/MFCC picture, the emotion timeline and segment table (long audio).
     """
     if not audio_path:
-        raise gr.Error("Record or upload some speech first.")
+        raise gr.Error("Record or upload some speech first.", duration=None)
     try:
         analysis = analyze_file(RECOGNIZER, audio_path, max_seconds=MAX_AUDIO_SECONDS,
                                 progress=lambda done, total: progress(done / total if total else None,
                                                                       desc="classifying windows"))
     except AudioError as error:
-        raise gr.Error(str(error)) from None
+        # duration=None: the sentence stays until dismissed, so nobody misses why nothing appeared.
+        raise gr.Error(str(error), duration=None) from None
     return (
         analysis.prediction.probabilities,
         analysis.sentiment,

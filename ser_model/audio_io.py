@@ -227,11 +227,12 @@ def check_duration(seconds, min_seconds=0.0, max_seconds=None, subject="The audi
 
 
 def format_duration(seconds) -> str:
-    """'2 h 05 min', '12 min 03 s' or '4.2 s': a duration as a person reads it."""
+    """'2 h 05 min', '12 min 03 s', '10 min' or '4.2 s': a duration as a person reads it."""
     if seconds >= 3600:
         return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
     if seconds >= 60:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes} min" if rest == 0 else f"{minutes} min {rest:02d} s"
     return f"{seconds:.1f} s"
 
 

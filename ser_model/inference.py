@@ -89,14 +89,22 @@ class EmotionRecognizer:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, revision: str | None = None,
-                        **kwargs) -> "EmotionRecognizer":
-        """Loads a saved model folder or Hub id (default: `model_source()`), on the GPU when there is one."""
+                        device: str | None = None, **kwargs) -> "EmotionRecognizer":
+        """Loads a saved model folder or Hub id (default: `model_source()`).
+
+        Args:
+            name_or_path (`str`, *optional*): a model folder or a Hub id such as `org/name`.
+            revision (`str`, *optional*): Hub branch, tag or commit to pin.
+            device (`str`, *optional*): `"cpu"`, `"cuda"`, ...; defaults to the GPU when there is one.
+        """
         if name_or_path is None:
             name_or_path, revision = model_source()
+        if _looks_like_path(str(name_or_path)) and not (Path(name_or_path).expanduser() / "config.json").is_file():
+            # Say so plainly instead of transformers' "Repo id must use alphanumeric chars" error.
+            raise OSError(f"No model folder at {name_or_path} (a folder with config.json and model.safetensors).")
         model = SERForAudioClassification.from_pretrained(name_or_path, revision=revision)
         feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
-        if torch.cuda.is_available():
-            model = model.cuda()
+        model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(model, feature_extractor, **kwargs)
 
     @property
@@ -132,7 +140,7 @@ class EmotionRecognizer:
         num_samples = 0
 
         def flush() -> None:
-            probabilities = self._classify([w for _, w in pending])
+            probabilities = self.classify_batch([w for _, w in pending])
             for (start, w), probs in zip(pending, probabilities):
                 windows.append(WindowPrediction(start / sr, (start + len(w)) / sr, probs))
             pending.clear()
@@ -160,13 +168,20 @@ class EmotionRecognizer:
         return Prediction(max(overall, key=overall.get), overall, num_samples / sr, windows)
 
     @torch.inference_mode()
-    def _classify(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
+    def classify_batch(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
+        """Emotion probabilities of each 16 kHz mono float32 clip, in one forward pass (no windowing:
+        each clip is one decision, whatever its length)."""
         features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, truncation=False,
                                           return_tensors="pt")
         device = next(self.model.parameters()).device
         logits = self.model(**{k: v.to(device) for k, v in features.items()}).logits
         probabilities = logits.float().softmax(dim=-1).cpu().numpy()
         return [dict(zip(self.labels, map(float, row))) for row in probabilities]
+
+
+def _looks_like_path(name: str) -> bool:
+    """A Hub id is `name` or `org/name`; anything else, or anything that exists here, is a path."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
 def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray, int]]:

@@ -105,3 +105,13 @@ def test_max_seconds_refuses_before_decoding(recognizer, tmp_path):
     sf.write(tmp_path / "clip.wav", speechlike(3.0), 16_000)
     with pytest.raises(AudioError, match="longer than the limit of 2.0 s"):
         recognizer.predict_file(tmp_path / "clip.wav", max_seconds=2.0)
+
+
+def test_a_missing_model_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(OSError, match="No model folder at"):
+        EmotionRecognizer.from_pretrained(tmp_path / "nowhere")
+
+
+def test_classify_batch_gives_one_distribution_per_clip(recognizer):
+    results = recognizer.classify_batch([speechlike(0.5), speechlike(1.5, seed=2)])
+    assert len(results) == 2 and all(sum(r.values()) == pytest.approx(1.0, abs=1e-5) for r in results)

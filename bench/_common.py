@@ -1,0 +1,133 @@
+"""Helpers shared by the benchmark scripts: loading the model, finding real clips, describing the machine.
+
+The benchmarks measure CPU inference (the goals are stated for 2 CPU cores), so models are loaded
+on the CPU even where a GPU exists.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# `python bench/x.py` puts bench/ on sys.path, not the repository root that holds `ser_model`.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from transformers.utils import logging as transformers_logging  # noqa: E402
+
+from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification  # noqa: E402
+from ser_model.inference import BUNDLED_MODEL, EmotionRecognizer, model_source  # noqa: E402
+
+# The corpora live next to the repository (see /work/shared/data/README.md), never inside it.
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+# The preset the project trains by default; a random model of it stands in when model/ is missing.
+DEFAULT_PRESET = "cpu-small"
+# "Loading weights" bars would interleave with the benchmarks' own progress bars and tables.
+transformers_logging.disable_progress_bar()
+# CPU time other processes may use before the figures are flagged as unrepresentative.
+BUSY_WARNING_FRACTION = 0.25
+
+
+def add_common_arguments(parser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="model folder or Hub id (default: $SER_MODEL, else the bundled model/; a randomly "
+                             f"initialised '{DEFAULT_PRESET}' model when model/ does not exist)")
+    parser.add_argument("--threads", type=int, default=available_cores(),
+                        help="torch intra-op threads (default: all cores, %(default)s here)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR,
+                        help="folder holding ravdess/ and tess/ (default: %(default)s)")
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def resolve_model(name_or_path: str | None) -> str | None:
+    """The model to load, or None for a random model when the default bundled model is missing.
+    A missing folder given explicitly is `EmotionRecognizer.from_pretrained`'s clear `OSError`."""
+    if name_or_path is not None:
+        return name_or_path
+    source, _ = model_source()
+    if Path(source) == BUNDLED_MODEL and not BUNDLED_MODEL.is_dir():
+        return None
+    return source
+
+
+def load_recognizer(model: str | None, **kwargs) -> tuple[EmotionRecognizer, str]:
+    """Loads `model` (from `resolve_model`), or builds a random default-preset model when it is None.
+
+    Returns the recognizer and a line describing what was loaded.
+    """
+    if model is None:
+        config = SERConfig.from_preset(DEFAULT_PRESET)
+        recognizer = EmotionRecognizer(SERForAudioClassification(config), SERFeatureExtractor.from_config(config),
+                                       **kwargs)
+        description = (f"random '{DEFAULT_PRESET}' model ({BUNDLED_MODEL} does not exist): weights are random, "
+                       "which does not change the speed")
+    else:
+        recognizer = EmotionRecognizer.from_pretrained(model, device="cpu", **kwargs)
+        description = str(model)
+    parameters = sum(p.numel() for p in recognizer.model.parameters())
+    return recognizer, f"{description}; {parameters / 1e6:.2f} M parameters"
+
+
+def ravdess_clips(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "ravdess").glob("Actor_*/*.flac"))
+
+
+def tess_clips(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "tess").glob("*.flac"))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_busy_fraction(interval: float = 1.0) -> float | None:
+    """Share of all CPUs' time spent busy over `interval` seconds (from /proc/stat), None where unreadable."""
+
+    def snapshot():
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = snapshot()
+        time.sleep(interval)
+        total1, idle1 = snapshot()
+    except (OSError, ValueError, IndexError):
+        return None
+    elapsed = total1 - total0
+    return None if elapsed <= 0 else 1.0 - (idle1 - idle0) / elapsed
+
+
+def environment_lines() -> list[str]:
+    """The facts a figure depends on; also warns when other processes are using the CPU."""
+    lines = [
+        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}",
+        f"cpu: {cpu_model()}; {available_cores()} cores available (os.cpu_count() = {os.cpu_count()})",
+        f"torch threads: {torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op",
+    ]
+    busy = cpu_busy_fraction()
+    if busy is not None:
+        lines.append(f"cpu busy before start: {100 * busy:.0f}%")
+        if busy > BUSY_WARNING_FRACTION:
+            lines.append("WARNING: other processes are using the CPU; these figures are not representative")
+    return lines
+
+
+def percentile(values, q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))

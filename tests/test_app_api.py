@@ -1,0 +1,97 @@
+"""The app's HTTP API as a program uses it: `python app.py` on a loopback port, called with gradio_client."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from ser_model.analysis import SEGMENT_COLUMNS
+
+from .app_server import running_app
+from .conftest import data_dir_or_skip, speechlike, tiny_config
+
+pytestmark = pytest.mark.slow
+
+LABELS = set(tiny_config().id2label.values())
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("app")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    # No telemetry and no proxy: the only traffic is to the server on 127.0.0.1.
+    client = Client(app_url, verbose=False, analytics_enabled=False, download_files=False,
+                    httpx_kwargs={"trust_env": False})
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    sf.write(folder / "short.wav", speechlike(0.8), 16_000, subtype="PCM_16")
+    sf.write(folder / "long.wav", speechlike(3.0, seed=1), 16_000, subtype="PCM_16")
+    sf.write(folder / "silence.wav", np.zeros(32_000, np.int16), 16_000, subtype="PCM_16")
+    (folder / "noise.wav").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return folder
+
+
+def check_confidences(label_output, classes):
+    """A gr.Label value as the API returns it: the top class and one confidence per class, summing to 1."""
+    assert set(label_output) == {"label", "confidences"}
+    confidences = {item["label"]: item["confidence"] for item in label_output["confidences"]}
+    assert set(confidences) == classes
+    assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-4)
+    assert label_output["label"] == max(confidences, key=confidences.get)
+    return confidences
+
+
+def predict(client, path):
+    return client.predict(handle_file(str(path)), api_name="/predict")
+
+
+def test_short_clip_gives_emotions_and_sentiment_without_timeline(client, clips):
+    result = predict(client, clips / "short.wav")
+    assert isinstance(result, tuple) and len(result) == 6
+    emotions, sentiment, radar, signal, timeline, segments = result
+    check_confidences(emotions, LABELS)
+    check_confidences(sentiment, {"positive", "neutral", "negative"})
+    assert radar["type"] == signal["type"] == "matplotlib"
+    assert radar["plot"].startswith("data:image/") and signal["plot"].startswith("data:image/")
+    assert timeline["visible"] is False and segments["visible"] is False
+
+
+def test_long_file_shows_the_timeline_and_one_segment_per_window(client, clips):
+    *_, timeline, segments = predict(client, clips / "long.wav")
+    assert timeline["visible"] is True and timeline["value"]["type"] == "matplotlib"
+    assert segments["visible"] is True
+    assert segments["value"]["headers"] == SEGMENT_COLUMNS
+    # 3 s in 1 s windows every 0.5 s: starts 0, 0.5, ..., 2.0.
+    assert [row[0] for row in segments["value"]["data"]] == [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_real_clip(client):
+    clips = sorted(data_dir_or_skip("ravdess").glob("Actor_*/*.flac"))
+    if not clips:
+        pytest.skip("no RAVDESS clips (Actor_*/*.flac) in the corpus folder")
+    emotions, sentiment, *_ = predict(client, clips[0])
+    check_confidences(emotions, LABELS)
+    check_confidences(sentiment, {"positive", "neutral", "negative"})
+
+
+@pytest.mark.parametrize("name, sentence", [
+    ("noise.wav", "Cannot read 'noise.wav': it is not a supported audio file or it is corrupt."),
+    ("silence.wav", "is silent"),
+])
+def test_bad_file_gives_the_sentence_and_the_server_goes_on(client, clips, name, sentence):
+    with pytest.raises(AppError) as raised:
+        predict(client, clips / name)
+    assert sentence in str(raised.value)
+    assert "Traceback" not in str(raised.value)
+    emotions, *_ = predict(client, clips / "short.wav")
+    check_confidences(emotions, LABELS)
