@@ -128,7 +128,7 @@ class EmotionRecognizer:
             progress (`ProgressCallback`, *optional*): told how many seconds are done.
         """
         total = audio_duration(path)
-        check_duration(total, max_seconds=max_seconds, subject=f"'{Path(path).name}'")
+        check_duration(total, self.config.min_audio_seconds, max_seconds, subject=f"'{Path(path).name}'")
         return self.predict_stream(stream_audio(path, self.sampling_rate), total_seconds=total, progress=progress)
 
     def predict_stream(self, blocks: Iterable[np.ndarray], total_seconds: float | None = None,
@@ -148,6 +148,9 @@ class EmotionRecognizer:
                 progress(windows[-1].end, total_seconds)
 
         for start, window, num_samples in _sliding_windows(blocks, self.window, self.hop):
+            if len(window) < self.window:
+                # Only audio shorter than one window gives a short window: check it before the model sees it.
+                check_duration(len(window) / sr, self.config.min_audio_seconds)
             if np.abs(window).max() < SILENT_WINDOW_PEAK:
                 windows.append(WindowPrediction(start / sr, (start + len(window)) / sr, None))
                 continue
@@ -159,7 +162,6 @@ class EmotionRecognizer:
 
         if num_samples == 0:
             raise AudioError("The audio is empty: it contains no samples.")
-        check_duration(num_samples / sr, self.config.min_audio_seconds)
         spoken = [w.probabilities for w in windows if w.probabilities is not None]
         if not spoken:
             raise AudioError("The audio is silent: no window is louder than -60 dBFS.")

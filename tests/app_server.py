@@ -12,22 +12,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from ser_model import SERFeatureExtractor, SERForAudioClassification
-
-from .conftest import REPO, tiny_config
+from .conftest import REPO, save_tiny_model
 
 # Importing gradio, transformers and torch takes about 10 s on an idle 2-core machine; far more
 # when training shares the cores.
 START_TIMEOUT = 120
 STOP_TIMEOUT = 15
-
-
-def save_tiny_model(folder: Path) -> Path:
-    """A randomly initialised tiny model folder, as `tiny_model_dir` saves it (windows of 1 s)."""
-    config = tiny_config()
-    SERForAudioClassification(config).eval().save_pretrained(folder)
-    SERFeatureExtractor.from_config(config).save_pretrained(folder)
-    return folder
 
 
 def free_port() -> int:

@@ -37,14 +37,17 @@ def config() -> SERConfig:
     return tiny_config()
 
 
-@pytest.fixture
-def tiny_model_dir(tmp_path) -> Path:
+def save_tiny_model(folder: Path) -> Path:
     """A randomly initialised tiny model saved as a complete model folder (weights, configs, code)."""
     config = tiny_config()
-    model = SERForAudioClassification(config).eval()
-    model.save_pretrained(tmp_path / "model")
-    SERFeatureExtractor.from_config(config).save_pretrained(tmp_path / "model")
-    return tmp_path / "model"
+    SERForAudioClassification(config).eval().save_pretrained(folder)
+    SERFeatureExtractor.from_config(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path) -> Path:
+    return save_tiny_model(tmp_path / "model")
 
 
 def data_dir_or_skip(corpus: str | None = None) -> Path:

@@ -115,3 +115,12 @@ def test_a_missing_model_folder_is_one_clear_error(tmp_path):
 def test_classify_batch_gives_one_distribution_per_clip(recognizer):
     results = recognizer.classify_batch([speechlike(0.5), speechlike(1.5, seed=2)])
     assert len(results) == 2 and all(sum(r.values()) == pytest.approx(1.0, abs=1e-5) for r in results)
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.05])
+def test_too_short_files_and_streams_are_refused_before_the_model(recognizer, tmp_path, seconds):
+    sf.write(tmp_path / "blip.wav", speechlike(seconds), 16_000)
+    with pytest.raises(AudioError, match="too short"):
+        recognizer.predict_file(tmp_path / "blip.wav")
+    with pytest.raises(AudioError, match="too short"):
+        recognizer.predict_stream([speechlike(seconds)])
