@@ -10,6 +10,7 @@ The model loads once, at start-up: `--model`, else `$SER_MODEL` (a folder or Hub
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 # Arguments are read before the model loads (at import, once), and only when run as a script, so
 # that tests and Spaces can import `demo` without command-line parsing.
 ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
+if ARGS.mcp and importlib.util.find_spec("mcp") is None:
+    sys.exit("--mcp needs Gradio's MCP extra, which is not installed: pip install 'gradio[mcp]==6.31.0'")
 _default_model, _default_revision = model_source()
 RECOGNIZER = EmotionRecognizer.from_pretrained(ARGS.model or _default_model,
                                                revision=ARGS.revision or _default_revision)

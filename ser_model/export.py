@@ -111,6 +111,7 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         results_table=_results_table(report, ["fusion"]),
         comparison_table=_results_table(report, None, groups=[SPEAKER_INDEPENDENT]),
         training_description=_training_description(training),
+        weakest_classes=_weakest_classes(report),
     )
 
 
@@ -143,6 +144,17 @@ def _split_description(report: dict | None) -> str:
             lines.append(f"{corpus.upper()}: held out by {info['held_out_by']} (its words in test are never heard in "
                          f"training, but the speaker is), so its figures are not speaker-independent.")
     return " ".join(lines)
+
+
+def _weakest_classes(report: dict | None) -> str:
+    """The two classes with the lowest recall on held-out speakers, as measured."""
+    if not report or SPEAKER_INDEPENDENT not in report["results"]["fusion"]:
+        return ""
+    recalls = {label: value for label, value in report["results"]["fusion"][SPEAKER_INDEPENDENT]["per_class_recall"].items()
+               if value is not None}
+    weakest = sorted(recalls, key=recalls.get)[:2]
+    return ("On held-out speakers the least reliable classes are " +
+            " and ".join(f"{label} ({recalls[label]:.0%} recall)" for label in weakest) + " (see the confusion matrix).")
 
 
 def _results_table(report: dict | None, models: list[str] | None, groups: list[str] | None = None) -> str:

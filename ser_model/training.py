@@ -21,7 +21,7 @@ import soxr
 import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .audio_io import load_audio
 from .configuration import PRESETS, SERConfig
@@ -209,6 +209,27 @@ class WeightedLossTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
+class WallClockCallback(TrainerCallback):
+    """Keeps the run's wall time across resumes: each checkpoint stores the time spent so far, and a
+    resumed run starts counting from it, so training.json reports the whole run."""
+
+    FILE = "wall_seconds.json"
+
+    def __init__(self, resume_from: str | None):
+        previous = Path(resume_from) / self.FILE if resume_from else None
+        spent = json.loads(previous.read_text())["wall_seconds"] if previous and previous.is_file() else 0.0
+        self.started = time.time() - spent
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            (checkpoint / self.FILE).write_text(json.dumps({"wall_seconds": round(self.elapsed, 1)}))
+
+
 def load_clips(records: list[Record], sampling_rate: int, desc: str) -> list[np.ndarray]:
     """Decodes every clip once (16 kHz mono float32) with a progress bar."""
     return [load_audio(r.path, sampling_rate=sampling_rate, min_seconds=0.0) for r in tqdm(records, desc=desc,
@@ -234,10 +255,12 @@ def prepare_data(cfg: TrainingConfig):
 
 def train(cfg: TrainingConfig) -> Path:
     """Trains, saves the best model in `output_dir/best`, and returns that folder."""
-    started = time.time()
     set_seed(cfg.seed)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # An interrupted run continues from its newest checkpoint when the same command is run again.
+    resume = _last_checkpoint(output_dir / "checkpoints")
+    clock = WallClockCallback(resume)
     model_config = cfg.model_config()
     feature_extractor = SERFeatureExtractor.from_config(model_config)
 
@@ -289,13 +312,12 @@ def train(cfg: TrainingConfig) -> Path:
         data_collator=FeatureCollator(feature_extractor, cfg),
         compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1),
                                                          model_config.num_labels),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), clock],
         class_weights=class_weights(datasets["train"].labels, model_config.num_labels),
         label_smoothing=cfg.label_smoothing,
     )
     # The validation set must not be augmented: it picks the checkpoint.
     trainer.get_eval_dataloader = _unaugmented_eval_loader(trainer, feature_extractor)
-    resume = _last_checkpoint(output_dir / "checkpoints")
     trainer.train(resume_from_checkpoint=resume)
 
     best = output_dir / "best"
@@ -303,13 +325,14 @@ def train(cfg: TrainingConfig) -> Path:
         trainer.save_model(str(best))
         feature_extractor.save_pretrained(best)
         save_split(split, best / "split.json")
-        elapsed = time.time() - started
+        elapsed = clock.elapsed
         (best / "training.json").write_text(json.dumps({
             "config": dataclasses.asdict(cfg),
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_validation_macro_recall": trainer.state.best_metric,
             "epochs_run": trainer.state.epoch,
             "wall_seconds": round(elapsed, 1),
+            "resumed_from": resume,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else
             f"CPU ({torch.get_num_threads()} threads)",
             "log_history": trainer.state.log_history,

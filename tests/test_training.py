@@ -79,3 +79,14 @@ def test_export_writes_a_complete_model_folder(trained, tmp_path):
     assert "pipeline_tag: audio-classification" in card and "someone/tiny-ser" in card and "model-index" in card
     (folder / "modeling.py").write_text("# edited\n")
     assert stale_code_files(folder) == ["modeling.py"]
+
+
+def test_running_again_resumes_from_the_last_checkpoint_and_keeps_the_clock(trained):
+    best, data_dir = trained
+    first = json.loads((best / "training.json").read_text())
+    cfg = TrainingConfig(**{**first["config"], "max_steps": 40})
+    again = json.loads((train(cfg) / "training.json").read_text())
+    assert again["resumed_from"].endswith("checkpoint-30")
+    assert again["wall_seconds"] > first["wall_seconds"]
+    steps = [entry["step"] for entry in again["log_history"] if "loss" in entry]
+    assert steps[-1] == 40 and steps[0] == 5  # the history of the first 30 steps came back too

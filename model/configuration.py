@@ -1,0 +1,208 @@
+"""Configuration of the DenseNet + MFCC-CNN fusion model for speech emotion recognition.
+
+This file is one of the three "Hub files" (with `feature_extractor.py` and `modeling.py`) that are
+copied next to the weights, so it imports nothing but `transformers` and its siblings.
+"""
+
+from transformers import PretrainedConfig
+
+# The 7 emotions, in class-id order. RAVDESS "calm" is folded into neutral by the corpus readers.
+EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+# The audio front end, shared by `SERConfig` and `SERFeatureExtractor` so that the two saved
+# configs (config.json, preprocessor_config.json) cannot start from different defaults.
+# 25 ms windows with a 10 ms hop are the usual speech analysis frame (e.g. Kaldi, AST);
+# 64 mel bands up to the 8 kHz Nyquist limit of 16 kHz audio.
+FRONT_END_DEFAULTS = {
+    "sampling_rate": 16_000,
+    "n_fft": 400,
+    "hop_length": 160,
+    "n_mels": 64,
+    "n_mfcc": 40,
+    "f_min": 20.0,
+    "f_max": 8_000.0,
+    "window_seconds": 4.0,
+    "window_hop_seconds": 2.0,
+    "min_audio_seconds": 0.25,
+}
+
+# Named sizes of the model, as timm names its DenseNet variants by `growth_rate` and `block_config`.
+# "cpu-small" is trained from scratch on 2 CPU cores in well under an hour; "densenet121" is the
+# ImageNet DenseNet-121 layout (Huang et al. 2017) for machines with a GPU.
+PRESETS = {
+    "cpu-small": {
+        "growth_rate": 16,
+        "block_config": [4, 6, 8],
+        "bn_size": 4,
+        "mfcc_channels": [64, 128],
+        "fusion_hidden_size": 128,
+    },
+    "densenet121": {
+        "growth_rate": 32,
+        "block_config": [6, 12, 24, 16],
+        "bn_size": 4,
+        "mfcc_channels": [128, 256],
+        "fusion_hidden_size": 256,
+    },
+}
+
+BRANCHES = ("mel", "mfcc")
+
+
+class SERConfig(PretrainedConfig):
+    r"""
+    Configuration of [`SERForAudioClassification`]: the audio front end, a timm DenseNet over log-mel
+    spectrograms, a small 1-D CNN over MFCCs and the fusion head.
+
+    Args:
+        sampling_rate (`int`, *optional*, defaults to 16000):
+            Sampling rate in Hz the model expects; audio is resampled to it by the audio I/O layer.
+        n_fft (`int`, *optional*, defaults to 400):
+            FFT size and analysis window length in samples (25 ms at 16 kHz).
+        hop_length (`int`, *optional*, defaults to 160):
+            Hop between frames in samples (10 ms at 16 kHz).
+        n_mels (`int`, *optional*, defaults to 64):
+            Number of mel bands of the log-mel spectrogram (the DenseNet's input height).
+        n_mfcc (`int`, *optional*, defaults to 40):
+            Number of MFCCs (the MFCC CNN's input channels); at most `n_mels`.
+        f_min (`float`, *optional*, defaults to 20.0):
+            Lowest mel filter frequency in Hz.
+        f_max (`float`, *optional*, defaults to 8000.0):
+            Highest mel filter frequency in Hz; at most `sampling_rate / 2`.
+        window_seconds (`float`, *optional*, defaults to 4.0):
+            Length of audio behind one decision; longer audio is cut into windows of this length.
+        window_hop_seconds (`float`, *optional*, defaults to 2.0):
+            Step between the windows of long audio (half a window: every instant is seen twice).
+        min_audio_seconds (`float`, *optional*, defaults to 0.25):
+            Shorter audio is refused: a quarter second is about one syllable.
+        growth_rate (`int`, *optional*, defaults to 16):
+            DenseNet growth rate `k`; the stem has `2 * k` channels (as in timm).
+        block_config (`list[int]`, *optional*, defaults to `[4, 6, 8]`):
+            Number of layers in each dense block.
+        bn_size (`int`, *optional*, defaults to 4):
+            Bottleneck width multiplier of each dense layer.
+        densenet_drop_rate (`float`, *optional*, defaults to 0.0):
+            Dropout after each dense layer.
+        mfcc_channels (`list[int]`, *optional*, defaults to `[64, 128]`):
+            Output channels of each Conv1d block of the MFCC branch.
+        mfcc_kernel_size (`int`, *optional*, defaults to 5):
+            Temporal kernel size of the MFCC convolutions (odd, so the frame count is kept).
+        fusion_hidden_size (`int`, *optional*, defaults to 128):
+            Width of the hidden layer of the fusion head.
+        fusion_dropout (`float`, *optional*, defaults to 0.3):
+            Dropout before each linear layer of the fusion head.
+        branches (`list[str]`, *optional*, defaults to `["mel", "mfcc"]`):
+            Which branches feed the head; a single branch gives the ablation models.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal init of linear layers.
+    """
+
+    model_type = "ser_fusion"
+
+    def __init__(
+        self,
+        sampling_rate: int = FRONT_END_DEFAULTS["sampling_rate"],
+        n_fft: int = FRONT_END_DEFAULTS["n_fft"],
+        hop_length: int = FRONT_END_DEFAULTS["hop_length"],
+        n_mels: int = FRONT_END_DEFAULTS["n_mels"],
+        n_mfcc: int = FRONT_END_DEFAULTS["n_mfcc"],
+        f_min: float = FRONT_END_DEFAULTS["f_min"],
+        f_max: float = FRONT_END_DEFAULTS["f_max"],
+        window_seconds: float = FRONT_END_DEFAULTS["window_seconds"],
+        window_hop_seconds: float = FRONT_END_DEFAULTS["window_hop_seconds"],
+        min_audio_seconds: float = FRONT_END_DEFAULTS["min_audio_seconds"],
+        growth_rate: int = 16,
+        block_config: list[int] | tuple[int, ...] = (4, 6, 8),
+        bn_size: int = 4,
+        densenet_drop_rate: float = 0.0,
+        mfcc_channels: list[int] | tuple[int, ...] = (64, 128),
+        mfcc_kernel_size: int = 5,
+        fusion_hidden_size: int = 128,
+        fusion_dropout: float = 0.3,
+        branches: list[str] | tuple[str, ...] = BRANCHES,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        if "id2label" not in kwargs and "num_labels" not in kwargs:
+            kwargs["id2label"] = dict(enumerate(EMOTIONS))
+            kwargs["label2id"] = {label: i for i, label in enumerate(EMOTIONS)}
+        self.sampling_rate = sampling_rate
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.n_mfcc = n_mfcc
+        self.f_min = float(f_min)
+        self.f_max = float(f_max)
+        self.window_seconds = float(window_seconds)
+        self.window_hop_seconds = float(window_hop_seconds)
+        self.min_audio_seconds = float(min_audio_seconds)
+        self.growth_rate = growth_rate
+        self.block_config = list(block_config)
+        self.bn_size = bn_size
+        self.densenet_drop_rate = float(densenet_drop_rate)
+        self.mfcc_channels = list(mfcc_channels)
+        self.mfcc_kernel_size = mfcc_kernel_size
+        self.fusion_hidden_size = fusion_hidden_size
+        self.fusion_dropout = float(fusion_dropout)
+        self.branches = list(branches)
+        self.initializer_range = initializer_range
+        self._validate()
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "SERConfig":
+        """Builds the config of a named size from `PRESETS`, with any field overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def _validate(self) -> None:
+        positive = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "growth_rate", "bn_size",
+                    "mfcc_kernel_size", "fusion_hidden_size")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("block_config", "mfcc_channels"):
+            values = getattr(self, name)
+            if not values or any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in values):
+                raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
+        for name in ("densenet_drop_rate", "fusion_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc must be at most n_mels ({self.n_mels}), got {self.n_mfcc}")
+        if not 0.0 <= self.f_min < self.f_max:
+            raise ValueError(f"f_min must be in [0, f_max={self.f_max}), got {self.f_min}")
+        if self.f_max > self.sampling_rate / 2:
+            raise ValueError(f"f_max must be at most sampling_rate / 2 = {self.sampling_rate / 2}, got {self.f_max}")
+        if self.mfcc_kernel_size % 2 == 0:
+            raise ValueError(f"mfcc_kernel_size must be odd to keep the frame count, got {self.mfcc_kernel_size}")
+        if self.min_audio_seconds <= 0 or self.min_audio_seconds > self.window_seconds:
+            raise ValueError(
+                f"min_audio_seconds must be in (0, window_seconds={self.window_seconds}], got {self.min_audio_seconds}"
+            )
+        if not 0.0 < self.window_hop_seconds <= self.window_seconds:
+            raise ValueError(
+                f"window_hop_seconds must be in (0, window_seconds={self.window_seconds}], "
+                f"got {self.window_hop_seconds}"
+            )
+        # One window must survive the DenseNet's downsampling by 2 ** (len(block_config) + 1).
+        min_frames = 2 ** (len(self.block_config) + 1)
+        if self.n_mels < min_frames or self.window_seconds * self.sampling_rate / self.hop_length < min_frames:
+            raise ValueError(
+                f"block_config has {len(self.block_config)} blocks, which downsample by {min_frames}: "
+                f"n_mels and the frames of one window must be at least that, got n_mels={self.n_mels}"
+            )
+        if not self.branches or any(b not in BRANCHES for b in self.branches) or len(set(self.branches)) != len(
+            self.branches
+        ):
+            raise ValueError(f"branches must be a non-empty subset of {list(BRANCHES)}, got {self.branches!r}")
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one decision window."""
+        return round(self.window_seconds * self.sampling_rate)
+
+
+__all__ = ["EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SERConfig"]

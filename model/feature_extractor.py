@@ -1,0 +1,229 @@
+"""Feature extractor: 16 kHz mono audio -> normalised log-mel spectrogram and MFCCs.
+
+One of the three Hub files: it imports nothing of the project but its siblings.
+"""
+
+import numpy as np
+import torch
+import torchaudio
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.utils import logging
+
+from .configuration import FRONT_END_DEFAULTS, SERConfig
+
+logger = logging.get_logger(__name__)
+
+# The front-end fields of `SERConfig` that the feature extractor takes; the others (window hop,
+# minimum length) steer long-audio inference, which lives outside the Hub files.
+_CONFIG_FIELDS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "f_min", "f_max", "window_seconds")
+
+# Floor inside the logarithm: -138 dB of power, far below 16-bit quantisation noise, so digital
+# silence gives a finite value instead of -inf.
+LOG_FLOOR = 1e-6
+# Keeps the per-utterance normalisation finite on constant input.
+NORM_EPS = 1e-5
+
+
+class SERFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Turns 16 kHz mono audio into the two inputs of [`SERForAudioClassification`]:
+
+    - `input_values`: log-mel spectrogram, normalised per utterance by one mean and one standard
+      deviation over all its bands and real frames. A scalar normalisation removes the recording
+      gain but keeps the spectral tilt, which carries much of the arousal cue (e.g. angry speech
+      has more high-frequency energy).
+    - `input_mfcc`: MFCCs (DCT-II of the same log-mel spectrogram), with cepstral mean and variance
+      normalisation per coefficient, the usual channel compensation for MFCCs.
+
+    Audio longer than `window_seconds` is truncated (set `truncation=False` to keep it whole); use
+    `ser_model.inference` for windowed long-audio prediction. It never resamples: a wrong
+    `sampling_rate` is an error, and `ser_model.audio_io` loads and resamples files.
+
+    Args:
+        sampling_rate (`int`, *optional*, defaults to 16000): sampling rate of the input in Hz.
+        n_fft (`int`, *optional*, defaults to 400): FFT size and window length in samples.
+        hop_length (`int`, *optional*, defaults to 160): hop between frames in samples.
+        n_mels (`int`, *optional*, defaults to 64): mel bands.
+        n_mfcc (`int`, *optional*, defaults to 40): MFCCs kept.
+        f_min (`float`, *optional*, defaults to 20.0): lowest mel frequency in Hz.
+        f_max (`float`, *optional*, defaults to 8000.0): highest mel frequency in Hz.
+        window_seconds (`float`, *optional*, defaults to 4.0): longest audio for one decision.
+        padding_value (`float`, *optional*, defaults to 0.0): value of padded frames.
+        return_attention_mask (`bool`, *optional*, defaults to `True`): return the frame mask.
+    """
+
+    model_input_names = ["input_values", "input_mfcc", "attention_mask"]
+
+    def __init__(
+        self,
+        sampling_rate: int = FRONT_END_DEFAULTS["sampling_rate"],
+        n_fft: int = FRONT_END_DEFAULTS["n_fft"],
+        hop_length: int = FRONT_END_DEFAULTS["hop_length"],
+        n_mels: int = FRONT_END_DEFAULTS["n_mels"],
+        n_mfcc: int = FRONT_END_DEFAULTS["n_mfcc"],
+        f_min: float = FRONT_END_DEFAULTS["f_min"],
+        f_max: float = FRONT_END_DEFAULTS["f_max"],
+        window_seconds: float = FRONT_END_DEFAULTS["window_seconds"],
+        padding_value: float = 0.0,
+        return_attention_mask: bool = True,
+        **kwargs,
+    ):
+        kwargs.pop("feature_size", None)  # saved by to_dict, but always n_mels
+        super().__init__(
+            feature_size=n_mels,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.n_mfcc = n_mfcc
+        self.f_min = f_min
+        self.f_max = f_max
+        self.window_seconds = window_seconds
+        # power=2 and a Hann window: the standard power mel spectrogram; "htk" mel scale as in Kaldi.
+        self._mel_spectrogram = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sampling_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            f_min=f_min,
+            f_max=f_max,
+            n_mels=n_mels,
+            power=2.0,
+            center=True,
+        )
+        # Orthonormal DCT-II, as torchaudio.transforms.MFCC uses; shape (n_mels, n_mfcc).
+        self._dct = torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")
+
+    @classmethod
+    def from_config(cls, config: SERConfig) -> "SERFeatureExtractor":
+        """The feature extractor that matches a model config's front end."""
+        return cls(**{name: getattr(config, name) for name in _CONFIG_FIELDS})
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        for private in ("_mel_spectrogram", "_dct"):
+            output.pop(private, None)
+        return output
+
+    @property
+    def window_samples(self) -> int:
+        return round(self.window_seconds * self.sampling_rate)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the centred STFT gives for `num_samples` samples."""
+        return 1 + num_samples // self.hop_length
+
+    def __call__(
+        self,
+        raw_speech: np.ndarray | list[float] | list[np.ndarray] | torch.Tensor,
+        sampling_rate: int | None = None,
+        padding: bool | str = "longest",
+        max_length: int | None = None,
+        truncation: bool = True,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Args:
+            raw_speech (`np.ndarray`, `list[float]`, `list[np.ndarray]` or `torch.Tensor`):
+                One clip (1-D) or a batch (2-D array or list of 1-D arrays) of mono float audio in [-1, 1].
+            sampling_rate (`int`, *optional*):
+                Sampling rate of `raw_speech`; must equal `self.sampling_rate`. Pass it: a mismatch is an error.
+            padding (`bool` or `str`, *optional*, defaults to `"longest"`):
+                `"longest"`/`True` pads to the longest clip of the batch, `"max_length"` to `max_length` samples.
+            max_length (`int`, *optional*):
+                Samples per clip for truncation and `"max_length"` padding; defaults to one window.
+            truncation (`bool`, *optional*, defaults to `True`): cut clips longer than `max_length`.
+            return_attention_mask (`bool`, *optional*): defaults to `self.return_attention_mask`.
+            return_tensors (`str`, *optional*): `"pt"` or `"np"`; numpy arrays otherwise.
+
+        Returns:
+            [`BatchFeature`] with `input_values` (batch, n_mels, frames), `input_mfcc` (batch, n_mfcc, frames)
+            and `attention_mask` (batch, frames), 1 on real frames and 0 on padding.
+        """
+        if sampling_rate is None:
+            logger.warning(
+                f"No sampling_rate was passed to {type(self).__name__}; it expects {self.sampling_rate} Hz audio "
+                "and cannot check it, so wrong-rate audio would give silently wrong predictions."
+            )
+        elif sampling_rate != self.sampling_rate:
+            raise ValueError(
+                f"{type(self).__name__} expects audio sampled at {self.sampling_rate} Hz, got {sampling_rate} Hz; "
+                f"resample it first (ser_model.audio_io.load_audio does)."
+            )
+        waveforms = _as_list_of_waveforms(raw_speech)
+        max_length = self.window_samples if max_length is None else max_length
+        if truncation:
+            waveforms = [w[:max_length] for w in waveforms]
+        for w in waveforms:
+            if w.shape[0] < self.n_fft:
+                raise ValueError(
+                    f"Audio must be at least {self.n_fft} samples ({1000 * self.n_fft / self.sampling_rate:.0f} ms) "
+                    f"long, got {w.shape[0]} samples."
+                )
+            if not np.isfinite(w).all():
+                raise ValueError("Audio contains NaN or infinite samples.")
+
+        features = [self._features(w) for w in waveforms]
+        if padding == "max_length":
+            frames = self.num_frames(max_length)
+        elif padding in (True, "longest"):
+            frames = max(mel.shape[1] for mel, _ in features)
+        else:
+            raise ValueError(f"padding must be 'longest', 'max_length' or True, got {padding!r}")
+
+        batch = len(features)
+        input_values = np.full((batch, self.n_mels, frames), self.padding_value, dtype=np.float32)
+        input_mfcc = np.full((batch, self.n_mfcc, frames), self.padding_value, dtype=np.float32)
+        attention_mask = np.zeros((batch, frames), dtype=np.int32)
+        for i, (mel, mfcc) in enumerate(features):
+            n = min(mel.shape[1], frames)
+            input_values[i, :, :n] = mel[:, :n]
+            input_mfcc[i, :, :n] = mfcc[:, :n]
+            attention_mask[i, :n] = 1
+
+        data = {"input_values": input_values, "input_mfcc": input_mfcc}
+        if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
+            data["attention_mask"] = attention_mask
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    def _features(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised log-mel (n_mels, frames) and MFCC (n_mfcc, frames) of one clip."""
+        with torch.no_grad():
+            log_mel = torch.log(self._mel_spectrogram(torch.from_numpy(waveform)) + LOG_FLOOR)
+            mfcc = self._dct.T @ log_mel
+            log_mel = (log_mel - log_mel.mean()) / (log_mel.std(correction=0) + NORM_EPS)
+            mfcc = (mfcc - mfcc.mean(dim=1, keepdim=True)) / (mfcc.std(dim=1, keepdim=True, correction=0) + NORM_EPS)
+        return log_mel.numpy(), mfcc.numpy()
+
+
+def _as_list_of_waveforms(raw_speech) -> list[np.ndarray]:
+    """One clip or a batch of clips as a list of contiguous 1-D float32 arrays."""
+    if isinstance(raw_speech, torch.Tensor):
+        raw_speech = raw_speech.detach().cpu().numpy()
+    if isinstance(raw_speech, np.ndarray):
+        if raw_speech.ndim > 2:
+            raise ValueError(f"Only mono audio is supported: expected 1-D or 2-D input, got shape {raw_speech.shape}")
+        clips = [raw_speech] if raw_speech.ndim == 1 else list(raw_speech)
+    elif isinstance(raw_speech, (list, tuple)) and raw_speech and isinstance(raw_speech[0], (list, tuple, np.ndarray, torch.Tensor)):
+        clips = list(raw_speech)
+    else:
+        clips = [raw_speech]
+    waveforms = []
+    for clip in clips:
+        if isinstance(clip, torch.Tensor):
+            clip = clip.detach().cpu().numpy()
+        waveform = np.ascontiguousarray(clip, dtype=np.float32)
+        if waveform.ndim != 1:
+            raise ValueError(f"Only mono audio is supported: each clip must be 1-D, got shape {waveform.shape}")
+        if waveform.size == 0:
+            raise ValueError("Audio is empty (0 samples).")
+        waveforms.append(waveform)
+    return waveforms
+
+
+__all__ = ["SERFeatureExtractor"]

@@ -1,0 +1,251 @@
+"""DenseNet (log-mel) + CNN (MFCC) fusion model for speech emotion recognition.
+
+One of the three Hub files: it imports only torch, timm, transformers and its siblings.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from timm.models.densenet import DenseNet
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
+
+from .configuration import SERConfig
+
+
+def densenet_output_frames(config: SERConfig, num_frames):
+    """Frames left after the DenseNet's time downsampling: the stride-2 stem convolution
+    (kernel 7, padding 3) and max pool (kernel 3, padding 1) each give ceil(n / 2), and each
+    transition's 2x2 average pool floor(n / 2). Works on ints and integer tensors alike."""
+    num_frames = (num_frames - 1) // 2 + 1
+    num_frames = (num_frames - 1) // 2 + 1
+    for _ in range(len(config.block_config) - 1):
+        num_frames = num_frames // 2
+    return num_frames
+
+
+def densenet_min_frames(config: SERConfig) -> int:
+    """Shortest input (in frames) that keeps at least one frame through every downsampling."""
+    return 2 ** (len(config.block_config) + 1)
+
+
+def densenet_num_features(config: SERConfig) -> int:
+    """Channels of the DenseNet's last feature map, as timm computes them."""
+    num_features = 2 * config.growth_rate
+    for i, num_layers in enumerate(config.block_config):
+        num_features += num_layers * config.growth_rate
+        if i != len(config.block_config) - 1:
+            num_features //= 2
+    return num_features
+
+
+def embedding_size(config: SERConfig) -> int:
+    """Size of the fused utterance embedding: mean and std pooling of each branch."""
+    sizes = {"mel": densenet_num_features(config), "mfcc": config.mfcc_channels[-1]}
+    return sum(2 * sizes[branch] for branch in config.branches)
+
+
+def masked_mean_std(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Statistics pooling over real frames only.
+
+    Args:
+        hidden (`torch.Tensor` of shape `(batch, channels, frames)`): frame features.
+        mask (`torch.Tensor` of shape `(batch, frames)`): 1 on real frames, 0 on padding.
+
+    Returns:
+        `torch.Tensor` of shape `(batch, 2 * channels)`: per-channel mean and standard deviation.
+    """
+    mask = mask.to(hidden.dtype).unsqueeze(1)
+    count = mask.sum(dim=-1).clamp(min=1.0)
+    mean = (hidden * mask).sum(dim=-1) / count
+    variance = (((hidden - mean.unsqueeze(-1)) ** 2) * mask).sum(dim=-1) / count
+    return torch.cat([mean, torch.sqrt(variance + 1e-5)], dim=1)
+
+
+def frame_mask(lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(batch, num_frames) mask that is 1 on the first `lengths[i]` frames of row i."""
+    return torch.arange(num_frames, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+class SERMelEncoder(nn.Module):
+    """timm DenseNet over the log-mel spectrogram (one input channel), averaged over frequency and
+    pooled over real frames."""
+
+    def __init__(self, config: SERConfig):
+        super().__init__()
+        self.config = config
+        # pretrained=False by construction: transformers builds the model on the meta device and
+        # loads our own weights afterwards, so nothing may be downloaded here.
+        self.densenet = DenseNet(
+            growth_rate=config.growth_rate,
+            block_config=tuple(config.block_config),
+            bn_size=config.bn_size,
+            in_chans=1,
+            num_classes=0,
+            proj_drop_rate=config.densenet_drop_rate,
+        )
+
+    def forward(self, log_mel: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        lengths = attention_mask.sum(dim=-1)
+        shortfall = densenet_min_frames(self.config) - log_mel.shape[-1]
+        if shortfall > 0:
+            # Very short clips would vanish in the downsampling; zero frames are masked out below.
+            log_mel = nn.functional.pad(log_mel, (0, shortfall))
+        feature_map = self.densenet.forward_features(log_mel.unsqueeze(1))  # (batch, C, mel', frames')
+        frames = feature_map.mean(dim=2)
+        out_lengths = densenet_output_frames(self.config, lengths).clamp(min=1)
+        return masked_mean_std(frames, frame_mask(out_lengths, frames.shape[-1]))
+
+
+class SERMfccEncoder(nn.Module):
+    """Small 1-D CNN over the MFCC sequence: Conv1d-BatchNorm-ReLU blocks that keep the frame
+    count, pooled over real frames."""
+
+    def __init__(self, config: SERConfig):
+        super().__init__()
+        layers = []
+        in_channels = config.n_mfcc
+        for out_channels in config.mfcc_channels:
+            layers += [
+                nn.Conv1d(in_channels, out_channels, config.mfcc_kernel_size, padding=config.mfcc_kernel_size // 2,
+                          bias=False),
+                nn.BatchNorm1d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
+            in_channels = out_channels
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, mfcc: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean_std(self.layers(mfcc), attention_mask)
+
+
+class SERFusionHead(nn.Module):
+    """LayerNorm over the concatenated branch embeddings (their scales differ), then a one-hidden-layer MLP."""
+
+    def __init__(self, config: SERConfig):
+        super().__init__()
+        size = embedding_size(config)
+        self.norm = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(config.fusion_dropout)
+        self.dense = nn.Linear(size, config.fusion_hidden_size)
+        self.activation = nn.ReLU()
+        self.classifier = nn.Linear(config.fusion_hidden_size, config.num_labels)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        hidden = self.activation(self.dense(self.dropout(self.norm(embedding))))
+        return self.classifier(self.dropout(hidden))
+
+
+class SERPreTrainedModel(PreTrainedModel):
+    config_class = SERConfig
+    base_model_prefix = "ser"
+    main_input_name = "input_values"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Kaiming for convolutions (as timm's DenseNet) since the network is trained from scratch;
+        # nn.init is called through the module so that transformers can guard loaded weights.
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+@dataclass
+class SERModelOutput(ModelOutput):
+    """
+    Args:
+        pooler_output (`torch.FloatTensor` of shape `(batch, embedding_size(config))`):
+            Utterance embedding: the concatenated mean and std pooling of each branch.
+    """
+
+    pooler_output: torch.FloatTensor | None = None
+
+
+class SERModel(SERPreTrainedModel):
+    """The two encoders without a head: maps features to an utterance embedding."""
+
+    def __init__(self, config: SERConfig):
+        super().__init__(config)
+        self.mel_encoder = SERMelEncoder(config) if "mel" in config.branches else None
+        self.mfcc_encoder = SERMfccEncoder(config) if "mfcc" in config.branches else None
+        self.post_init()
+
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        input_mfcc: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SERModelOutput:
+        """
+        Args:
+            input_values (`torch.Tensor` of shape `(batch, n_mels, frames)`): normalised log-mel spectrogram.
+            input_mfcc (`torch.Tensor` of shape `(batch, n_mfcc, frames)`): normalised MFCCs.
+            attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*): 1 on real frames.
+        """
+        reference = input_values if input_values is not None else input_mfcc
+        if reference is None:
+            raise ValueError("SERModel needs input_values and/or input_mfcc from SERFeatureExtractor.")
+        if attention_mask is None:
+            attention_mask = torch.ones(reference.shape[0], reference.shape[-1], dtype=torch.long,
+                                        device=reference.device)
+        embeddings = []
+        if self.mel_encoder is not None:
+            if input_values is None:
+                raise ValueError("This model has a mel branch: pass input_values (the log-mel spectrogram).")
+            embeddings.append(self.mel_encoder(input_values, attention_mask))
+        if self.mfcc_encoder is not None:
+            if input_mfcc is None:
+                raise ValueError("This model has an MFCC branch: pass input_mfcc.")
+            embeddings.append(self.mfcc_encoder(input_mfcc, attention_mask))
+        return SERModelOutput(pooler_output=torch.cat(embeddings, dim=1))
+
+
+class SERForAudioClassification(SERPreTrainedModel):
+    """Fusion model with a classification head over the 7 emotions (`config.id2label`)."""
+
+    def __init__(self, config: SERConfig):
+        super().__init__(config)
+        self.ser = SERModel(config)
+        self.head = SERFusionHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        input_mfcc: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """
+        Args:
+            input_values, input_mfcc, attention_mask: as in [`SERModel.forward`].
+            labels (`torch.LongTensor` of shape `(batch,)`, *optional*): class ids; when given, `loss`
+                is the cross-entropy.
+
+        Returns:
+            [`SequenceClassifierOutput`] with `logits` of shape `(batch, num_labels)` and `loss` when labels are given.
+        """
+        embedding = self.ser(input_values, input_mfcc, attention_mask).pooler_output
+        logits = self.head(embedding)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+__all__ = [
+    "SERPreTrainedModel",
+    "SERModel",
+    "SERForAudioClassification",
+    "densenet_output_frames",
+    "densenet_num_features",
+    "embedding_size",
+]
