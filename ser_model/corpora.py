@@ -187,6 +187,32 @@ def _warn_skipped(corpus, root, skipped):
         )
 
 
+# What a reader's name parser returns for a valid file of the corpus that is not the part used
+# here (RAVDESS song or video-audio): left out without a warning.
+_NOT_USED = object()
+
+
+def _collect(corpus, display_name, root, paths, parse):
+    """Records for the files whose names `parse` reads.
+
+    `parse(path)` returns `(speaker, label, gender, utterance)`, `None` for a name it cannot read
+    (counted, and warned about once per corpus), or `_NOT_USED`.
+    """
+    records, skipped = [], []
+    for path in paths:
+        parsed = parse(path)
+        if parsed is _NOT_USED:
+            continue
+        if parsed is None:
+            skipped.append(_relpath(path, root))
+            continue
+        speaker, label, gender, utterance = parsed
+        records.append(Record(path=str(path), corpus=corpus, speaker=f"{corpus}:{speaker}", label=label,
+                              gender=gender, utterance=utterance, relpath=_relpath(path, root)))
+    _warn_skipped(display_name, root, skipped)
+    return records
+
+
 def read_ravdess(root):
     """Reads the speech audio-only part of RAVDESS.
 
@@ -198,29 +224,18 @@ def read_ravdess(root):
         are male, even actors female (the corpus' own convention).
     """
     root = _check_folder(root, "RAVDESS")
-    records, skipped = [], []
-    for path in _audio_files(root):
+
+    def parse(path):
         match = _RAVDESS_NAME.match(path.stem)
         if match is None or match.group(3) not in _RAVDESS_EMOTIONS or match.group(7) == "00":
-            skipped.append(_relpath(path, root))
-            continue
+            return None
         modality, channel, emotion, _, statement, _, actor = match.groups()
         # Song and audio-from-video clips are valid RAVDESS files, just not the part we use.
         if modality != _RAVDESS_AUDIO_ONLY or channel != _RAVDESS_SPEECH:
-            continue
-        records.append(
-            Record(
-                path=str(path),
-                corpus="ravdess",
-                speaker=f"ravdess:{actor}",
-                label=_RAVDESS_EMOTIONS[emotion],
-                gender="male" if int(actor) % 2 else "female",
-                utterance=statement,
-                relpath=_relpath(path, root),
-            )
-        )
-    _warn_skipped("RAVDESS", root, skipped)
-    return records
+            return _NOT_USED
+        return actor, _RAVDESS_EMOTIONS[emotion], "male" if int(actor) % 2 else "female", statement
+
+    return _collect("ravdess", "RAVDESS", root, _audio_files(root), parse)
 
 
 def _parse_tess_name(stem):
@@ -251,26 +266,15 @@ def read_tess(root):
         Both speakers are female; the utterance is the spoken word.
     """
     root = _check_folder(root, "TESS")
-    records, skipped = [], []
-    for path in _audio_files(root):
+
+    def parse(path):
         parsed = _parse_tess_name(path.stem)
         if parsed is None:
-            skipped.append(_relpath(path, root))
-            continue
+            return None
         speaker, word, label = parsed
-        records.append(
-            Record(
-                path=str(path),
-                corpus="tess",
-                speaker=f"tess:{speaker}",
-                label=label,
-                gender="female",
-                utterance=word,
-                relpath=_relpath(path, root),
-            )
-        )
-    _warn_skipped("TESS", root, skipped)
-    return records
+        return speaker, label, "female", word
+
+    return _collect("tess", "TESS", root, _audio_files(root), parse)
 
 
 def _read_crema_d_genders(root):
@@ -309,27 +313,16 @@ def read_crema_d(root):
     audio_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() == "audiowav"]
     audio_dir = audio_dirs[0] if audio_dirs else root
     genders = _read_crema_d_genders(root)
-    records, skipped = [], []
-    for path in _audio_files(audio_dir, recursive=False):
+
+    def parse(path):
         match = _CREMA_D_NAME.match(path.stem)
         label = _CREMA_D_EMOTIONS.get(match.group(3).upper()) if match else None
         if label is None:
-            skipped.append(_relpath(path, root))
-            continue
-        actor, sentence = match.group(1), match.group(2).upper()
-        records.append(
-            Record(
-                path=str(path),
-                corpus="crema-d",
-                speaker=f"crema-d:{actor}",
-                label=label,
-                gender=genders.get(actor),
-                utterance=sentence,
-                relpath=_relpath(path, root),
-            )
-        )
-    _warn_skipped("CREMA-D", root, skipped)
-    return records
+            return None
+        actor = match.group(1)
+        return actor, label, genders.get(actor), match.group(2).upper()
+
+    return _collect("crema-d", "CREMA-D", root, _audio_files(audio_dir, recursive=False), parse)
 
 
 def _parse_savee_name(path):
@@ -356,27 +349,16 @@ def read_savee(root):
         only makes a sentence-held-out split stricter).
     """
     root = _check_folder(root, "SAVEE")
-    records, skipped = [], []
-    for path in _audio_files(root):
+
+    def parse(path):
         parsed = _parse_savee_name(path)
         label = _SAVEE_EMOTIONS.get(parsed[1]) if parsed else None
         if label is None:
-            skipped.append(_relpath(path, root))
-            continue
+            return None
         speaker, _, number = parsed
-        records.append(
-            Record(
-                path=str(path),
-                corpus="savee",
-                speaker=f"savee:{speaker}",
-                label=label,
-                gender="male",
-                utterance=number,
-                relpath=_relpath(path, root),
-            )
-        )
-    _warn_skipped("SAVEE", root, skipped)
-    return records
+        return speaker, label, "male", number
+
+    return _collect("savee", "SAVEE", root, _audio_files(root), parse)
 
 
 def _normalize_gender(value, where):
