@@ -1,14 +1,15 @@
 """Pictures: confusion matrices for reports, and the waveform, features, probability chart and
-emotion timeline the app shows. Each function returns a matplotlib Figure and touches no UI code."""
+emotion timeline the app shows. Each function returns a matplotlib Figure and touches no UI code.
+
+Figures are built as `matplotlib.figure.Figure` objects, never through `pyplot`: the app draws
+from several worker threads at once, and pyplot's global figure registry is not thread-safe
+(it would also keep every figure alive until closed).
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on servers and in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 # One colour per emotion, the same in every picture (angry red, sad blue, ...).
 EMOTION_COLORS = {
@@ -24,7 +25,8 @@ EMOTION_COLORS = {
 
 def confusion_figure(matrices: dict[str, np.ndarray], labels: list[str], title: str):
     """Row-normalised confusion matrices side by side, one per named subset (e.g. per corpus)."""
-    fig, axes = plt.subplots(1, len(matrices), figsize=(5.2 * len(matrices), 4.8), squeeze=False)
+    fig = Figure(figsize=(5.2 * len(matrices), 4.8))
+    axes = fig.subplots(1, len(matrices), squeeze=False)
     for ax, (name, matrix) in zip(axes[0], matrices.items()):
         matrix = np.asarray(matrix, dtype=float)
         support = matrix.sum(axis=1, keepdims=True)
@@ -58,7 +60,8 @@ def signal_figure(waveform: np.ndarray, sampling_rate: int, log_mel: np.ndarray,
                   hop_length: int):
     """Waveform, normalised log-mel spectrogram and MFCCs on one time axis: what the model hears."""
     seconds = len(waveform) / sampling_rate
-    fig, axes = plt.subplots(3, 1, figsize=(9, 6.4), sharex=True, gridspec_kw={"height_ratios": [1, 1.6, 1.2]})
+    fig = Figure(figsize=(9, 6.4))
+    axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.6, 1.2]})
     index, low, high = _envelope(waveform)
     axes[0].fill_between(index / sampling_rate, low, high, color="#4c72b0", linewidth=0.4)
     axes[0].set_ylabel("amplitude")
@@ -86,7 +89,7 @@ def radar_figure(probabilities: dict[str, float]):
     labels = list(probabilities)
     values = [probabilities[label] for label in labels]
     angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False)
-    fig = plt.figure(figsize=(4.6, 4.6))
+    fig = Figure(figsize=(4.6, 4.6))
     ax = fig.add_subplot(projection="polar")
     ax.plot(np.append(angles, angles[0]), np.append(values, values[0]), color="#4c72b0", linewidth=2)
     ax.fill(np.append(angles, angles[0]), np.append(values, values[0]), color="#4c72b0", alpha=0.25)
@@ -102,7 +105,8 @@ def radar_figure(probabilities: dict[str, float]):
 def timeline_figure(windows, labels: list[str]):
     """Probability of each emotion over time, one point per window (at its centre); silent
     windows leave gaps."""
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig = Figure(figsize=(9, 3.6))
+    ax = fig.subplots()
     centres = np.array([(w.start + w.end) / 2 for w in windows])
     for label in labels:
         values = np.array([np.nan if w.probabilities is None else w.probabilities[label] for w in windows])
