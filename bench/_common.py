@@ -131,3 +131,12 @@ def environment_lines() -> list[str]:
 
 def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def run_script(main) -> None:
+    """Exits with `main()`'s status; Ctrl-C ends a benchmark with one line, not a traceback."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

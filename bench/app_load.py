@@ -38,7 +38,7 @@ import _common  # noqa: F401  (sets up sys.path before ser_model is imported)
 import soundfile as sf
 import torch
 from _common import (REPO_ROOT, add_common_arguments, available_cores, environment_lines, load_recognizer,
-                     percentile, resolve_model)
+                     percentile, resolve_model, run_script)
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
@@ -535,8 +535,4 @@ def print_goals(cold_start: float, levels: list[tuple[int, Outcome]], readings: 
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_script(main)

@@ -14,10 +14,11 @@ import argparse
 import sys
 import time
 
-import _common  # noqa: F401  (sets up sys.path and hides the GPU before torch is imported)
+import _common  # noqa: F401  (sets up sys.path before ser_model is imported)
 import numpy as np
 import torch
-from _common import add_common_arguments, environment_lines, load_recognizer, percentile, ravdess_clips, resolve_model
+from _common import (add_common_arguments, environment_lines, load_recognizer, percentile, ravdess_clips,
+                     resolve_model, run_script)
 
 from ser_model.audio_io import AudioError, load_audio
 
@@ -132,8 +133,4 @@ def time_batches(recognizer, clips, batch_size: int, warmup: int, repeats: int):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_script(main)

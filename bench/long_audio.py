@@ -21,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common  # noqa: F401  (sets up sys.path and hides the GPU before torch is imported)
+import _common  # noqa: F401  (sets up sys.path before ser_model is imported)
 import numpy as np
 import soundfile as sf
 import torch
 from _common import (add_common_arguments, environment_lines, load_recognizer, ravdess_clips, resolve_model,
-                     tess_clips)
+                     run_script, tess_clips)
 from tqdm import tqdm
 
 from ser_model.audio_io import AudioError, audio_duration, load_audio
@@ -260,8 +260,4 @@ def print_goals(results) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_script(main)
