@@ -17,9 +17,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ser_model.analysis import SEGMENT_COLUMNS, analyze_file
+from ser_model.analysis import SEGMENT_COLUMNS, analyze_file, draw_pictures
 from ser_model.audio_io import AudioError, format_duration
-from ser_model.inference import EmotionRecognizer, model_source
+from ser_model.inference import EmotionRecognizer, Prediction, model_source
 
 # Longest recording the app accepts: long enough for a conversation turn or a voice memo, short
 # enough that one request cannot hold a worker for long (10 minutes take about 5 s on 2 CPU cores).
@@ -60,8 +60,9 @@ def predict(audio_path: str | None, progress=gr.Progress()):
         audio_path: an audio file (WAV, FLAC, MP3, OGG/Opus; m4a/webm where FFmpeg is installed).
 
     Returns:
-        The 7 emotion probabilities, the positive/neutral/negative summary, the probability chart,
-        the waveform/spectrogram/MFCC picture, the emotion timeline and segment table (long audio).
+        The probability of each of the 7 emotions; the positive/neutral/negative summary; for audio
+        longer than one window, a table of segments; and the whole prediction as JSON (overall and
+        per-window probabilities with their start and end in seconds).
     """
     if not audio_path:
         raise gr.Error("Record or upload some speech first.", duration=None)
@@ -75,11 +76,23 @@ def predict(audio_path: str | None, progress=gr.Progress()):
     return (
         analysis.prediction.probabilities,
         analysis.sentiment,
-        analysis.radar_figure,
-        analysis.signal_figure,
-        gr.update(value=analysis.timeline_figure, visible=analysis.is_long),
         gr.update(value=analysis.segments, visible=analysis.is_long),
+        analysis.prediction.to_dict(timeline=True),
     )
+
+
+def draw(audio_path: str, prediction: dict, progress=gr.Progress()):
+    """The probability chart, the waveform/spectrogram/MFCC picture and, for long audio, the
+    emotion timeline of a recording `predict` has classified."""
+    progress(None, desc="drawing")
+    pictures = draw_pictures(RECOGNIZER, audio_path, Prediction.from_dict(prediction))
+    return pictures.radar, pictures.signal, gr.update(value=pictures.timeline, visible=pictures.timeline is not None)
+
+
+def predict_and_draw(audio_path: str):
+    """Both steps at once, for the examples, whose answers are cached whole."""
+    *numbers, prediction = predict(audio_path)
+    return *numbers, *draw(audio_path, prediction)
 
 
 def example_files() -> list[str]:
@@ -112,15 +125,22 @@ with gr.Blocks(title="Speech emotion recognition") as demo:
         signal = gr.Plot(label="What the model hears")
     timeline = gr.Plot(label="Emotion over time", visible=False)
     segments = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Segments", visible=False, interactive=False)
-    outputs = [emotions, sentiment, radar, signal, timeline, segments]
+    # The prediction travels from the numbers to the pictures through the page (a gr.State output
+    # would break Gradio 6.31's MCP tool, which cannot return State); API clients get it as JSON.
+    prediction = gr.JSON(visible=False)
+    numbers = [emotions, sentiment, segments]
+    pictures = [radar, signal, timeline]
     if example_files():
         with input_column:
             # Lazy caching: each example is classified on its first click, not at start-up.
-            gr.Examples(examples=example_files(), inputs=audio, outputs=outputs, fn=predict, cache_examples=True,
-                        cache_mode="lazy", label="Examples (speakers never seen in training)")
-    analyze.click(predict, inputs=audio, outputs=outputs, api_name="predict", concurrency_limit=CONCURRENCY)
-    audio.stop_recording(predict, inputs=audio, outputs=outputs, api_name=False, concurrency_limit=CONCURRENCY)
-    audio.upload(predict, inputs=audio, outputs=outputs, api_name=False, concurrency_limit=CONCURRENCY)
+            gr.Examples(examples=example_files(), inputs=audio, outputs=numbers + pictures, fn=predict_and_draw,
+                        cache_examples=True, cache_mode="lazy", label="Examples (speakers never seen in training)")
+    # The numbers come first and the pictures after (see ser_model.analysis): /predict is what API
+    # clients call, and it answers without waiting for matplotlib.
+    for trigger, api_name in ((analyze.click, "predict"), (audio.stop_recording, False), (audio.upload, False)):
+        trigger(predict, inputs=audio, outputs=numbers + [prediction], api_name=api_name,
+                concurrency_limit=CONCURRENCY).success(
+            draw, inputs=[audio, prediction], outputs=pictures, api_name=False, concurrency_limit=CONCURRENCY)
 
 demo.queue(max_size=64)
 

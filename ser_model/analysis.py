@@ -1,7 +1,10 @@
 """What the app shows for one recording, computed without any UI code (unit-testable).
 
-`analyze_file` decodes the file once, predicts (windowed when longer than one model window) and
-draws the pictures; the Gradio app only declares components and forwards to it.
+Two steps, because they differ a hundredfold in cost: `analyze_file` decodes and classifies
+(about 10 ms of model time for a 3-second clip) and gives the numbers; `draw_pictures` draws the
+waveform, features, probability chart and timeline (about 300 ms of matplotlib and encoding).
+The app answers with the numbers first and draws afterwards, so its API (which only needs the
+numbers) stays fast under load and a person sees the emotion before the pictures.
 """
 
 from __future__ import annotations
@@ -39,18 +42,24 @@ def sentiment(probabilities: dict[str, float]) -> dict[str, float]:
 
 @dataclass
 class Analysis:
-    """Everything the app displays for one recording."""
+    """The numbers the app displays for one recording."""
 
     prediction: Prediction
     sentiment: dict[str, float]
-    signal_figure: Any
-    radar_figure: Any
-    timeline_figure: Any | None  # only for audio longer than one window
-    segments: list[list]  # one row per window: start, end, emotion, confidence, sentiment
+    segments: list[list]  # one row per window (start, end, emotion, confidence, sentiment); none for short audio
 
     @property
     def is_long(self) -> bool:
         return len(self.prediction.windows) > 1
+
+
+@dataclass
+class Pictures:
+    """The pictures the app displays for one recording (matplotlib Figures)."""
+
+    signal: Any
+    radar: Any
+    timeline: Any | None  # only for audio longer than one window
 
 
 SEGMENT_COLUMNS = ["start (s)", "end (s)", "emotion", "confidence", "sentiment"]
@@ -69,7 +78,7 @@ def segment_rows(prediction: Prediction) -> list[list]:
 
 def analyze_file(recognizer: EmotionRecognizer, path: str, max_seconds: float | None = None,
                  progress: ProgressCallback | None = None) -> Analysis:
-    """Predicts the emotion of an audio file and draws its pictures.
+    """Predicts the emotion of an audio file (windowed when longer than one model window).
 
     Args:
         recognizer (`EmotionRecognizer`): the loaded model.
@@ -83,15 +92,24 @@ def analyze_file(recognizer: EmotionRecognizer, path: str, max_seconds: float | 
     config = recognizer.config
     waveform = load_audio(path, config.sampling_rate, max_seconds=max_seconds, min_seconds=config.min_audio_seconds)
     prediction = recognizer.predict_waveform(waveform, config.sampling_rate, progress=progress)
-    features = recognizer.feature_extractor(waveform, sampling_rate=config.sampling_rate, truncation=False)
-    pictures = signal_figure(waveform, config.sampling_rate, features["input_values"][0], features["input_mfcc"][0],
-                             config.hop_length)
     long = len(prediction.windows) > 1
-    return Analysis(
-        prediction=prediction,
-        sentiment=sentiment(prediction.probabilities),
-        signal_figure=pictures,
-        radar_figure=radar_figure(prediction.probabilities),
-        timeline_figure=timeline_figure(prediction.windows, recognizer.labels) if long else None,
-        segments=segment_rows(prediction) if long else [],
+    return Analysis(prediction=prediction, sentiment=sentiment(prediction.probabilities),
+                    segments=segment_rows(prediction) if long else [])
+
+
+def draw_pictures(recognizer: EmotionRecognizer, path: str, prediction: Prediction) -> Pictures:
+    """Draws what the model heard in `path` and what it concluded (`analyze_file`'s prediction).
+
+    The file is decoded again rather than kept from `analyze_file`: decoding is cheap next to
+    drawing, and the app then holds no waveform between its two steps.
+    """
+    config = recognizer.config
+    waveform = load_audio(path, config.sampling_rate, min_seconds=config.min_audio_seconds)
+    features = recognizer.feature_extractor(waveform, sampling_rate=config.sampling_rate, truncation=False)
+    long = len(prediction.windows) > 1
+    return Pictures(
+        signal=signal_figure(waveform, config.sampling_rate, features["input_values"][0], features["input_mfcc"][0],
+                             config.hop_length),
+        radar=radar_figure(prediction.probabilities),
+        timeline=timeline_figure(prediction.windows, recognizer.labels) if long else None,
     )

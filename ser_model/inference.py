@@ -63,6 +63,12 @@ class Prediction:
             ]
         return result
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Prediction":
+        """The inverse of `to_dict(timeline=True)`, for a prediction that travelled as JSON."""
+        windows = [WindowPrediction(w["start"], w["end"], w["probabilities"]) for w in data.get("windows", [])]
+        return cls(data["label"], data["probabilities"], data["duration"], windows)
+
 
 def model_source() -> tuple[str, str | None]:
     """The model to load: `SER_MODEL` (a folder or Hub id) and `SER_MODEL_REVISION`, else the bundled model."""

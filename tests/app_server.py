@@ -59,22 +59,25 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running_app(workdir: Path) -> Iterator[str]:
-    """Serves app.py at the URL it yields, with the tiny model saved under `workdir`; the server's
-    output goes to `workdir/app.log`, quoted in the error when it fails to start."""
-    model_dir = save_tiny_model(workdir / "model")
+def running_app(workdir: Path, model: str | None = None, revision: str | None = None,
+                env: dict[str, str] | None = None) -> Iterator[str]:
+    """Serves app.py at the URL it yields, with `model` (a folder or Hub id, at `revision`) or else the
+    tiny model saved under `workdir`, and `env` added to its environment; the server's output goes to
+    `workdir/app.log`, quoted in the error when it fails to start."""
+    model = model or str(save_tiny_model(workdir / "model"))
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {
         **os.environ,
-        "SER_MODEL": str(model_dir),
-        "SER_MODEL_REVISION": "",
+        "SER_MODEL": model,
+        "SER_MODEL_REVISION": revision or "",
         "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_TEMP_DIR": str(workdir / "gradio"),
         "HF_HUB_OFFLINE": "1",
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
     log_path = workdir / "app.log"
     with open(log_path, "wb") as log:

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from ser_model.analysis import SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, analyze_file, segment_rows, sentiment
+from ser_model.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, analyze_file, draw_pictures, segment_rows,
+                                sentiment)
 from ser_model.audio_io import AudioError
 from ser_model.inference import EmotionRecognizer
 
@@ -70,12 +71,12 @@ def test_short_file_gives_one_decision_and_no_timeline(recognizer, tmp_path, clo
     assert set(analysis.prediction.probabilities) == set(LABELS)
     assert sum(analysis.prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert sum(analysis.sentiment.values()) == pytest.approx(1.0, abs=1e-5)
-    assert isinstance(analysis.radar_figure, Figure)
-    assert isinstance(analysis.signal_figure, Figure)
     assert not analysis.is_long
-    assert analysis.timeline_figure is None
     assert analysis.segments == []
     assert calls and calls[-1] == pytest.approx((0.8, 0.8))
+    pictures = draw_pictures(recognizer, str(tmp_path / "short.wav"), analysis.prediction)
+    assert isinstance(pictures.radar, Figure) and isinstance(pictures.signal, Figure)
+    assert pictures.timeline is None
 
 
 def test_file_longer_than_a_window_gets_a_timeline_and_one_row_per_window(recognizer, tmp_path, close_figures):
@@ -87,7 +88,13 @@ def test_file_longer_than_a_window_gets_a_timeline_and_one_row_per_window(recogn
     # Windows start every hop and the last one ends at the end: (3 - 1) / 0.5 + 1 = 5 windows.
     expected_windows = round((seconds - config.window_seconds) / config.window_hop_seconds) + 1
     assert analysis.is_long
-    assert isinstance(analysis.timeline_figure, Figure)
+    pictures = draw_pictures(recognizer, str(tmp_path / "long.wav"), analysis.prediction)
+    assert isinstance(pictures.timeline, Figure)
+    # One line per emotion, one point per window, at the window centres.
+    lines = pictures.timeline.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == list(recognizer.labels)
+    centres = [(w.start + w.end) / 2 for w in analysis.prediction.windows]
+    assert list(lines[0].get_xdata()) == pytest.approx(centres)
     assert len(analysis.prediction.windows) == expected_windows
     assert len(analysis.segments) == expected_windows
     assert analysis.segments == segment_rows(analysis.prediction)
