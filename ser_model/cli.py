@@ -21,11 +21,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     add_predict_parser(commands)
     # Imported here, not at the top, so that `import ser_model.cli` stays light.
-    from . import evaluation, export, training
+    from . import evaluation, export, publish, training
 
     training.add_parser(commands)
     evaluation.add_parser(commands)
     export.add_parser(commands)
+    publish.add_parser(commands)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
