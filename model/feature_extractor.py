@@ -193,6 +193,13 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
 
     def _features(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised log-mel (n_mels, frames) and MFCC (n_mfcc, frames) of one clip."""
+        # Audio is expected in [-1, 1]. Louder input (a float file with overs, integer PCM passed as
+        # float) is scaled to a peak of 1: the per-utterance normalisation removes that gain anyway,
+        # LOG_FLOOR keeps its level relative to full scale, and the float32 power spectrum cannot
+        # overflow, which from peaks of about 1e17 made the features (and predictions) NaN.
+        peak = np.abs(waveform).max()
+        if peak > 1.0:
+            waveform = waveform / peak
         with torch.no_grad():
             log_mel = torch.log(self._mel_spectrogram(torch.from_numpy(waveform)) + LOG_FLOOR)
             mfcc = self._dct.T @ log_mel

@@ -28,6 +28,7 @@ __all__ = [
     "check_duration",
     "format_duration",
     "load_audio",
+    "silence_error",
     "stream_audio",
     "to_mono_16k",
     "validate_waveform",
@@ -44,9 +45,16 @@ FFMPEG_EXTENSIONS = frozenset(
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
                              | FFMPEG_EXTENSIONS)
 
-# Peak absolute amplitude under which audio counts as silent: 1e-4 is -80 dBFS, about three
-# steps of 16-bit PCM, so dither or a noise floor of a few LSB still counts as silence.
-SILENCE_PEAK = 1e-4
+# Peak absolute amplitude under which audio counts as silent, for a whole file and for each window
+# of a long one (`ser_model.inference`): 1e-3 is -60 dBFS, about 33 steps of 16-bit PCM, so dither,
+# hum or a noise floor counts as silence while even quiet speech peaks well above it.
+SILENCE_PEAK = 1e-3
+# Samples beyond this magnitude are garbage, not audio (a corrupt float file): full scale is 1.0,
+# and even 32-bit integer PCM stored as float stays below 2.2e9. They are refused before any
+# arithmetic: float32 resampling (soxr) turns samples from about 1e37 up into NaN, and a float32
+# downmix overflows to inf near 3.4e38, so audio whose samples are all finite would otherwise be
+# reported as containing NaN or infinite values.
+MAX_SAMPLE_MAGNITUDE = 1e20
 
 _FFMPEG_INSTALL_HINT = "apt-get install ffmpeg"
 
@@ -170,7 +178,8 @@ def to_mono_16k(samples: np.ndarray, orig_sampling_rate: int, sampling_rate=1600
         `np.ndarray` of shape `(num_samples_out,)`, float32, contiguous; channels are averaged.
 
     Raises:
-        `AudioError`: the array has an unsupported dtype or shape, or a rate is not positive.
+        `AudioError`: the array has an unsupported dtype or shape, a rate is not positive, or the
+        samples are not finite or far beyond full scale.
     """
     if not orig_sampling_rate > 0 or not sampling_rate > 0:
         raise AudioError(
@@ -181,6 +190,10 @@ def to_mono_16k(samples: np.ndarray, orig_sampling_rate: int, sampling_rate=1600
         raise AudioError(
             f"Audio must be shaped (samples,) or (samples, channels), got shape {samples.shape}."
         )
+    if samples.dtype.kind == "f":
+        # Before the cast, which would turn float64 values beyond 3.4e38 into inf; integer PCM is
+        # always finite and within range.
+        _check_samples(samples, subject="The audio")
     waveform = _downmix(_to_float32(samples))
     if orig_sampling_rate != sampling_rate:
         waveform = soxr.resample(waveform, orig_sampling_rate, sampling_rate, quality="HQ")
@@ -246,8 +259,13 @@ def _validate(waveform, sampling_rate, min_seconds, subject):
         raise AudioError(f"{subject} contains NaN or infinite sample values.")
     check_duration(waveform.size / sampling_rate, min_seconds, subject=subject)
     if np.abs(waveform).max() < SILENCE_PEAK:
-        raise AudioError(f"{subject} is silent: its loudest sample is below -80 dBFS.")
+        raise silence_error(subject)
     return waveform
+
+
+def silence_error(subject: str = "The audio") -> AudioError:
+    """The one sentence for audio with nothing louder than `SILENCE_PEAK`, whichever check finds it."""
+    return AudioError(f"{subject} is silent: its loudest sample is below {20 * np.log10(SILENCE_PEAK):.0f} dBFS.")
 
 
 def _checked_path(path) -> Path:
@@ -302,6 +320,7 @@ def _soundfile_chunks(sound, path, sampling_rate, block_samples) -> Iterator[np.
                 frames = sound.read(read_frames, dtype="float32", always_2d=True)
             except sf.SoundFileError as error:
                 raise _corrupt_error(path) from error
+            _check_samples(frames, subject=f"The audio in '{path.name}'")
             is_last = len(frames) < read_frames
             mono = _downmix(frames)
             if resampler is not None:
@@ -383,6 +402,18 @@ def _reblock(chunks, block_samples) -> Iterator[np.ndarray]:
             pending = pending[block_samples:]
     if len(pending):
         yield pending
+
+
+def _check_samples(samples, subject) -> np.ndarray:
+    """Refuses decoded samples that are not finite or far beyond full scale, before any arithmetic."""
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{subject} contains NaN or infinite sample values.")
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    if peak > MAX_SAMPLE_MAGNITUDE:
+        raise AudioError(
+            f"{subject} has samples as large as {peak:.1e}, far beyond full scale (1.0): it is probably corrupt."
+        )
+    return samples
 
 
 def _finite_blocks(blocks, path) -> Iterator[np.ndarray]:

@@ -17,16 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio_io import AudioError, audio_duration, check_duration, stream_audio, to_mono_16k, validate_waveform
+from .audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration, silence_error, stream_audio,
+                       to_mono_16k, validate_waveform)
 from .configuration import SERConfig
 from .feature_extractor import SERFeatureExtractor
 from .modeling import SERForAudioClassification
 
 # The bundled model: the default everywhere, so the app and CLI run offline on a fresh clone.
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "model"
-# A window whose peak is below this (about -60 dBFS) holds no speech worth classifying: pauses in
-# long recordings would otherwise pull the overall prediction towards whatever silence looks like.
-SILENT_WINDOW_PEAK = 1e-3
 
 ProgressCallback = Callable[[float, float | None], None]
 """Called with (seconds processed, total seconds or None when unknown)."""
@@ -134,12 +132,20 @@ class EmotionRecognizer:
             progress (`ProgressCallback`, *optional*): told how many seconds are done.
         """
         total = audio_duration(path)
-        check_duration(total, self.config.min_audio_seconds, max_seconds, subject=f"'{Path(path).name}'")
-        return self.predict_stream(stream_audio(path, self.sampling_rate), total_seconds=total, progress=progress)
+        name = Path(path).name
+        # Worded as `load_audio` words them, so a file gets the same sentence on every path.
+        check_duration(total, self.config.min_audio_seconds, max_seconds, subject=f"'{name}'")
+        return self.predict_stream(stream_audio(path, self.sampling_rate), total_seconds=total, progress=progress,
+                                   subject=f"The audio in '{name}'")
 
     def predict_stream(self, blocks: Iterable[np.ndarray], total_seconds: float | None = None,
-                       progress: ProgressCallback | None = None) -> Prediction:
-        """Predicts from consecutive blocks of 16 kHz mono float32 audio (the core of every path)."""
+                       progress: ProgressCallback | None = None, subject: str = "The audio") -> Prediction:
+        """Predicts from consecutive blocks of 16 kHz mono float32 audio (the core of every path).
+
+        A window with nothing louder than `SILENCE_PEAK` is marked silent and left out of the
+        overall mean: pauses in long recordings would otherwise pull the prediction towards whatever
+        silence looks like. `subject` names the audio in error sentences (e.g. the file name).
+        """
         sr = self.sampling_rate
         windows: list[WindowPrediction] = []
         pending: list[tuple[int, np.ndarray]] = []
@@ -156,8 +162,8 @@ class EmotionRecognizer:
         for start, window, num_samples in _sliding_windows(blocks, self.window, self.hop):
             if len(window) < self.window:
                 # Only audio shorter than one window gives a short window: check it before the model sees it.
-                check_duration(len(window) / sr, self.config.min_audio_seconds)
-            if np.abs(window).max() < SILENT_WINDOW_PEAK:
+                check_duration(len(window) / sr, self.config.min_audio_seconds, subject=subject)
+            if np.abs(window).max() < SILENCE_PEAK:
                 windows.append(WindowPrediction(start / sr, (start + len(window)) / sr, None))
                 continue
             pending.append((start, window))
@@ -167,10 +173,10 @@ class EmotionRecognizer:
             flush()
 
         if num_samples == 0:
-            raise AudioError("The audio is empty: it contains no samples.")
+            raise AudioError(f"{subject} is empty: it contains no samples.")
         spoken = [w.probabilities for w in windows if w.probabilities is not None]
         if not spoken:
-            raise AudioError("The audio is silent: no window is louder than -60 dBFS.")
+            raise silence_error(subject)
         windows.sort(key=lambda w: w.start)
         overall = {label: float(np.mean([p[label] for p in spoken])) for label in self.labels}
         return Prediction(max(overall, key=overall.get), overall, num_samples / sr, windows)

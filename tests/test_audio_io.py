@@ -1,6 +1,8 @@
 """Tests for `ser_model.audio_io`.
 
-Every file is generated in `tmp_path`, except in the real-corpus smoke test.
+Every file is generated in `tmp_path`, except in the real-corpus smoke test. Bad files (the
+hostile-input corpus through `load_audio` and every other surface) and the property-based tests
+live in test_hostile_input.py.
 """
 
 import shutil
@@ -11,9 +13,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from ser_model import audio_io
 from ser_model.audio_io import (
@@ -26,6 +25,7 @@ from ser_model.audio_io import (
 )
 
 from .conftest import DATA_DIR
+from .hostile_inputs import write_float_wav, write_random_bytes
 
 
 SR = 16000
@@ -119,70 +119,16 @@ def test_truncated_wav_loads_the_samples_present(tmp_path):
     assert audio_duration(tmp_path / "cut.wav") == pytest.approx(0.5)
 
 
-def write_float_wav(path, value):
-    signal = tone(SR, seconds=2.0)
-    signal[1000] = value
-    sf.write(path, signal, SR, subtype="FLOAT")
-
-
-def make_bad(tmp_path, kind):
-    """Creates the bad input `kind` in `tmp_path` and returns its path."""
-    names = {"directory": "folder.wav", "text": "notes.mp3", "no_ffmpeg": "voice.m4a"}
-    path = tmp_path / names.get(kind, "bad.wav")
-    if kind == "directory":
-        path.mkdir()
-    elif kind == "zero_bytes":
-        path.touch()
-    elif kind == "header_only":
-        sf.write(path, tone(SR), SR, subtype="PCM_16")
-        path.write_bytes(path.read_bytes()[:44])
-    elif kind in ("random_bytes", "no_ffmpeg"):
-        path.write_bytes(np.random.default_rng(0).bytes(4096))
-    elif kind == "text":
-        path.write_text("This is a shopping list, not a song.\n" * 40)
-    elif kind == "too_short":
-        sf.write(path, tone(SR, seconds=0.01), SR)
-    elif kind == "silent":
-        sf.write(path, np.zeros(2 * SR), SR, subtype="PCM_16")
-    elif kind == "nan":
-        write_float_wav(path, np.nan)
-    elif kind == "inf":
-        write_float_wav(path, np.inf)
-    return path
-
-
-@pytest.mark.parametrize(
-    "kind, words",
-    [
-        ("missing", ["File not found", "bad.wav"]),
-        ("directory", ["folder.wav", "directory"]),
-        ("zero_bytes", ["bad.wav", "empty (0 bytes)"]),
-        ("header_only", ["bad.wav", "empty"]),
-        ("random_bytes", ["bad.wav", "not a supported audio file", "corrupt"]),
-        ("text", ["notes.mp3", "not a supported audio file", "corrupt"]),
-        ("too_short", ["too short", "0.010 s", "0.25 s"]),
-        ("silent", ["silent", "-80 dBFS"]),
-        ("nan", ["NaN or infinite"]),
-        ("inf", ["NaN or infinite"]),
-    ],
-)
-def test_bad_inputs_raise_one_clear_sentence(tmp_path, kind, words):
-    path = make_bad(tmp_path, kind)
-    with pytest.raises(AudioError) as error:
-        load_audio(path)
-    message = str(error.value)
-    assert all(word in message for word in words), message
-    assert str(tmp_path) not in message and "\n" not in message
-
-
 def test_missing_ffmpeg_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(audio_io.shutil, "which", lambda name: None)
+    write_random_bytes(tmp_path / "voice.m4a")
+    write_random_bytes(tmp_path / "bad.wav")
     needs_ffmpeg_message = r"'voice\.m4a'.*needs FFmpeg, which is not installed \(apt-get install ffmpeg\)"
     with pytest.raises(AudioError, match=needs_ffmpeg_message):
-        load_audio(make_bad(tmp_path, "no_ffmpeg"))
+        load_audio(tmp_path / "voice.m4a")
     # A corrupt file with a libsndfile extension is corrupt, not missing a decoder.
     with pytest.raises(AudioError, match="not a supported audio file"):
-        load_audio(make_bad(tmp_path, "random_bytes"))
+        load_audio(tmp_path / "bad.wav")
 
 
 def test_max_seconds_is_checked_before_decoding(tmp_path, monkeypatch):
@@ -207,8 +153,9 @@ def test_max_seconds_without_header_duration_stops_decoding(tmp_path, monkeypatc
 def test_audio_duration_from_header(tmp_path):
     sf.write(tmp_path / "clip.flac", tone(24414, seconds=1.5), 24414)
     assert audio_duration(tmp_path / "clip.flac") == pytest.approx(1.5, abs=1e-4)
+    write_random_bytes(tmp_path / "bad.wav")
     with pytest.raises(AudioError, match="not a supported audio file"):
-        audio_duration(make_bad(tmp_path, "random_bytes"))
+        audio_duration(tmp_path / "bad.wav")
 
 
 def test_stream_matches_load_and_block_sizes(tmp_path):
@@ -226,7 +173,8 @@ def test_stream_errors(tmp_path):
     # Path problems surface at the call, data problems when the bad block is reached.
     with pytest.raises(AudioError, match="File not found"):
         stream_audio(tmp_path / "missing.wav")
-    blocks = stream_audio(make_bad(tmp_path, "nan"), block_seconds=0.5)
+    write_float_wav(tmp_path / "nan.wav", np.nan)
+    blocks = stream_audio(tmp_path / "nan.wav", block_seconds=0.5)
     with pytest.raises(AudioError, match="NaN or infinite"):
         list(blocks)
 
@@ -290,26 +238,6 @@ def test_validate_waveform_messages():
     ]:
         with pytest.raises(AudioError, match=words):
             validate_waveform(waveform, SR)
-
-
-finite_audio = hnp.arrays(
-    np.float32,
-    st.one_of(
-        st.tuples(st.integers(0, 48000)),
-        st.tuples(st.integers(0, 48000), st.integers(1, 3)),  # (samples, channels)
-    ),
-    elements=st.floats(-1, 1, width=32),
-)
-
-
-@settings(max_examples=40, deadline=None)
-@given(samples=finite_audio, rate=st.integers(8000, 96000))
-def test_any_finite_array_gives_finite_audio_or_audio_error(samples, rate):
-    try:
-        waveform = validate_waveform(to_mono_16k(samples, rate), SR)
-    except AudioError:
-        return
-    assert waveform.dtype == np.float32 and waveform.ndim == 1 and np.isfinite(waveform).all()
 
 
 @pytest.mark.parametrize("pattern", ["ravdess/Actor_01/*", "tess/OAF_*", "tess/OA_bite_neutral.*"])

@@ -1,9 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from ser_model import SERFeatureExtractor
 
@@ -100,14 +97,3 @@ def test_save_and_load_round_trip(extractor, tmp_path):
     clip = speechlike(0.5)
     np.testing.assert_array_equal(extractor(clip, sampling_rate=16_000)["input_values"],
                                   loaded(clip, sampling_rate=16_000)["input_values"])
-
-
-@settings(max_examples=40, deadline=None)
-@given(arrays(np.float32, st.integers(0, 24_000), elements=st.floats(-1, 1, width=32)))
-def test_any_finite_audio_gives_finite_features_or_a_value_error(samples):
-    extractor = SERFeatureExtractor.from_config(tiny_config())
-    try:
-        features = extractor(samples, sampling_rate=16_000)
-    except ValueError:
-        return
-    assert np.isfinite(features["input_values"]).all() and np.isfinite(features["input_mfcc"]).all()
