@@ -177,14 +177,18 @@ def _training_description(training: dict | None) -> str:
     if not training:
         return "No training record was exported with this model."
     cfg = training["config"]
+    mixup = (f", mixup (alpha {cfg['mixup_alpha']}, p={cfg['mixup_probability']})"
+             if cfg.get("mixup_probability") else "")
+    # Runs before the selection score was restricted to speaker-held-out clips recorded the pooled one.
+    selection = training.get("best_validation_selection_macro_recall", training.get("best_validation_macro_recall"))
     return (
         f"From scratch with `python -m ser_model train` (preset `{cfg['preset']}`, seed {cfg['seed']}): AdamW, "
         f"learning rate {cfg['learning_rate']}, batch {cfg['batch_size']}, cosine schedule, label smoothing "
         f"{cfg['label_smoothing']}, class-weighted loss; augmentation: speed {cfg['speed_range']} "
         f"(p={cfg['speed_probability']}), white noise at {cfg['noise_snr_db']} dB SNR (p={cfg['noise_probability']}), "
-        f"random crops, SpecAugment ({cfg['time_masks']} time and {cfg['freq_masks']} frequency masks). Early "
-        f"stopping on validation macro recall (patience {cfg['patience']}); best validation macro recall "
-        f"{training['best_validation_macro_recall']:.3f} after {training['epochs_run']:.0f} epochs, "
+        f"random crops, SpecAugment ({cfg['time_masks']} time and {cfg['freq_masks']} frequency masks){mixup}. "
+        f"Early stopping on validation macro recall (patience {cfg['patience']}); best validation macro recall "
+        f"{selection:.3f} after {training['epochs_run']:.0f} epochs, "
         f"{training['wall_seconds'] / 60:.1f} minutes on {training.get('device', 'CPU')}."
     )
 

@@ -10,8 +10,10 @@ command runs on several GPUs or machines under `torchrun` or `accelerate launch`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,9 @@ class TrainingConfig:
         time_mask_frames (`int`, *optional*, defaults to 20): longest time mask, in frames.
         freq_masks (`int`, *optional*, defaults to 2): SpecAugment frequency masks per clip (mel and MFCC each).
         freq_mask_bands (`int`, *optional*, defaults to 8): widest frequency mask, in bands or coefficients.
+        mixup_probability (`float`, *optional*, defaults to 0.0): chance that a batch is mixed with a shuffled
+            copy of itself (mixup, Zhang et al. 2018), features and targets alike.
+        mixup_alpha (`float`, *optional*, defaults to 0.4): Beta(alpha, alpha) draws the mixing weight.
         max_steps (`int`, *optional*, defaults to -1): stop after this many steps (smoke tests); -1 for no limit.
         logging_steps (`int`, *optional*, defaults to 10): steps between loss reports.
         max_clips_per_part (`int`, *optional*): use only this many clips of each part (smoke tests).
@@ -92,6 +97,8 @@ class TrainingConfig:
     time_mask_frames: int = 20
     freq_masks: int = 2
     freq_mask_bands: int = 8
+    mixup_probability: float = 0.0
+    mixup_alpha: float = 0.4
     max_steps: int = -1
     logging_steps: int = 10
     max_clips_per_part: int | None = None
@@ -100,7 +107,7 @@ class TrainingConfig:
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        for name in ("noise_probability", "speed_probability", "label_smoothing"):
+        for name in ("noise_probability", "speed_probability", "label_smoothing", "mixup_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.batch_size <= 0 or self.epochs <= 0:
@@ -191,21 +198,43 @@ class FeatureCollator:
 
 
 class WeightedLossTrainer(Trainer):
-    """Trainer with class-weighted, label-smoothed cross-entropy: corpora are not balanced across
-    emotions (RAVDESS has 1.5x neutral once calm is folded in, CREMA-D has no surprise)."""
+    """Trainer with class-weighted, label-smoothed cross-entropy (corpora are not balanced across
+    emotions: RAVDESS has 1.5x neutral once calm is folded in, CREMA-D has no surprise), and mixup."""
 
-    def __init__(self, *args, class_weights: torch.Tensor, label_smoothing: float, **kwargs):
+    def __init__(self, *args, class_weights: torch.Tensor, training_config: TrainingConfig, **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
-        self.label_smoothing = label_smoothing
+        self.training_config = training_config
+        self.mixup_rng = np.random.default_rng(training_config.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
+        cfg = self.training_config
+        if model.training and self.mixup_rng.random() < cfg.mixup_probability:
+            return self._mixup_loss(model, inputs, labels, return_outputs)
         outputs = model(**inputs)
-        loss = torch.nn.functional.cross_entropy(
-            outputs.logits, labels, weight=self.class_weights.to(outputs.logits.device),
-            label_smoothing=self.label_smoothing if model.training else 0.0,
+        loss = self._cross_entropy(outputs.logits, labels, model.training)
+        return (loss, outputs) if return_outputs else loss
+
+    def _cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor, training: bool) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(
+            logits, labels, weight=self.class_weights.to(logits.device),
+            label_smoothing=self.training_config.label_smoothing if training else 0.0,
         )
+
+    def _mixup_loss(self, model, inputs: dict, labels: torch.Tensor, return_outputs: bool):
+        """Mixes each clip's features with another clip's; the loss mixes the two targets' losses with
+        the same weight. The frame mask is the union, so the longer clip's frames all count."""
+        weight = float(self.mixup_rng.beta(self.training_config.mixup_alpha, self.training_config.mixup_alpha))
+        order = torch.randperm(labels.shape[0], device=labels.device)
+        mixed = dict(inputs)
+        for name in ("input_values", "input_mfcc"):
+            mixed[name] = weight * inputs[name] + (1.0 - weight) * inputs[name][order]
+        if "attention_mask" in inputs:
+            mixed["attention_mask"] = torch.maximum(inputs["attention_mask"], inputs["attention_mask"][order])
+        outputs = model(**mixed)
+        loss = (weight * self._cross_entropy(outputs.logits, labels, True)
+                + (1.0 - weight) * self._cross_entropy(outputs.logits, labels[order], True))
         return (loss, outputs) if return_outputs else loss
 
 
@@ -230,6 +259,31 @@ class WallClockCallback(TrainerCallback):
             (checkpoint / self.FILE).write_text(json.dumps({"wall_seconds": round(self.elapsed, 1)}))
 
 
+class ValidationMetrics:
+    """Validation scores for `Trainer`, plus the one that picks the checkpoint and stops training.
+
+    The selection score is the macro recall over the clips of speakers held out by *speaker* only:
+    an utterance-held-out corpus (single-speaker TESS) is near 100% from the first epochs, so
+    pooling it in flattens the differences between checkpoints that matter for new speakers.
+    Without any speaker-held-out validation clips it falls back to all of them.
+    """
+
+    SELECTION = "selection_macro_recall"
+
+    def __init__(self, records: list[Record], split, num_labels: int):
+        by_speaker = [i for i, r in enumerate(records)
+                      if split.corpora.get(r.corpus, {}).get("held_out_by") == "speaker"]
+        self.selection = np.array(by_speaker or range(len(records)))
+        self.num_labels = num_labels
+
+    def __call__(self, prediction) -> dict[str, float]:
+        y_true, y_pred = prediction.label_ids, prediction.predictions.argmax(-1)
+        metrics = classification_metrics(y_true, y_pred, self.num_labels)
+        selected = classification_metrics(y_true[self.selection], y_pred[self.selection], self.num_labels)
+        metrics[self.SELECTION] = selected["macro_recall"]
+        return metrics
+
+
 def load_clips(records: list[Record], sampling_rate: int, desc: str) -> list[np.ndarray]:
     """Decodes every clip once (16 kHz mono float32) with a progress bar."""
     return [load_audio(r.path, sampling_rate=sampling_rate, min_seconds=0.0) for r in tqdm(records, desc=desc,
@@ -251,6 +305,43 @@ def prepare_data(cfg: TrainingConfig):
     if cfg.max_clips_per_part:
         parts = subsample_parts(parts, cfg.max_clips_per_part)
     return records, split, parts
+
+
+def training_arguments(cfg: TrainingConfig, output_dir: str | os.PathLike, **overrides) -> TrainingArguments:
+    """The `TrainingArguments` of `train` (and of the training benchmark, with `overrides`)."""
+    # Under torchrun on a machine without a GPU, accelerate only sets up data parallelism when told to
+    # use the CPU (otherwise every process would train alone); gloo is PyTorch's CPU backend.
+    cpu_processes = int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.cuda.is_available()
+    arguments = dict(
+        output_dir=str(output_dir),
+        use_cpu=cpu_processes,
+        ddp_backend="gloo" if cpu_processes else None,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type="cosine",
+        eval_strategy="epoch" if cfg.max_steps < 0 else "steps",
+        save_strategy="epoch" if cfg.max_steps < 0 else "steps",
+        eval_steps=None if cfg.max_steps < 0 else cfg.max_steps,
+        save_steps=None if cfg.max_steps < 0 else cfg.max_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=ValidationMetrics.SELECTION,
+        greater_is_better=True,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=cfg.dataloader_workers,
+        disable_tqdm=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    return TrainingArguments(**{**arguments, **overrides})
 
 
 def train(cfg: TrainingConfig) -> Path:
@@ -277,48 +368,22 @@ def train(cfg: TrainingConfig) -> Path:
         labels = [label2id[r.label] for r in parts[name]]
         datasets[name] = ClipDataset(waveforms, labels, model_config, cfg if name == "train" else None)
 
-    args = TrainingArguments(
-        output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio,
-        lr_scheduler_type="cosine",
-        eval_strategy="epoch" if cfg.max_steps < 0 else "steps",
-        save_strategy="epoch" if cfg.max_steps < 0 else "steps",
-        eval_steps=None if cfg.max_steps < 0 else cfg.max_steps,
-        save_steps=None if cfg.max_steps < 0 else cfg.max_steps,
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model="macro_recall",
-        greater_is_better=True,
-        logging_steps=cfg.logging_steps,
-        report_to="none",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        remove_unused_columns=False,
-        dataloader_num_workers=cfg.dataloader_workers,
-        disable_tqdm=False,
-        dataloader_pin_memory=torch.cuda.is_available(),
-    )
+    args = training_arguments(cfg, output_dir / "checkpoints")
     trainer = WeightedLossTrainer(
         model=SERForAudioClassification(model_config),
         args=args,
         train_dataset=datasets["train"],
         eval_dataset=datasets["validation"],
         data_collator=FeatureCollator(feature_extractor, cfg),
-        compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1),
-                                                         model_config.num_labels),
+        compute_metrics=ValidationMetrics(parts["validation"], split, model_config.num_labels),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), clock],
         class_weights=class_weights(datasets["train"].labels, model_config.num_labels),
-        label_smoothing=cfg.label_smoothing,
+        training_config=cfg,
     )
     # The validation set must not be augmented: it picks the checkpoint.
     trainer.get_eval_dataloader = _unaugmented_eval_loader(trainer, feature_extractor)
     trainer.train(resume_from_checkpoint=resume)
+    processes = _processes_agree(trainer)
 
     best = output_dir / "best"
     if trainer.is_world_process_zero():
@@ -329,16 +394,44 @@ def train(cfg: TrainingConfig) -> Path:
         (best / "training.json").write_text(json.dumps({
             "config": dataclasses.asdict(cfg),
             "best_checkpoint": trainer.state.best_model_checkpoint,
-            "best_validation_macro_recall": trainer.state.best_metric,
+            "best_validation_selection_macro_recall": trainer.state.best_metric,
             "epochs_run": trainer.state.epoch,
             "wall_seconds": round(elapsed, 1),
             "resumed_from": resume,
+            **processes,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else
             f"CPU ({torch.get_num_threads()} threads)",
             "log_history": trainer.state.log_history,
         }, indent=2))
         logger.info("trained in %.1f min; best validation macro recall %.3f", elapsed / 60, trainer.state.best_metric)
+    # No process returns (and says the model is saved) before rank 0 has written it.
+    trainer.accelerator.wait_for_everyone()
     return best
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of every tensor of the model's state dict (parameters and buffers such as BatchNorm
+    statistics), in key order: equal digests mean bit-identical saved weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _processes_agree(trainer: Trainer) -> dict:
+    """With several processes (torchrun, accelerate launch), checks that every one ends with the same
+    weights, since only rank 0 saves them; returns what training.json records."""
+    world_size = trainer.args.world_size
+    if world_size <= 1:
+        return {"processes": 1}
+    digests = [None] * world_size
+    torch.distributed.all_gather_object(digests, weights_digest(trainer.model))
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"the {world_size} training processes ended with different weights: {digests}")
+    if trainer.is_world_process_zero():
+        logger.info("all %d processes hold the same weights (sha256 %s)", world_size, digests[0])
+    return {"processes": world_size, "weights_identical_across_processes": True, "weights_sha256": digests[0]}
 
 
 def _unaugmented_eval_loader(trainer: Trainer, feature_extractor: SERFeatureExtractor):

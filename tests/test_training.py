@@ -2,15 +2,20 @@
 
 import json
 
+import numpy as np
 import pytest
+import torch
+from transformers import TrainingArguments
+from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ser_model import SERForAudioClassification
+from ser_model import SERFeatureExtractor, SERForAudioClassification
+from ser_model.corpora import Record
 from ser_model.evaluation import evaluate
 from ser_model.export import CODE_FILES, export_model, stale_code_files
-from ser_model.splits import load_split
-from ser_model.training import TrainingConfig, class_weights, train
+from ser_model.splits import Split, load_split
+from ser_model.training import TrainingConfig, ValidationMetrics, WeightedLossTrainer, class_weights, train
 
-from .conftest import TINY, data_dir_or_skip
+from .conftest import TINY, data_dir_or_skip, speechlike, tiny_config
 
 NO_AUGMENTATION = dict(noise_probability=0.0, speed_probability=0.0, time_masks=0, freq_masks=0)
 
@@ -27,6 +32,63 @@ def test_invalid_training_config_is_named():
         TrainingConfig(preset="huge")
     with pytest.raises(ValueError, match="noise_probability"):
         TrainingConfig(noise_probability=2.0)
+
+
+class RecordingModel(torch.nn.Module):
+    """Logits from the mean mel frame; keeps the inputs it was given."""
+
+    def __init__(self, n_mels: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_mels, 7)
+        self.seen = {}
+
+    def forward(self, input_values, input_mfcc, attention_mask=None):
+        self.seen = {"input_values": input_values, "input_mfcc": input_mfcc, "attention_mask": attention_mask}
+        return SequenceClassifierOutput(logits=self.linear(input_values.mean(dim=-1)))
+
+
+def test_mixup_mixes_features_and_targets_with_one_weight(tmp_path):
+    config = tiny_config()
+    extractor = SERFeatureExtractor.from_config(config)
+    lengths = (1.0, 0.6, 1.0, 0.8)  # padded clips: the mask of a mixed pair is the union
+    batch = dict(extractor([speechlike(s, seed=i) for i, s in enumerate(lengths)], sampling_rate=16_000,
+                           return_tensors="pt"))
+    labels = torch.tensor([0, 1, 2, 3])
+    model = RecordingModel(config.n_mels).train()
+    cfg = TrainingConfig(mixup_probability=1.0, label_smoothing=0.0, seed=3)
+    trainer = WeightedLossTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none"),
+                                  class_weights=torch.ones(7), training_config=cfg)
+    torch.manual_seed(0)
+    loss = trainer.compute_loss(model, {**batch, "labels": labels})
+
+    # The same draws again: "mix or not" then the Beta weight from the seeded generator, the pairing from torch.
+    rng = np.random.default_rng(cfg.seed)
+    rng.random()
+    weight = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
+    torch.manual_seed(0)
+    order = torch.randperm(4)
+    assert not torch.equal(order, torch.arange(4))
+    for name in ("input_values", "input_mfcc"):
+        assert torch.allclose(model.seen[name], weight * batch[name] + (1 - weight) * batch[name][order], atol=1e-6)
+    assert torch.equal(model.seen["attention_mask"], torch.maximum(batch["attention_mask"],
+                                                                   batch["attention_mask"][order]))
+    logits = model.linear(model.seen["input_values"].mean(dim=-1))
+    ce = torch.nn.functional.cross_entropy
+    expected = weight * ce(logits, labels) + (1 - weight) * ce(logits, labels[order])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_validation_selects_on_speaker_held_out_clips_only():
+    records = [Record(path=f"{c}{i}.wav", corpus=c, speaker=c, label="angry", gender=None, utterance=str(i))
+               for c in ("ravdess", "tess") for i in range(2)]
+    split = Split(assignments={}, corpora={"ravdess": {"held_out_by": "speaker"}, "tess": {"held_out_by": "utterance"}})
+    metrics = ValidationMetrics(records, split, num_labels=7)
+    prediction = type("P", (), {"label_ids": np.array([0, 1, 2, 3]),
+                                "predictions": np.eye(7)[[0, 0, 2, 3]]})()
+    scores = metrics(prediction)
+    assert scores["accuracy"] == pytest.approx(0.75)
+    # Only the two RAVDESS clips count for selection: classes 0 (right) and 1 (wrong).
+    assert scores[ValidationMetrics.SELECTION] == pytest.approx(0.5)
 
 
 @pytest.fixture(scope="module")
