@@ -53,6 +53,9 @@ def add_predict_parser(commands) -> None:
     predict.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     predict.add_argument("--max-seconds", type=float, default=None, help="refuse files longer than this")
     predict.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
+    predict.add_argument("--workers", type=int, default=1,
+                         help="worker processes, each with its own model copy (default 1); under torchrun or "
+                              "accelerate launch the files are split across the processes and this is per process")
     predict.set_defaults(run=run_predict)
 
 
@@ -73,22 +76,23 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
+    from . import batch_predict
     from .inference import EmotionRecognizer, model_source
 
     files = expand_paths(args.paths)
     if not files:
         raise ValueError("no audio files to classify")
     name, revision = model_source()
-    recognizer = EmotionRecognizer.from_pretrained(args.model or name, revision=args.revision or revision,
-                                                   batch_size=args.batch_size)
-    results = []
-    for path in tqdm(files, desc="files", unit="file", disable=len(files) < 2 or None, file=sys.stderr):
-        try:
-            results.append((path, recognizer.predict_file(path, max_seconds=args.max_seconds), None))
-        except (AudioError, OSError) as error:
-            results.append((path, None, str(error)))
+    model, revision = args.model or name, args.revision or revision
+    recognizer = EmotionRecognizer.from_pretrained(model, revision=revision, batch_size=args.batch_size,
+                                                   device=batch_predict.process_device())
+    results = batch_predict.predict(files, recognizer, model, revision, max_seconds=args.max_seconds,
+                                    workers=args.workers)
+    if not batch_predict.is_main_process():
+        # The main process writes the merged results and gives the status: a launcher stops every
+        # process as soon as one exits with an error, which could cut the writing short.
+        return 0
+    failures = sum(error is not None for _, _, error in results)
 
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
@@ -97,7 +101,6 @@ def run_predict(args: argparse.Namespace) -> int:
     finally:
         if args.output:
             out.close()
-    failures = sum(error is not None for _, _, error in results)
     if failures:
         print(f"{failures} of {len(results)} files failed", file=sys.stderr)
     return 1 if failures else 0
