@@ -25,8 +25,9 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification  # noqa: E402
 from ser_model.inference import BUNDLED_MODEL, EmotionRecognizer, model_source  # noqa: E402
 
-# The corpora live next to the repository (see /work/shared/data/README.md), never inside it.
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+# The corpora live next to the repository (see /work/shared/data/README.md), never inside it;
+# SER_DATA_DIR moves them, as for the tests (tests/conftest.py).
+DEFAULT_DATA_DIR = Path(os.environ.get("SER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 # The preset the project trains by default; a random model of it stands in when model/ is missing.
 DEFAULT_PRESET = "cpu-small"
 # "Loading weights" bars would interleave with the benchmarks' own progress bars and tables.
@@ -35,14 +36,36 @@ transformers_logging.disable_progress_bar()
 BUSY_WARNING_FRACTION = 0.25
 
 
-def add_common_arguments(parser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="model folder or Hub id (default: $SER_MODEL, else the bundled model/; a randomly "
-                             f"initialised '{DEFAULT_PRESET}' model when model/ does not exist)")
+def add_common_arguments(parser, model: bool = True) -> None:
+    """`--model` (unless `model` is False), `--threads` and `--data`."""
+    if model:
+        parser.add_argument("--model", default=None,
+                            help="model folder or Hub id (default: $SER_MODEL, else the bundled model/; a randomly "
+                                 f"initialised '{DEFAULT_PRESET}' model when model/ does not exist)")
     parser.add_argument("--threads", type=int, default=available_cores(),
                         help="torch intra-op threads (default: all cores, %(default)s here)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR,
-                        help="folder holding ravdess/ and tess/ (default: %(default)s)")
+                        help="folder holding ravdess/ and tess/ (default: $SER_DATA_DIR, else %(default)s)")
+
+
+def add_run_count_arguments(parser, counts: dict[str, tuple[int, int, str]]) -> None:
+    """`--quick` plus one option per run count: `counts` maps a name such as `repeats` to
+    `(full default, --quick default, help)`. Resolve the values with `resolve_run_counts`."""
+    parser.add_argument("--quick", action="store_true",
+                        help="a quick check: the --quick defaults below (figures too few to report)")
+    for name, (full, quick, text) in counts.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                            help=f"{text} (default {full}; {quick} with --quick)")
+
+
+def resolve_run_counts(parser, args, counts: dict[str, tuple[int, int, str]], minimum: dict[str, int]) -> None:
+    """Fills the run counts left unset with their full or `--quick` default and checks their minimum."""
+    for name, (full, quick, _) in counts.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+        lowest = minimum.get(name, 1)
+        if getattr(args, name) < lowest:
+            parser.error(f"--{name.replace('_', '-')} must be at least {lowest}, got {getattr(args, name)}")
 
 
 def available_cores() -> int:
@@ -74,8 +97,19 @@ def load_recognizer(model: str | None, **kwargs) -> tuple[EmotionRecognizer, str
     else:
         recognizer = EmotionRecognizer.from_pretrained(model, device="cpu", **kwargs)
         description = str(model)
-    parameters = sum(p.numel() for p in recognizer.model.parameters())
-    return recognizer, f"{description}; {parameters / 1e6:.2f} M parameters"
+    return recognizer, f"{description}; {count_parameters(recognizer.model) / 1e6:.2f} M parameters"
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def load_feature_extractor(model: str | None) -> tuple[SERFeatureExtractor, str]:
+    """The feature extractor of `model` (from `resolve_model`), or the default preset's when it is None."""
+    if model is None:
+        config = SERConfig.from_preset(DEFAULT_PRESET)
+        return SERFeatureExtractor.from_config(config), f"'{DEFAULT_PRESET}' defaults ({BUNDLED_MODEL} does not exist)"
+    return SERFeatureExtractor.from_pretrained(model), f"{model} (preprocessor_config.json)"
 
 
 def ravdess_clips(data_dir: Path) -> list[Path]:
