@@ -24,7 +24,26 @@ PACKAGE = Path(__file__).resolve().parent
 CODE_FILES = ("configuration.py", "feature_extractor.py", "modeling.py")
 TEMPLATE = PACKAGE / "templates" / "model_card.md"
 DEFAULT_REPO_ID = "your-username/ser-densenet-fusion"
-LICENSE = "cc-by-nc-sa-4.0"  # the most restrictive of the training data's licences (RAVDESS)
+# Non-commercial because every bundled corpus is (RAVDESS CC BY-NC-SA, TESS CC BY-NC-ND), share-alike
+# as RAVDESS asks of adaptations.
+LICENSE = "cc-by-nc-sa-4.0"
+# What the card says of each corpus a split can hold: its Hub dataset tag (None: no canonical one),
+# what it contains, and its licence and citation.
+CORPORA = {
+    "ravdess": ("ravdess", "two sentences read by professional actors",
+                "RAVDESS (CC BY-NC-SA 4.0): Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual Database of "
+                "Emotional Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391."),
+    "tess": ("tess", "single words in a carrier phrase",
+             "TESS (CC BY-NC-ND 4.0): Dupuis K, Pichora-Fuller MK (2010) Toronto emotional speech set (TESS). "
+             "University of Toronto."),
+    "crema-d": ("crema-d", "twelve sentences read by actors of varied age and ethnicity",
+                "CREMA-D (ODbL 1.0): Cao H, Cooper DG, Keutmann MK, Gur RC, Nenkova A, Verma R (2014) CREMA-D: "
+                "Crowd-sourced emotional multimodal actors dataset. IEEE Trans. Affective Computing 5(4)."),
+    "savee": ("savee", "sentences read by four male British English speakers",
+              "SAVEE (free for research): Haq S, Jackson PJB (2009) Speaker-dependent audio-visual emotion "
+              "recognition. AVSP 2009."),
+    "manifest": (None, "the user's own recordings listed in a manifest", "Own data: see its owner's terms."),
+}
 EVALUATION_FILES = ("report.json", "report.md", "confusion_matrix.png")
 
 
@@ -92,7 +111,7 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         library_name="transformers",
         pipeline_tag="audio-classification",
         tags=["speech-emotion-recognition", "audio-classification", "densenet", "mfcc", "timm", "custom_code"],
-        datasets=["ravdess", "tess"],
+        datasets=[CORPORA[c][0] for c in _corpora(report) if CORPORA.get(c, (None,))[0]] or None,
         metrics=["accuracy", "recall", "f1"],
         model_name=repo_id.split("/")[-1],
         eval_results=_eval_results(report) if report else None,
@@ -112,7 +131,26 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         comparison_table=_results_table(report, None, groups=[SPEAKER_INDEPENDENT]),
         training_description=_training_description(training),
         weakest_classes=_weakest_classes(report),
+        training_data=_training_data(report),
+        citations="\n".join(f"- {CORPORA[c][2]}" for c in _corpora(report) if c in CORPORA),
     )
+
+
+def _corpora(report: dict | None) -> list[str]:
+    """The corpora of the model's split (from its evaluation report), in the report's order."""
+    return list(report["split"]) if report else []
+
+
+def _training_data(report: dict | None) -> str:
+    """'RAVDESS (two sentences read by professional actors; 14 speakers in training), ...'."""
+    if not report:
+        return "corpora not recorded (no evaluation report was exported)"
+    parts = []
+    for corpus, info in report["split"].items():
+        speakers = len(info.get("speakers", {}).get("train") or [])
+        what = CORPORA.get(corpus, (None, "acted speech", ""))[1]
+        parts.append(f"{corpus.upper()} ({what}; {speakers} speaker{'s' if speakers != 1 else ''} in training)")
+    return ", ".join(parts)
 
 
 def _eval_results(report: dict) -> list[EvalResult]:
