@@ -58,19 +58,23 @@ def predict(client, path):
 def test_short_clip_gives_emotions_and_sentiment_without_segments(client, clips):
     result = predict(client, clips / "short.wav")
     # The numbers only: the pictures are the page's second step, which API clients do not wait for.
-    assert isinstance(result, tuple) and len(result) == 3
-    emotions, sentiment, segments = result
-    check_confidences(emotions, LABELS)
+    assert isinstance(result, tuple) and len(result) == 4
+    emotions, sentiment, segments, prediction = result
+    confidences = check_confidences(emotions, LABELS)
     check_confidences(sentiment, {"positive", "neutral", "negative"})
     assert segments["visible"] is False
+    assert prediction["label"] == emotions["label"]
+    assert prediction["probabilities"] == pytest.approx(confidences, abs=1e-6)
+    assert len(prediction["windows"]) == 1 and prediction["duration"] == pytest.approx(0.8)
 
 
 def test_long_file_gives_one_segment_per_window(client, clips):
-    *_, segments = predict(client, clips / "long.wav")
+    *_, segments, prediction = predict(client, clips / "long.wav")
     assert segments["visible"] is True
     assert segments["value"]["headers"] == SEGMENT_COLUMNS
     # 3 s in 1 s windows every 0.5 s: starts 0, 0.5, ..., 2.0.
     assert [row[0] for row in segments["value"]["data"]] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert [window["start"] for window in prediction["windows"]] == [0.0, 0.5, 1.0, 1.5, 2.0]
 
 
 def test_the_api_lists_predict_with_one_audio_input(client):
