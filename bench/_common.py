@@ -68,6 +68,14 @@ def resolve_run_counts(parser, args, counts: dict[str, tuple[int, int, str]], mi
             parser.error(f"--{name.replace('_', '-')} must be at least {lowest}, got {getattr(args, name)}")
 
 
+def check_threads_and_batch_sizes(parser, args) -> None:
+    """Ends with argparse's usage error when --threads or a --batch-sizes entry is below 1."""
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if any(b < 1 for b in args.batch_sizes):
+        parser.error(f"every batch size must be at least 1, got {args.batch_sizes}")
+
+
 def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 

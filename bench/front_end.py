@@ -31,8 +31,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
-from _common import (add_common_arguments, add_run_count_arguments, environment_lines, load_feature_extractor,
-                     percentile, resolve_model, resolve_run_counts, run_script)
+from _common import (add_common_arguments, add_run_count_arguments, check_threads_and_batch_sizes, environment_lines,
+                     load_feature_extractor, percentile, resolve_model, resolve_run_counts, run_script)
 from latency import three_second_clips
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
@@ -60,10 +60,7 @@ def main(argv=None) -> int:
     add_run_count_arguments(parser, RUN_COUNTS)
     args = parser.parse_args(argv)
     resolve_run_counts(parser, args, RUN_COUNTS, minimum={"warmup": 0})
-    if args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
-    if any(b < 1 for b in args.batch_sizes):
-        parser.error(f"every batch size must be at least 1, got {args.batch_sizes}")
+    check_threads_and_batch_sizes(parser, args)
 
     torch.set_num_threads(args.threads)
     try:

@@ -25,8 +25,9 @@ import time
 import _common  # noqa: F401  (sets up sys.path before ser_model is imported)
 import numpy as np
 import torch
-from _common import (add_common_arguments, add_run_count_arguments, count_parameters, environment_lines,
-                     load_recognizer, percentile, ravdess_clips, resolve_model, resolve_run_counts, run_script)
+from _common import (add_common_arguments, add_run_count_arguments, check_threads_and_batch_sizes, count_parameters,
+                     environment_lines, load_recognizer, percentile, ravdess_clips, resolve_model, resolve_run_counts,
+                     run_script)
 
 from ser_model.audio_io import AudioError, load_audio
 
@@ -54,10 +55,7 @@ def main(argv=None) -> int:
     add_run_count_arguments(parser, RUN_COUNTS)
     args = parser.parse_args(argv)
     resolve_run_counts(parser, args, RUN_COUNTS, minimum={"warmup": 0, "peer_warmup": 0})
-    if args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
-    if any(b < 1 for b in args.batch_sizes):
-        parser.error(f"every batch size must be at least 1, got {args.batch_sizes}")
+    check_threads_and_batch_sizes(parser, args)
 
     torch.set_num_threads(args.threads)
     try:

@@ -4,7 +4,6 @@ results, so comparing the JSON, which holds every figure, covers the table and C
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import soundfile as sf
 
 from ser_model.cli import main
 
+from .app_server import free_port
 from .conftest import REPO, save_tiny_model, speechlike
 
 
@@ -70,11 +70,6 @@ def test_two_workers_give_the_same_output_as_one(batch, tmp_path, capsys):
     assert "1 of 7 files failed" in capsys.readouterr().err
     assert_same_records(json.loads(out.read_text()), reference)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

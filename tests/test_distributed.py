@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,13 +12,9 @@ from ser_model.audio_io import AUDIO_EXTENSIONS
 from ser_model.inference import EmotionRecognizer
 from ser_model.training import weights_digest
 
+from .app_server import free_port
 from .conftest import REPO, TINY, data_dir_or_skip
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
