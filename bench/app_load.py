@@ -6,7 +6,9 @@
 Starts `python app.py --host 127.0.0.1` on a free port, exactly as a user would, and talks to it only
 with `gradio_client`, one `Client` per simulated user. Every request uploads a real 3-second clip
 (RAVDESS, cropped or zero-padded to 3.0 s, written as 16 kHz WAV; synthetic noise stands in when the
-corpus is absent) and calls the `/predict` endpoint the app's button uses. In order:
+corpus is absent) and calls the `/predict` endpoint the app's button uses. `/predict` returns the
+numbers; the page then asks for its pictures in a second event, which API clients never call, so
+their cost is timed apart, in-process, at the end. In order:
 
 1. cold start: from starting the process to the first successful `/predict` answer;
 2. memory: requests from `--memory-clients` clients until `--requests` have been sent in all, with
@@ -181,7 +183,7 @@ def run(args, model: str, clips: list[Path], workdir: Path) -> int:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=server_environment(model, workdir, args.threads),
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         try:
-            return measure(args, process, start, url, clips, log_path)
+            return measure(args, process, start, url, clips, log_path, model)
         finally:
             stop(process)
             report_server_log(log_path)
@@ -202,7 +204,8 @@ def server_environment(model: str, workdir: Path, threads: int) -> dict[str, str
     }
 
 
-def measure(args, process: subprocess.Popen, start: float, url: str, clips: list[Path], log_path: Path) -> int:
+def measure(args, process: subprocess.Popen, start: float, url: str, clips: list[Path], log_path: Path,
+            model: str) -> int:
     print(f"starting app.py at {url} ...", file=sys.stderr)
     listening = wait_until_listening(process, url, start + args.start_timeout)
     if listening is None:
@@ -243,6 +246,12 @@ def measure(args, process: subprocess.Popen, start: float, url: str, clips: list
     print()
     print_memory(readings, sent, memory_after_levels, memory_outcome, args)
     print_levels(levels, args)
+    stop(process)  # so that the drawing below has the cores to itself
+    print(f"pictures: {1000 * time_pictures(model, clips):.0f} ms median per 3 s clip to draw and encode "
+          f"the page's probability chart and waveform/spectrogram/MFCC picture (in this process, server stopped); "
+          f"the page asks for them after /predict has answered, and API clients never do, so they are not in the "
+          f"latencies above")
+    print()
     print_goals(cold_start, levels, readings, args)
     return 0
 
@@ -324,9 +333,29 @@ def cpu_percent(seconds: float, wall: float) -> float:
 
 
 def check_answer(result) -> None:
-    """The six outputs of `predict`, the first a gr.Label value; anything else is an error."""
-    if not (isinstance(result, tuple) and len(result) == 6 and isinstance(result[0], dict) and "label" in result[0]):
+    """The outputs of `/predict`, the first a gr.Label value; anything else is an error."""
+    if not (isinstance(result, tuple) and isinstance(result[0], dict) and "label" in result[0]):
         raise ValueError(f"unexpected answer from /predict: {str(result)[:100]}")
+
+
+def time_pictures(model: str, clips: list[Path], count: int = 8) -> float:
+    """Median seconds to draw and encode the page's pictures of one clip (the step after `/predict`,
+    which API clients skip), in this process, as the app does it: `draw_pictures`, then each figure
+    encoded the way gr.Plot sends it."""
+    from gradio.processing_utils import encode_plot_to_base64
+
+    from ser_model.analysis import analyze_file, draw_pictures
+
+    recognizer, _ = load_recognizer(model)
+    durations = []
+    for clip in clips[:count]:
+        prediction = analyze_file(recognizer, str(clip)).prediction
+        started = time.perf_counter()
+        pictures = draw_pictures(recognizer, str(clip), prediction)
+        for figure in (pictures.radar, pictures.signal):
+            encode_plot_to_base64(figure, "webp")
+        durations.append(time.perf_counter() - started)
+    return percentile(durations, 50)
 
 
 def describe_error(error: BaseException) -> str:
