@@ -135,7 +135,7 @@ def stream_audio(path, sampling_rate=16000, block_seconds=30.0) -> Iterator[np.n
         chunks = _ffmpeg_chunks(_require_ffmpeg(path), path, sampling_rate, block_samples)
     else:
         chunks = _soundfile_chunks(sound, path, sampling_rate, block_samples)
-    return _finite_blocks(_reblock(chunks, block_samples), path)
+    return _reblock(chunks, block_samples)
 
 
 def audio_duration(path) -> float:
@@ -365,7 +365,8 @@ def _ffmpeg_chunks(ffmpeg, path, sampling_rate, block_samples) -> Iterator[np.nd
         try:
             while chunk := process.stdout.read(4 * block_samples):
                 # A partial trailing float is dropped; FFmpeg only writes one when killed.
-                yield np.frombuffer(chunk[: len(chunk) // 4 * 4], dtype="<f4").astype(np.float32)
+                samples = np.frombuffer(chunk[: len(chunk) // 4 * 4], dtype="<f4").astype(np.float32)
+                yield _check_samples(samples, subject=f"The audio in '{path.name}'")
             if process.wait() != 0:
                 log.seek(0)
                 details = log.read().decode(errors="replace").strip()
@@ -414,14 +415,6 @@ def _check_samples(samples, subject) -> np.ndarray:
             f"{subject} has samples as large as {peak:.1e}, far beyond full scale (1.0): it is probably corrupt."
         )
     return samples
-
-
-def _finite_blocks(blocks, path) -> Iterator[np.ndarray]:
-    """Stops a stream at the first block with NaN or infinite samples (e.g. a broken float WAV)."""
-    for block in blocks:
-        if not np.isfinite(block).all():
-            raise AudioError(f"The audio in '{path.name}' contains NaN or infinite sample values.")
-        yield block
 
 
 def _to_float32(samples) -> np.ndarray:
