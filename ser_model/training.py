@@ -9,6 +9,7 @@ command runs on several GPUs or machines under `torchrun` or `accelerate launch`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -32,6 +33,7 @@ from .feature_extractor import SERFeatureExtractor
 from .metrics import classification_metrics
 from .modeling import SERForAudioClassification
 from .splits import apply_split, load_split, make_split, save_split, subsample_parts, summarize_split
+from .weight_average import WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ class TrainingConfig:
         mixup_probability (`float`, *optional*, defaults to 0.0): chance that a batch is mixed with a shuffled
             copy of itself (mixup, Zhang et al. 2018), features and targets alike.
         mixup_alpha (`float`, *optional*, defaults to 0.4): Beta(alpha, alpha) draws the mixing weight.
+        weight_average_decay (`float`, *optional*, defaults to 0.0): decay of the moving average of the
+            weights that is evaluated, checkpointed and saved instead of the raw weights
+            (`ser_model.weight_average`); 0 turns it off.
         max_steps (`int`, *optional*, defaults to -1): stop after this many steps (smoke tests); -1 for no limit.
         logging_steps (`int`, *optional*, defaults to 10): steps between loss reports.
         max_clips_per_part (`int`, *optional*): use only this many clips of each part (smoke tests).
@@ -99,6 +104,7 @@ class TrainingConfig:
     freq_mask_bands: int = 8
     mixup_probability: float = 0.0
     mixup_alpha: float = 0.4
+    weight_average_decay: float = 0.0
     max_steps: int = -1
     logging_steps: int = 10
     max_clips_per_part: int | None = None
@@ -110,6 +116,8 @@ class TrainingConfig:
         for name in ("noise_probability", "speed_probability", "label_smoothing", "mixup_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.weight_average_decay < 1.0:
+            raise ValueError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
         if self.batch_size <= 0 or self.epochs <= 0:
             raise ValueError(f"batch_size and epochs must be positive, got {self.batch_size} and {self.epochs}")
 
@@ -199,13 +207,32 @@ class FeatureCollator:
 
 class WeightedLossTrainer(Trainer):
     """Trainer with class-weighted, label-smoothed cross-entropy (corpora are not balanced across
-    emotions: RAVDESS has 1.5x neutral once calm is folded in, CREMA-D has no surprise), and mixup."""
+    emotions: RAVDESS has 1.5x neutral once calm is folded in, CREMA-D has no surprise), mixup, and
+    a moving average of the weights that stands in for them whenever they are evaluated or saved.
+
+    Checkpoints hold the averaged weights, so a resumed run continues training from the average.
+    """
 
     def __init__(self, *args, class_weights: torch.Tensor, training_config: TrainingConfig, **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
         self.training_config = training_config
         self.mixup_rng = np.random.default_rng(training_config.seed)
+        self.weight_average = None
+        if training_config.weight_average_decay > 0:
+            self.weight_average = WeightAverage(training_config.weight_average_decay)
+            self.add_callback(self.weight_average)
+
+    def _averaged(self):
+        return self.weight_average.swapped_in(self.model) if self.weight_average else contextlib.nullcontext()
+
+    def evaluate(self, *args, **kwargs):
+        with self._averaged():
+            return super().evaluate(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        with self._averaged():
+            super()._save_checkpoint(model, trial)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")

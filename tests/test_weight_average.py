@@ -1,0 +1,96 @@
+"""The moving average of the weights: its arithmetic, and that it is what training evaluates and saves."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback, TrainingArguments
+
+from ser_model import SERFeatureExtractor, SERForAudioClassification
+from ser_model.training import ClipDataset, FeatureCollator, TrainingConfig, WeightedLossTrainer
+from ser_model.weight_average import WeightAverage
+
+from .conftest import speechlike, tiny_config
+
+
+def small_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+
+
+def test_the_average_moves_towards_the_weights_with_a_warm_up_decay():
+    model = small_model()
+    average = WeightAverage(decay=0.99)
+    average.update(model)  # the first update only copies
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].running_mean.add_(2.0)
+        model[1].num_batches_tracked.add_(5)
+    average.update(model)
+    decay = 2 / 11  # (1 + n) / (10 + n) after n = 1 update, well below 0.99
+    assert torch.allclose(average.average["0.weight"], decay * start["0.weight"] + (1 - decay) * model[0].weight)
+    assert torch.allclose(average.average["1.running_mean"], start["1.running_mean"] + (1 - decay) * 2.0)
+    assert average.average["1.num_batches_tracked"].item() == 5  # integer buffers are copied, not averaged
+
+
+def test_swapping_in_the_average_gives_the_training_weights_back():
+    model = small_model()
+    average = WeightAverage(decay=0.5)
+    average.update(model)
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)
+    average.update(model)
+    training_weights = model[0].weight.detach().clone()
+    with average.swapped_in(model):
+        assert torch.equal(model[0].weight, average.average["0.weight"])
+        assert not torch.equal(model[0].weight, training_weights)
+    assert torch.equal(model[0].weight, training_weights)
+
+
+def test_decay_outside_the_open_unit_interval_is_refused():
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(decay=1.0)
+    with pytest.raises(ValueError, match="weight_average_decay"):
+        TrainingConfig(weight_average_decay=1.0)
+
+
+class KeepsTheAverage(TrainerCallback):
+    """Copies the running average after every step, as the checkpoint should hold it."""
+
+    def __init__(self, weight_average: WeightAverage):
+        self.weight_average = weight_average
+        self.last = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.last = {k: v.clone() for k, v in self.weight_average.average.items()}
+
+
+def test_checkpoints_and_evaluation_use_the_average_and_training_goes_on_from_the_raw_weights(tmp_path):
+    config = tiny_config()
+    extractor = SERFeatureExtractor.from_config(config)
+    clips = ClipDataset([speechlike(0.5, seed=i) for i in range(8)], [i % 7 for i in range(8)], config)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, save_strategy="steps", save_steps=4,
+                             per_device_train_batch_size=4, learning_rate=0.05, report_to="none",
+                             remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+    torch.manual_seed(0)
+    trainer = WeightedLossTrainer(model=SERForAudioClassification(config), args=args, train_dataset=clips,
+                                  eval_dataset=clips, data_collator=FeatureCollator(extractor),
+                                  class_weights=torch.ones(7), training_config=TrainingConfig(weight_average_decay=0.9))
+    probe = KeepsTheAverage(trainer.weight_average)
+    trainer.add_callback(probe)  # after the average's own callback, so it sees this step's update
+    trainer.train()
+
+    saved = load_file(tmp_path / "checkpoint-4" / "model.safetensors")
+    raw = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert all(torch.equal(saved[k], probe.last[k]) for k in saved)
+    assert not torch.equal(saved["head.classifier.weight"], raw["head.classifier.weight"]), \
+        "the checkpoint holds the raw weights"
+
+    # Evaluating during training scores the average: the same loss as a model loaded with it.
+    trainer.weight_average.average = probe.last
+    averaged_loss = trainer.evaluate()["eval_loss"]
+    assert all(torch.equal(v, raw[k]) for k, v in trainer.model.state_dict().items())  # swapped back
+    loaded = SERForAudioClassification.from_pretrained(tmp_path / "checkpoint-4")
+    trainer.weight_average.average = None
+    trainer.model.load_state_dict(loaded.state_dict())
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(averaged_loss, rel=1e-5)
