@@ -24,7 +24,6 @@ FRONT_END_DEFAULTS = {
     "window_seconds": 4.0,
     "window_hop_seconds": 2.0,
     "min_audio_seconds": 0.25,
-    "trim_silence_db": 0.0,
 }
 
 # Named sizes of the model, as timm names its DenseNet variants by `growth_rate` and `block_config`.
@@ -76,9 +75,6 @@ class SERConfig(PretrainedConfig):
             Step between the windows of long audio (half a window: every instant is seen twice).
         min_audio_seconds (`float`, *optional*, defaults to 0.25):
             Shorter audio is refused: a quarter second is about one syllable.
-        trim_silence_db (`float`, *optional*, defaults to 0.0):
-            Leading and trailing frames whose energy is more than this many dB below the loudest frame
-            are dropped before the features are normalised and pooled; 0 keeps every frame.
         growth_rate (`int`, *optional*, defaults to 16):
             DenseNet growth rate `k`; the stem has `2 * k` channels (as in timm).
         block_config (`list[int]`, *optional*, defaults to `[4, 6, 8]`):
@@ -115,7 +111,6 @@ class SERConfig(PretrainedConfig):
         window_seconds: float = FRONT_END_DEFAULTS["window_seconds"],
         window_hop_seconds: float = FRONT_END_DEFAULTS["window_hop_seconds"],
         min_audio_seconds: float = FRONT_END_DEFAULTS["min_audio_seconds"],
-        trim_silence_db: float = FRONT_END_DEFAULTS["trim_silence_db"],
         growth_rate: int = 16,
         block_config: list[int] | tuple[int, ...] = (4, 6, 8),
         bn_size: int = 4,
@@ -141,7 +136,6 @@ class SERConfig(PretrainedConfig):
         self.window_seconds = float(window_seconds)
         self.window_hop_seconds = float(window_hop_seconds)
         self.min_audio_seconds = float(min_audio_seconds)
-        self.trim_silence_db = float(trim_silence_db)
         self.growth_rate = growth_rate
         self.block_config = list(block_config)
         self.bn_size = bn_size
@@ -188,8 +182,6 @@ class SERConfig(PretrainedConfig):
             raise ValueError(
                 f"min_audio_seconds must be in (0, window_seconds={self.window_seconds}], got {self.min_audio_seconds}"
             )
-        if self.trim_silence_db < 0:
-            raise ValueError(f"trim_silence_db must be at least 0 (0 keeps every frame), got {self.trim_silence_db}")
         if not 0.0 < self.window_hop_seconds <= self.window_seconds:
             raise ValueError(
                 f"window_hop_seconds must be in (0, window_seconds={self.window_seconds}], "

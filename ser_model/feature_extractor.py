@@ -15,8 +15,7 @@ logger = logging.get_logger(__name__)
 
 # The front-end fields of `SERConfig` that the feature extractor takes; the others (window hop,
 # minimum length) steer long-audio inference, which lives outside the Hub files.
-_CONFIG_FIELDS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "f_min", "f_max", "window_seconds",
-                  "trim_silence_db")
+_CONFIG_FIELDS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "f_min", "f_max", "window_seconds")
 
 # Floor inside the logarithm: -138 dB of power, far below 16-bit quantisation noise, so digital
 # silence gives a finite value instead of -inf.
@@ -36,11 +35,6 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
     - `input_mfcc`: MFCCs (DCT-II of the same log-mel spectrogram), with cepstral mean and variance
       normalisation per coefficient, the usual channel compensation for MFCCs.
 
-    With `trim_silence_db` set, the pauses before and after the speech are cut away first (at frame
-    level, relative to the loudest frame), so that they neither weigh in the normalisation nor
-    dilute the models' average over frames: corpora differ a lot in them (RAVDESS clips hold about
-    1.2 s of room noise around 2.4 s of speech, TESS clips none).
-
     Audio longer than `window_seconds` is truncated (set `truncation=False` to keep it whole); use
     `ser_model.inference` for windowed long-audio prediction. It never resamples: a wrong
     `sampling_rate` is an error, and `ser_model.audio_io` loads and resamples files.
@@ -54,8 +48,6 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         f_min (`float`, *optional*, defaults to 20.0): lowest mel frequency in Hz.
         f_max (`float`, *optional*, defaults to 8000.0): highest mel frequency in Hz.
         window_seconds (`float`, *optional*, defaults to 4.0): longest audio for one decision.
-        trim_silence_db (`float`, *optional*, defaults to 0.0): leading and trailing frames more than this
-            many dB below the loudest frame are dropped; 0 keeps every frame.
         padding_value (`float`, *optional*, defaults to 0.0): value of padded frames.
         return_attention_mask (`bool`, *optional*, defaults to `True`): return the frame mask.
     """
@@ -72,7 +64,6 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         f_min: float = FRONT_END_DEFAULTS["f_min"],
         f_max: float = FRONT_END_DEFAULTS["f_max"],
         window_seconds: float = FRONT_END_DEFAULTS["window_seconds"],
-        trim_silence_db: float = FRONT_END_DEFAULTS["trim_silence_db"],
         padding_value: float = 0.0,
         return_attention_mask: bool = True,
         **kwargs,
@@ -92,7 +83,6 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         self.f_min = f_min
         self.f_max = f_max
         self.window_seconds = window_seconds
-        self.trim_silence_db = trim_silence_db
         # power=2 and a Hann window: the standard power mel spectrogram; "htk" mel scale as in Kaldi.
         self._mel_spectrogram = torchaudio.transforms.MelSpectrogram(
             sample_rate=sampling_rate,
@@ -211,20 +201,11 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         if peak > 1.0:
             waveform = waveform / peak
         with torch.no_grad():
-            mel = self._mel_spectrogram(torch.from_numpy(waveform))
-            if self.trim_silence_db > 0:
-                mel = self._trim_silence(mel)
-            log_mel = torch.log(mel + LOG_FLOOR)
+            log_mel = torch.log(self._mel_spectrogram(torch.from_numpy(waveform)) + LOG_FLOOR)
             mfcc = self._dct.T @ log_mel
             log_mel = (log_mel - log_mel.mean()) / (log_mel.std(correction=0) + NORM_EPS)
             mfcc = (mfcc - mfcc.mean(dim=1, keepdim=True)) / (mfcc.std(dim=1, keepdim=True, correction=0) + NORM_EPS)
         return log_mel.numpy(), mfcc.numpy()
-
-    def _trim_silence(self, mel: torch.Tensor) -> torch.Tensor:
-        """The frames from the first to the last one within `trim_silence_db` of the loudest frame."""
-        energy_db = 10.0 * torch.log10(mel.sum(dim=0) + LOG_FLOOR)
-        loud = torch.nonzero(energy_db >= energy_db.max() - self.trim_silence_db).flatten()
-        return mel[:, int(loud[0]):int(loud[-1]) + 1]
 
 
 def _as_list_of_waveforms(raw_speech) -> list[np.ndarray]:

@@ -97,28 +97,3 @@ def test_save_and_load_round_trip(extractor, tmp_path):
     clip = speechlike(0.5)
     np.testing.assert_array_equal(extractor(clip, sampling_rate=16_000)["input_values"],
                                   loaded(clip, sampling_rate=16_000)["input_values"])
-
-
-def test_trimming_drops_the_pauses_around_the_speech_and_only_them():
-    config = tiny_config(window_seconds=3.0, trim_silence_db=40.0)
-    trimming = SERFeatureExtractor.from_config(config)
-    keeping = SERFeatureExtractor.from_config(tiny_config(window_seconds=3.0))
-    rng = np.random.default_rng(0)
-    pause = lambda seconds: 1e-4 * rng.standard_normal(int(seconds * 16_000)).astype(np.float32)  # -80 dBFS hiss
-    speech = speechlike(1.0, seed=1)
-    clip = np.concatenate([pause(0.8), speech, pause(0.5)])
-
-    kept = keeping(clip, sampling_rate=16_000)["attention_mask"].sum()
-    trimmed = trimming(clip, sampling_rate=16_000)
-    assert kept == keeping.num_frames(len(clip))
-    # One second of speech is 1 s / hop frames; the analysis window smears each edge by a frame or two.
-    speech_frames = len(speech) / config.hop_length
-    assert abs(trimmed["attention_mask"].sum() - speech_frames) <= 4
-    # The speech itself is not cut: trimming the speech alone keeps all of its frames.
-    alone = trimming(speech, sampling_rate=16_000)["attention_mask"].sum()
-    assert alone == keeping.num_frames(len(speech))
-
-
-def test_negative_trim_threshold_is_refused():
-    with pytest.raises(ValueError, match="trim_silence_db"):
-        tiny_config(trim_silence_db=-1.0)
