@@ -208,7 +208,8 @@ class FeatureCollator:
 class WeightedLossTrainer(Trainer):
     """Trainer with class-weighted, label-smoothed cross-entropy (corpora are not balanced across
     emotions: RAVDESS has 1.5x neutral once calm is folded in, CREMA-D has no surprise), mixup, and
-    a moving average of the weights that stands in for them whenever they are evaluated or saved.
+    (with `weight_average_decay` set) a moving average of the weights that stands in for them
+    whenever they are evaluated or checkpointed.
 
     Checkpoints hold the averaged weights, so a resumed run continues training from the average.
     """
@@ -231,6 +232,8 @@ class WeightedLossTrainer(Trainer):
             return super().evaluate(*args, **kwargs)
 
     def _save_checkpoint(self, model, trial):
+        # Trainer's own (private, transformers 5.23) hook that writes every checkpoint during
+        # training, the best one that `load_best_model_at_end` reloads included.
         with self._averaged():
             super()._save_checkpoint(model, trial)
 
