@@ -13,7 +13,17 @@ Corpora and naming conventions:
   per-emotion folders. Two speakers, OAF and YAF, both female.
 - CREMA-D (Cao et al. 2014): ``AudioWAV/1001_DFA_ANG_XX.wav``; gender from ``VideoDemographics.csv``.
 - SAVEE (Haq & Jackson 2009): ``DC_a01.wav`` or ``AudioData/DC/a01.wav``; four male speakers.
+- ASED (Retta et al. 2022), Amharic: ``01Neutral/n1-01-01-01-01.wav``, ``xn-yy-aa-gg-bb``: emotion
+  letter and folder number, sentence, repetition, gender (01 female, 02 male), speaker.
+- nEMO (Christop 2024), Polish: ``samples/EB0_anger_1.wav`` listed in ``data.tsv`` with speaker,
+  gender and the sentence.
+- TurEV-DB (Canpolat et al. 2020), Turkish: ``Angry/1157_kz_acik.wav``; calm counts as neutral.
+- EmoDB (Burkhardt et al. 2005), German: ``wav/03a01Fa.wav``; boredom has no class here and is
+  skipped (with a count in the log).
 - A user manifest: a CSV with ``path,label[,speaker[,gender[,utterance]]]``.
+
+Every record carries its corpus' label set: the emotions that corpus can contain. A corpus
+without disgust says nothing about disgust, so training scores each clip over its own set only.
 
 A file whose name does not follow its corpus' convention is skipped with one warning per corpus
 (count and an example) rather than failing the whole corpus: real downloads carry stray files.
@@ -27,11 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audio_io import AUDIO_EXTENSIONS
+from .configuration import EMOTIONS
 
 
 logger = logging.getLogger(__name__)
 
-LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+# The model's classes, in class-id order: one tuple, defined with the config.
+LABELS = EMOTIONS
+
+# Where `discover` looks when no folder is given: `SER_DATA_DIR`, else `../shared/data` beside the
+# repository (the layout of this project's machines).
+DEFAULT_DATA_DIR = Path(os.environ.get("SER_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # Every container soundfile or FFmpeg can decode; which of them actually decode is the audio
 # I/O layer's concern, here the extension only tells audio from notes, CSVs and videos.
@@ -90,11 +106,41 @@ _SAVEE_EMOTIONS = {
     "su": "surprise",
 }
 
+# ASED emotion letters (Retta et al. 2022); the digit after the letter is only the folder number.
+_ASED_EMOTIONS = {"n": "neutral", "f": "fear", "h": "happy", "s": "sad", "a": "angry"}
+_ASED_GENDERS = {"01": "female", "02": "male"}
+
+# TurEV-DB file codes (Canpolat et al. 2020); "calm" is this project's neutral.
+_TUREV_EMOTIONS = {"kz": "angry", "sk": "neutral", "mt": "happy", "hl": "sad"}
+
+# EmoDB emotion letters (Burkhardt et al. 2005, German initials): Wut, Ekel, Angst, Freude, Trauer,
+# Neutral; L (Langeweile, boredom) has no class in this project.
+_EMODB_EMOTIONS = {"W": "angry", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
+_EMODB_BOREDOM = "L"
+# EmoDB's ten speakers (corpus documentation): speaker number to gender.
+_EMODB_GENDERS = {"03": "male", "08": "female", "09": "female", "10": "male", "11": "male", "12": "male",
+                  "13": "female", "14": "female", "15": "male", "16": "female"}
+
+# The emotions each corpus can contain (the model's other classes never occur in it).
+LABEL_SETS = {
+    "ravdess": LABELS,
+    "tess": LABELS,
+    "crema-d": ("angry", "disgust", "fear", "happy", "neutral", "sad"),
+    "savee": LABELS,
+    "ased": ("angry", "fear", "happy", "neutral", "sad"),
+    "nemo": ("angry", "fear", "happy", "neutral", "sad", "surprise"),
+    "turev": ("angry", "happy", "neutral", "sad"),
+    "emodb": ("angry", "disgust", "fear", "happy", "neutral", "sad"),
+}
+
 _RAVDESS_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 _CREMA_D_NAME = re.compile(r"^(\d{4})_([A-Za-z]{3})_([A-Za-z]{3})_([A-Za-z]{2})$")
 _SAVEE_FLAT_NAME = re.compile(r"^([A-Za-z]{2})_([A-Za-z]{1,2})(\d+)$")
 _SAVEE_NESTED_NAME = re.compile(r"^([A-Za-z]{1,2})(\d+)$")
 _SAVEE_SPEAKER_FOLDER = re.compile(r"^[A-Za-z]{2}$")
+_ASED_NAME = re.compile(r"^([A-Za-z])\d-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
+_TUREV_NAME = re.compile(r"^(\d{4})_([a-z]{2})_(.+)$")
+_EMODB_NAME = re.compile(r"^(\d{2})([a-z]\d{2})([A-Z])([a-z])$")
 
 # Folder names `discover` recognises (compared in lower case), per corpus.
 _CORPUS_FOLDERS = {
@@ -102,6 +148,10 @@ _CORPUS_FOLDERS = {
     "tess": ("tess",),
     "crema-d": ("crema-d", "cremad", "crema_d"),
     "savee": ("savee",),
+    "ased": ("ased", "ased_v1"),
+    "nemo": ("nemo",),
+    "turev": ("turev", "turev-db", "turev_db"),
+    "emodb": ("emodb", "emo-db", "emo_db"),
 }
 MANIFEST_NAME = "manifest.csv"
 
@@ -112,9 +162,9 @@ class Record:
 
     Args:
         path (`str`): absolute path of the audio file.
-        corpus (`str`): `"ravdess"`, `"tess"`, `"crema-d"`, `"savee"` or `"manifest"`.
+        corpus (`str`): a key of `LABEL_SETS` (`"ravdess"`, `"ased"`, ...) or `"manifest"`.
         speaker (`str`): speaker id, unique across corpora because it is prefixed with the corpus,
-            e.g. `"ravdess:01"`, `"tess:OAF"`, `"crema-d:1001"`, `"savee:DC"`.
+            e.g. `"ravdess:01"`, `"tess:OAF"`, `"crema-d:1001"`, `"savee:DC"`, `"nemo:EB0"`.
         label (`str`): one of `LABELS`.
         gender (`str` or `None`): `"male"`, `"female"`, or `None` when unknown.
         utterance (`str`): what was said, for splits that hold out sentences: the RAVDESS statement
@@ -123,6 +173,8 @@ class Record:
         relpath (`str`, *optional*, defaults to `""`): path relative to the corpus root folder (the
             manifest's folder for manifests), with `/` separators; `splits.record_key` uses it to
             name the clip independently of where the data lives.
+        label_set (`tuple[str, ...]`, *optional*, defaults to `LABELS`): the emotions the clip's
+            corpus can contain, in `LABELS` order; `label` is always one of them.
     """
 
     path: str
@@ -132,6 +184,7 @@ class Record:
     gender: str | None
     utterance: str
     relpath: str = ""
+    label_set: tuple[str, ...] = LABELS
 
 
 def normalize_label(name):
@@ -208,7 +261,8 @@ def _collect(corpus, display_name, root, paths, parse):
             continue
         speaker, label, gender, utterance = parsed
         records.append(Record(path=str(path), corpus=corpus, speaker=f"{corpus}:{speaker}", label=label,
-                              gender=gender, utterance=utterance, relpath=_relpath(path, root)))
+                              gender=gender, utterance=utterance, relpath=_relpath(path, root),
+                              label_set=LABEL_SETS[corpus]))
     _warn_skipped(display_name, root, skipped)
     return records
 
@@ -361,6 +415,120 @@ def read_savee(root):
     return _collect("savee", "SAVEE", root, _audio_files(root), parse)
 
 
+def read_ased(root):
+    """Reads ASED v1, the Amharic Speech Emotional Dataset (`01Neutral/` ... `05Angry/`).
+
+    Args:
+        root (`str` or `os.PathLike`): the ASED folder.
+
+    Returns:
+        `list[Record]`: one record per clip, with the speaker and gender from the file name (one
+        original file starts with a capital letter, which is read like the others); the utterance is
+        the sentence number.
+    """
+    root = _check_folder(root, "ASED")
+
+    def parse(path):
+        match = _ASED_NAME.match(path.stem)
+        label = _ASED_EMOTIONS.get(match.group(1).lower()) if match else None
+        if label is None or match.group(4) not in _ASED_GENDERS:
+            return None
+        _, sentence, _, gender, speaker = match.groups()
+        return speaker, label, _ASED_GENDERS[gender], sentence
+
+    return _collect("ased", "ASED", root, _audio_files(root), parse)
+
+
+def _read_nemo_table(root):
+    """Returns `{file stem: row}` from nEMO's `data.tsv`, with the speaker's padding stripped."""
+    table = root / "data.tsv"
+    if not table.is_file():
+        raise ValueError(f"nEMO folder {str(root)!r} has no data.tsv: it holds the speakers and labels")
+    with open(table, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {Path(row["file_id"].strip()).stem: {k: (v or "").strip() for k, v in row.items()} for row in rows}
+
+
+def read_nemo(root):
+    """Reads nEMO (Polish): the clips under `root` that `data.tsv` lists, whatever their extension.
+
+    Args:
+        root (`str` or `os.PathLike`): the nEMO folder, holding `data.tsv` and `samples/`.
+
+    Returns:
+        `list[Record]`: one record per listed clip, with the speaker, gender and emotion of its row;
+        the utterance is the normalised sentence, so a sentence-held-out split keeps a sentence's
+        recordings together. Audio files without a row are skipped with a warning.
+    """
+    root = _check_folder(root, "nEMO")
+    rows = _read_nemo_table(root)
+
+    def parse(path):
+        row = rows.get(path.stem)
+        label = normalize_label(row["emotion"]) if row else None
+        if label is None or not row.get("speaker_id"):
+            return None
+        gender = row.get("gender", "").lower()
+        return (row["speaker_id"], label, gender if gender in ("male", "female") else None,
+                row.get("normalized_text") or path.stem)
+
+    return _collect("nemo", "nEMO", root, _audio_files(root), parse)
+
+
+def read_turev(root):
+    """Reads TurEV-DB (Turkish single words), `Angry/`, `Calm/`, `Happy/`, `Sad/`.
+
+    Args:
+        root (`str` or `os.PathLike`): the TurEV-DB folder.
+
+    Returns:
+        `list[Record]`: one record per clip; calm is neutral, the emotion comes from the file's code
+        (the folder says the same), gender is unknown, and the utterance is the word.
+    """
+    root = _check_folder(root, "TurEV-DB")
+
+    def parse(path):
+        match = _TUREV_NAME.match(path.stem)
+        label = _TUREV_EMOTIONS.get(match.group(2)) if match else None
+        if label is None:
+            return None
+        speaker, _, word = match.groups()
+        return speaker, label, None, word.lower()
+
+    return _collect("turev", "TurEV-DB", root, _audio_files(root), parse)
+
+
+def read_emodb(root):
+    """Reads EmoDB, the Berlin Database of Emotional Speech (`wav/03a01Fa.wav`, any depth).
+
+    Args:
+        root (`str` or `os.PathLike`): the EmoDB folder.
+
+    Returns:
+        `list[Record]`: one record per clip of the six emotions this project has; boredom clips are
+        skipped and counted in the log. The speaker is the first two digits, the utterance the text
+        code (e.g. `"a01"`).
+    """
+    root = _check_folder(root, "EmoDB")
+    boredom = []
+
+    def parse(path):
+        match = _EMODB_NAME.match(path.stem)
+        if match is None or match.group(1) not in _EMODB_GENDERS:
+            return None
+        speaker, text, emotion, _ = match.groups()
+        if emotion == _EMODB_BOREDOM:
+            boredom.append(path)
+            return _NOT_USED
+        label = _EMODB_EMOTIONS.get(emotion)
+        return None if label is None else (speaker, label, _EMODB_GENDERS[speaker], text)
+
+    records = _collect("emodb", "EmoDB", root, _audio_files(root), parse)
+    if boredom:
+        logger.info("EmoDB: skipped %d boredom clip(s): boredom is not one of this project's emotions", len(boredom))
+    return records
+
+
 def _normalize_gender(value, where):
     key = (value or "").strip().lower()
     if not key:
@@ -409,6 +577,8 @@ def read_manifest(csv_path):
             csv_path.name,
         )
     records = []
+    # A manifest states no label set: the labels it uses are the ones it can contain.
+    label_set = tuple(label for label in LABELS if label in {normalize_label(row.get("label")) for row in rows})
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         if not any(row.values()):
             continue
@@ -433,6 +603,7 @@ def read_manifest(csv_path):
                 gender=_normalize_gender(row.get("gender"), where),
                 utterance=row.get("utterance") or path.stem,
                 relpath=Path(os.path.relpath(path, base)).as_posix(),
+                label_set=label_set,
             )
         )
     return records
@@ -443,6 +614,10 @@ _READERS = {
     "tess": read_tess,
     "crema-d": read_crema_d,
     "savee": read_savee,
+    "ased": read_ased,
+    "nemo": read_nemo,
+    "turev": read_turev,
+    "emodb": read_emodb,
 }
 
 
@@ -464,12 +639,13 @@ def _find_corpus_folders(data_dir):
     return found
 
 
-def discover(data_dir):
+def discover(data_dir=DEFAULT_DATA_DIR):
     """Reads every corpus found in `data_dir`.
 
     Sub-folders are recognised by their conventional names, case-insensitively: `ravdess`, `tess`,
-    `crema-d` (or `cremad`, `crema_d`) and `savee`; a `manifest.csv` in `data_dir` is read too.
-    Absent corpora are simply left out.
+    `crema-d` (or `cremad`, `crema_d`), `savee`, `ased`, `nemo`, `turev` (or `turev-db`) and
+    `emodb` (or `emo-db`); a `manifest.csv` in `data_dir` is read too. Absent corpora are simply
+    left out.
 
     Args:
         data_dir (`str` or `os.PathLike`): the folder holding the corpora.
@@ -488,8 +664,8 @@ def discover(data_dir):
     manifest = data_dir / MANIFEST_NAME
     if not folders and not manifest.is_file():
         raise ValueError(
-            f"found no corpus in {str(data_dir)!r}: expected a ravdess, tess, crema-d or savee "
-            f"folder or a {MANIFEST_NAME}"
+            f"found no corpus in {str(data_dir)!r}: expected a folder named {', '.join(_CORPUS_FOLDERS)} "
+            f"or a {MANIFEST_NAME}"
         )
     records = []
     for corpus, folder in folders.items():
@@ -503,14 +679,20 @@ def discover(data_dir):
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "DEFAULT_DATA_DIR",
     "LABELS",
+    "LABEL_SETS",
     "LABEL_SYNONYMS",
     "Record",
     "discover",
     "normalize_label",
+    "read_ased",
     "read_crema_d",
+    "read_emodb",
     "read_manifest",
+    "read_nemo",
     "read_ravdess",
     "read_savee",
     "read_tess",
+    "read_turev",
 ]

@@ -10,16 +10,24 @@ import pytest
 import soundfile as sf
 
 from ser_model.corpora import (
+    AUDIO_EXTENSIONS,
+    LABEL_SETS,
     LABELS,
     Record,
     discover,
     normalize_label,
+    read_ased,
     read_crema_d,
+    read_emodb,
     read_manifest,
+    read_nemo,
     read_ravdess,
     read_savee,
     read_tess,
+    read_turev,
 )
+
+from .conftest import data_dir_or_skip
 
 
 DATA_DIR = Path(os.environ.get("SER_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -322,3 +330,120 @@ def test_real_tess():
 def test_real_discover():
     records = discover(DATA_DIR)
     assert Counter(r.corpus for r in records) == {"ravdess": 1200, "tess": 1400}
+
+
+# --- ASED, nEMO, TurEV-DB, EmoDB: synthetic layouts named like each corpus -------------------------
+
+
+def test_read_ased_parses_emotion_gender_speaker_and_a_capital_letter(tmp_path, caplog):
+    write_clip(tmp_path / "01Neutral" / "n1-01-01-01-03.wav")
+    write_clip(tmp_path / "04Sad" / "S4-04-02-02-29.wav")  # the one original name with a capital letter
+    write_clip(tmp_path / "05Angry" / "a5-07-01-02-65.flac")
+    write_clip(tmp_path / "05Angry" / "x5-07-01-02-65.wav")  # unknown emotion letter: skipped
+    write_clip(tmp_path / "05Angry" / "a5-07-01-03-65.wav")  # gender 03 does not exist: skipped
+    with caplog.at_level(logging.WARNING):
+        records = by_name(read_ased(tmp_path))
+    assert set(records) == {"n1-01-01-01-03.wav", "S4-04-02-02-29.wav", "a5-07-01-02-65.flac"}
+    sad = records["S4-04-02-02-29.wav"]
+    assert (sad.label, sad.speaker, sad.gender, sad.utterance) == ("sad", "ased:29", "male", "04")
+    assert records["n1-01-01-01-03.wav"].gender == "female"
+    assert all(r.label_set == ("angry", "fear", "happy", "neutral", "sad") for r in records.values())
+    assert "skipped 2" in caplog.text
+
+
+def make_nemo(root):
+    rows = [("EB0_anger_1.wav", "anger", "        EB0", "female", "ala ma kota"),
+            ("EB0_surprised_2.wav", "surprised", "        EB0", "female", "kot ma ale"),
+            ("WR0_happiness_3.wav", "happiness", "   WR0", "male", "ala ma kota")]
+    (root / "samples").mkdir(parents=True)
+    lines = ["file_id\temotion\traw_text\tnormalized_text\tspeaker_id\tgender\tage"]
+    for name, emotion, speaker, gender, text in rows:
+        write_clip(root / "samples" / name.replace(".wav", ".ogg"))  # stored in another format than listed
+        lines.append(f"{name}\t{emotion}\t{text.capitalize()}.\t{text}\t{speaker}\t{gender}\t30")
+    (root / "data.tsv").write_text("\n".join(lines) + "\n")
+
+
+def test_read_nemo_takes_speakers_labels_and_sentences_from_the_table(tmp_path, caplog):
+    make_nemo(tmp_path)
+    write_clip(tmp_path / "samples" / "XX0_anger_9.wav")  # not in data.tsv: skipped
+    with caplog.at_level(logging.WARNING):
+        records = by_name(read_nemo(tmp_path))
+    assert set(records) == {"EB0_anger_1.ogg", "EB0_surprised_2.ogg", "WR0_happiness_3.ogg"}
+    anger = records["EB0_anger_1.ogg"]
+    assert (anger.label, anger.speaker, anger.gender, anger.utterance) == ("angry", "nemo:EB0", "female", "ala ma kota")
+    assert records["EB0_surprised_2.ogg"].label == "surprise"
+    assert records["WR0_happiness_3.ogg"].speaker == "nemo:WR0"  # the padding is stripped
+    assert "disgust" not in anger.label_set and len(anger.label_set) == 6
+    assert "skipped 1" in caplog.text
+
+
+def test_read_nemo_without_its_table_says_so(tmp_path):
+    write_clip(tmp_path / "samples" / "EB0_anger_1.wav")
+    with pytest.raises(ValueError, match="data.tsv"):
+        read_nemo(tmp_path)
+
+
+def test_read_turev_maps_calm_to_neutral(tmp_path):
+    write_clip(tmp_path / "Angry" / "1157_kz_acik.wav")
+    write_clip(tmp_path / "Calm" / "1234_sk_beste.wav")
+    write_clip(tmp_path / "Happy" / "1358_mt_dere_boyu.wav")  # a word with an underscore
+    write_clip(tmp_path / "Sad" / "1984_zz_yol.wav")  # unknown code: skipped
+    records = by_name(read_turev(tmp_path))
+    assert {n: r.label for n, r in records.items()} == {"1157_kz_acik.wav": "angry", "1234_sk_beste.wav": "neutral",
+                                                       "1358_mt_dere_boyu.wav": "happy"}
+    assert records["1358_mt_dere_boyu.wav"].utterance == "dere_boyu"
+    assert records["1157_kz_acik.wav"].speaker == "turev:1157"
+    assert records["1157_kz_acik.wav"].label_set == ("angry", "happy", "neutral", "sad")
+
+
+def test_read_emodb_skips_boredom_with_a_count(tmp_path, caplog):
+    write_clip(tmp_path / "wav" / "03a01Wa.wav")  # speaker 03 (male), angry
+    write_clip(tmp_path / "wav" / "08b02Ec.wav")  # speaker 08 (female), disgust
+    write_clip(tmp_path / "wav" / "16a05Lb.wav")  # boredom: no class here
+    write_clip(tmp_path / "wav" / "10a07Lc.wav")  # boredom
+    write_clip(tmp_path / "wav" / "99a01Wa.wav")  # no such speaker: skipped as a misnamed file
+    with caplog.at_level(logging.INFO):
+        records = by_name(read_emodb(tmp_path))
+    assert set(records) == {"03a01Wa.wav", "08b02Ec.wav"}
+    angry, disgust = records["03a01Wa.wav"], records["08b02Ec.wav"]
+    assert (angry.label, angry.speaker, angry.gender, angry.utterance) == ("angry", "emodb:03", "male", "a01")
+    assert (disgust.label, disgust.gender) == ("disgust", "female")
+    assert "surprise" not in angry.label_set
+    assert "skipped 2 boredom" in caplog.text and "skipped 1 audio" in caplog.text
+
+
+def test_discover_finds_the_new_corpora_by_folder_name(tmp_path):
+    write_clip(tmp_path / "ASED" / "01Neutral" / "n1-01-01-01-01.wav")
+    make_nemo(tmp_path / "nEMO")
+    write_clip(tmp_path / "TurEV-DB" / "Sad" / "1157_hl_acik.wav")
+    write_clip(tmp_path / "EmoDB" / "wav" / "03a01Fa.wav")
+    assert Counter(r.corpus for r in discover(tmp_path)) == {"ased": 1, "nemo": 3, "turev": 1, "emodb": 1}
+
+
+def test_every_record_carries_its_corpus_label_set_and_its_label_is_in_it(tmp_path):
+    make_ravdess(tmp_path / "ravdess")
+    make_tess(tmp_path / "tess")
+    make_nemo(tmp_path / "nemo")
+    write_clip(tmp_path / "ased" / "05Angry" / "a5-07-01-02-65.wav")
+    for record in discover(tmp_path):
+        assert record.label in record.label_set
+        assert record.label_set == LABEL_SETS[record.corpus]
+        assert list(record.label_set) == [label for label in LABELS if label in record.label_set]  # LABELS order
+
+
+def test_a_manifest_can_contain_the_labels_it_uses():
+    records = [Record(path="a", corpus="manifest", speaker="s", label="sad", gender=None, utterance="u")]
+    assert records[0].label_set == LABELS  # the default for records built by hand
+
+
+@pytest.mark.parametrize("corpus, reader", [("ased", "read_ased"), ("nemo", "read_nemo"), ("turev", "read_turev")])
+def test_real_new_corpora_read_every_audio_file(corpus, reader):
+    import ser_model.corpora as corpora
+
+    root = data_dir_or_skip(corpus)
+    records = getattr(corpora, reader)(root)
+    audio = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS]
+    assert len(records) == len(audio)  # no file of the real corpus is skipped as misnamed
+    assert {r.label for r in records} == set(LABEL_SETS[corpus])  # every emotion of the corpus occurs
+    assert all(" " not in r.speaker for r in records)
+    assert len({r.speaker for r in records}) > 1
