@@ -7,12 +7,14 @@ said instead, and marked as such so reports can show them apart.
 
 Policy, per corpus (defaults of `SplitPolicy`):
 
-- RAVDESS: 4 test actors and 2 validation actors, gender-balanced (2 male + 2 female, 1 + 1),
-  drawn from the actors present; the rest train.
-- Any other corpus with several speakers (CREMA-D, SAVEE, TESS with both speakers, a manifest
-  with at least 5 speakers): 15% of the speakers test and 10% validation, at least one each,
-  apportioned across genders so each part keeps the corpus' gender mix. SAVEE's 4 speakers give
-  1 test, 1 validation, 2 train; two speakers give 1 test, 1 train.
+- Corpora with fixed counts (`SplitPolicy.speaker_counts`): RAVDESS 4 test actors and 2
+  validation actors, gender-balanced (2 male + 2 female, 1 + 1), so its test actors stay 07, 10,
+  14 and 17 and results stay comparable; ASED 10 test and 6 validation speakers of its 65, enough
+  for a stable figure; nEMO 2 test and 1 validation speaker of its 9.
+- Any other corpus with several speakers (CREMA-D, SAVEE, TurEV-DB, EmoDB, TESS with both
+  speakers, a manifest with at least 5 speakers): 15% of the speakers test and 10% validation, at
+  least one each, apportioned across genders so each part keeps the corpus' gender mix. SAVEE's 4
+  speakers give 1 test, 1 validation, 2 train; two speakers give 1 test, 1 train.
 - Held-out parts never take more than half of a corpus' speakers, so training keeps the majority.
 - A corpus with one speaker (TESS here: OAF only) is split by utterance: 15% of the words test,
   10% validation, with all clips of a word in the same part, so test words are never heard in
@@ -45,6 +47,9 @@ logger = logging.getLogger(__name__)
 PARTS = ("train", "validation", "test")
 SPLIT_FORMAT_VERSION = 1
 
+# Test and validation speakers of the corpora that get fixed counts rather than fractions.
+DEFAULT_SPEAKER_COUNTS = {"ravdess": [4, 2], "ased": [10, 6], "nemo": [2, 1]}
+
 
 @dataclass
 class SplitPolicy:
@@ -55,10 +60,9 @@ class SplitPolicy:
             share of a corpus' speakers (or utterances) held out for test, at least one.
         validation_fraction (`float`, *optional*, defaults to 0.10):
             share held out for validation, at least one.
-        ravdess_test_speakers (`int`, *optional*, defaults to 4):
-            RAVDESS test actors, split evenly between genders.
-        ravdess_validation_speakers (`int`, *optional*, defaults to 2):
-            RAVDESS validation actors, split evenly between genders.
+        speaker_counts (`dict[str, list[int]]`, *optional*, defaults to `DEFAULT_SPEAKER_COUNTS`):
+            `[test, validation]` speakers of the corpora named, instead of the fractions; apportioned
+            across genders like the fractions.
         min_manifest_speakers (`int`, *optional*, defaults to 5):
             a manifest with fewer speakers is split by utterance.
         min_clips (`int`, *optional*, defaults to 3):
@@ -67,8 +71,8 @@ class SplitPolicy:
 
     test_fraction: float = 0.15
     validation_fraction: float = 0.10
-    ravdess_test_speakers: int = 4
-    ravdess_validation_speakers: int = 2
+    speaker_counts: dict[str, list[int]] = dataclasses.field(
+        default_factory=lambda: {c: list(n) for c, n in DEFAULT_SPEAKER_COUNTS.items()})
     min_manifest_speakers: int = 5
     min_clips: int = 3
 
@@ -82,10 +86,23 @@ class SplitPolicy:
                 f"test_fraction + validation_fraction must be below 1, got "
                 f"{self.test_fraction + self.validation_fraction}"
             )
-        for name in ("ravdess_test_speakers", "ravdess_validation_speakers", "min_manifest_speakers", "min_clips"):
+        for name in ("min_manifest_speakers", "min_clips"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be non-negative, got {value}")
+        for corpus, counts in self.speaker_counts.items():
+            if len(counts) != 2 or any(not isinstance(n, int) or n < 0 for n in counts):
+                raise ValueError(f"speaker_counts[{corpus!r}] must be [test, validation] counts >= 0, got {counts!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SplitPolicy":
+        """The policy saved with a split; splits saved before `speaker_counts` existed name RAVDESS's
+        counts in fields of their own, which mean the same."""
+        values = dict(values)
+        legacy = [values.pop(f"ravdess_{part}_speakers", None) for part in ("test", "validation")]
+        if "speaker_counts" not in values and None not in legacy:
+            values["speaker_counts"] = {"ravdess": legacy}
+        return cls(**values)
 
 
 class Split(dict):
@@ -200,10 +217,8 @@ def _speaker_genders(records):
 
 def _split_by_speaker(corpus, records, seed, policy):
     genders = _speaker_genders(records)
-    if corpus == "ravdess":
-        n_test, n_validation = _part_sizes(
-            len(genders), policy.ravdess_test_speakers, policy.ravdess_validation_speakers
-        )
+    if corpus in policy.speaker_counts:
+        n_test, n_validation = _part_sizes(len(genders), *policy.speaker_counts[corpus])
     else:
         n_test, n_validation = _fraction_sizes(len(genders), policy)
     by_gender = defaultdict(list)
@@ -339,7 +354,7 @@ def load_split(path):
     return Split(
         data["assignments"],
         seed=data["seed"],
-        policy=SplitPolicy(**data["policy"]),
+        policy=SplitPolicy.from_dict(data["policy"]),
         corpora=data["corpora"],
     )
 

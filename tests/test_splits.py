@@ -300,3 +300,39 @@ def test_real_data_split():
     assert sorted(genders[s] for s in speakers_in(split, "ravdess", "test")) == ["female"] * 2 + ["male"] * 2
     assert [summary["ravdess"]["parts"][p]["clips"] for p in PARTS] == [840, 120, 240]
     assert [summary["tess"]["parts"][p]["clips"] for p in PARTS] == [1050, 140, 210]
+
+
+def test_fixed_speaker_counts_apply_to_the_corpora_named():
+    records = [record("ased", f"{s:02d}", "angry", "01", f"a{s}.wav", gender="male" if s % 2 else "female")
+               for s in range(1, 41)]
+    split = make_split(records, policy=SplitPolicy(speaker_counts={"ased": [10, 6]}))
+    assert [len(split.corpora["ased"]["speakers"][p]) for p in PARTS] == [24, 6, 10]
+    default = make_split(records)  # ASED's counts are in the default policy too
+    assert len(default.corpora["ased"]["speakers"]["test"]) == 10
+
+
+def test_a_split_saved_before_speaker_counts_still_loads(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"format_version": 1, "seed": 0, "corpora": {}, "assignments": {},
+                                "policy": {"test_fraction": 0.15, "validation_fraction": 0.1,
+                                           "ravdess_test_speakers": 4, "ravdess_validation_speakers": 2,
+                                           "min_manifest_speakers": 5, "min_clips": 3}}))
+    assert load_split(path).policy.speaker_counts == {"ravdess": [4, 2]}
+
+
+def test_speaker_counts_are_validated():
+    with pytest.raises(ValueError, match="speaker_counts"):
+        SplitPolicy(speaker_counts={"ased": [10]})
+
+
+@pytest.mark.skipif(not (DATA_DIR / "ased").is_dir() or not (DATA_DIR / "ravdess").is_dir(),
+                    reason=f"ASED or RAVDESS not found in {DATA_DIR}")
+def test_real_multi_corpus_split_keeps_ravdess_test_actors_and_gives_ased_ten():
+    records = discover(DATA_DIR)
+    split = make_split(records, seed=0)
+    for corpus in {r.corpus for r in records}:
+        method = split.corpora[corpus]["held_out_by"]
+        assert_disjoint([r for r in records if r.corpus == corpus], split, method)
+    # The actors every earlier report was measured on, whichever other corpora are present.
+    assert speakers_in(split, "ravdess", "test") == [f"ravdess:{a}" for a in ("07", "10", "14", "17")]
+    assert len(speakers_in(split, "ased", "test")) >= 10
