@@ -95,6 +95,10 @@ class SERConfig(PretrainedConfig):
             Which branches feed the head; a single branch gives the ablation models.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal init of linear layers.
+        calibration_temperature (`float`, *optional*, defaults to 1.0):
+            The logits are divided by it, so that the probabilities are calibrated (Guo et al. 2017):
+            fitted on the validation speakers after training (`ser_model.calibration`); 1 while training.
+            Not named `temperature`, which transformers reserves for text generation.
     """
 
     model_type = "ser_fusion"
@@ -121,6 +125,7 @@ class SERConfig(PretrainedConfig):
         fusion_dropout: float = 0.3,
         branches: list[str] | tuple[str, ...] = BRANCHES,
         initializer_range: float = 0.02,
+        calibration_temperature: float = 1.0,
         **kwargs,
     ):
         if "id2label" not in kwargs and "num_labels" not in kwargs:
@@ -146,6 +151,7 @@ class SERConfig(PretrainedConfig):
         self.fusion_dropout = float(fusion_dropout)
         self.branches = list(branches)
         self.initializer_range = initializer_range
+        self.calibration_temperature = float(calibration_temperature)
         self._validate()
         super().__init__(**kwargs)
 
@@ -170,6 +176,8 @@ class SERConfig(PretrainedConfig):
         for name in ("densenet_drop_rate", "fusion_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not self.calibration_temperature > 0:
+            raise ValueError(f"calibration_temperature must be positive, got {self.calibration_temperature!r}")
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc must be at most n_mels ({self.n_mels}), got {self.n_mfcc}")
         if not 0.0 <= self.f_min < self.f_max:

@@ -233,10 +233,11 @@ class SERForAudioClassification(SERPreTrainedModel):
                 is the cross-entropy.
 
         Returns:
-            [`SequenceClassifierOutput`] with `logits` of shape `(batch, num_labels)` and `loss` when labels are given.
+            [`SequenceClassifierOutput`] with `logits` of shape `(batch, num_labels)`, already divided by
+            `config.calibration_temperature` so that their softmax is calibrated, and `loss` when labels are given.
         """
         embedding = self.ser(input_values, input_mfcc, attention_mask).pooler_output
-        logits = self.head(embedding)
+        logits = self.head(embedding) / self.config.calibration_temperature
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
