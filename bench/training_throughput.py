@@ -4,13 +4,14 @@
     python bench/training_throughput.py --quick      # a quick check
 
 The steps run through the code path of `python -m ser_model train`: the default `TrainingConfig`, its
-split (`ser_model.training.prepare_data`), clips decoded with `load_clips` and augmented by
-`ClipDataset`, features and SpecAugment from `FeatureCollator`, and `WeightedLossTrainer.train()`
-(forward, class-weighted loss, backward, gradient clipping, AdamW, cosine schedule), with evaluation,
-checkpoints and logging switched off. Two figures per device:
+split (`ser_model.training.prepare_data`) and the trainer `ser_model.training.build_trainer` makes
+(balanced draws with waveform and codec augmentation, features, SpecAugment, the label-set loss,
+backward, gradient clipping, AdamW, cosine schedule), with evaluation, checkpoints and logging
+switched off. Two figures per device:
 
-- data: the trainer's own training data loader alone (augmentation, features, SpecAugment, and on a
-  GPU pinning); the clips are decoded once before training, as `train` does;
+- data: the trainer's own training data loader alone (drawing and augmenting clips, features, and on
+  a GPU pinning); the clips are decoded and their codec copies made once before training, as `train`
+  does (timed apart, and cached in runs/cache like a training run's);
 - full step: from one optimizer step's end to the next, i.e. data + forward + backward + optimizer.
 
 The implied time per epoch is the training part of the split divided by the full-step rate (the
@@ -33,10 +34,8 @@ from transformers import PrinterCallback, TrainerCallback, set_seed
 from transformers.utils import logging as transformers_logging
 
 from ser_model.configuration import PRESETS
-from ser_model.feature_extractor import SERFeatureExtractor
-from ser_model.modeling import SERForAudioClassification
-from ser_model.training import (ClipDataset, FeatureCollator, TrainingConfig, WeightedLossTrainer, class_weights,
-                                load_clips, prepare_data, training_arguments)
+from ser_model.trainer import SERTrainer
+from ser_model.training import TrainingConfig, build_trainer, prepare_data
 
 # name: (full default, --quick default, help)
 RUN_COUNTS = {
@@ -81,28 +80,26 @@ def main(argv=None) -> int:
                 else "gpu: none (no CUDA device), so the CPU only")
     print(gpu_line + (" (skipped: --cpu-only)" if torch.cuda.is_available() and args.cpu_only else ""))
     print(f"preset: {cfg.preset}; batch size {cfg.batch_size}; augmentation and mixup as TrainingConfig's defaults "
-          f"(noise p={cfg.noise_probability}, speed p={cfg.speed_probability}, SpecAugment, "
-          f"mixup p={cfg.mixup_probability}); {cfg.dataloader_workers} data loader workers")
+          f"(codec p={cfg.codec_probability}, reverb p={cfg.reverb_probability}, speed p={cfg.speed_probability}, "
+          f"SpecAugment, mixup p={cfg.mixup_probability}); {cfg.dataloader_workers} data loader workers")
     print(f"split: seed {split.seed}, {len(train_records)} training clips from {cfg.data_dir}")
 
     # Decoding happens once before training (`train` holds every clip in memory), so a bounded,
     # evenly spread sample of the training clips is enough for the steps timed here.
     needed = min(len(train_records), cfg.batch_size * total_steps)
     chosen = [train_records[i] for i in np.linspace(0, len(train_records) - 1, num=needed).round().astype(int)]
-    model_config = cfg.model_config()
+    parts = {**parts, "train": chosen, "validation": parts["validation"][:cfg.batch_size]}
     start = time.perf_counter()
-    waveforms = load_clips(chosen, model_config.sampling_rate, desc="decoding training clips")
-    decode_seconds = time.perf_counter() - start
-    labels = [model_config.label2id[r.label] for r in chosen]
-    print(f"clips: {len(chosen)} of the training clips, decoded in {decode_seconds:.1f} s "
-          f"({len(chosen) / decode_seconds:.0f} clips/s; the whole training part once: "
-          f"~{len(train_records) * decode_seconds / len(chosen):.0f} s)")
+    make_trainer(cfg, split, parts, "cpu", tempfile.mkdtemp(prefix="ser-bench-training-"), 1, StepTimer())
+    prepare_seconds = time.perf_counter() - start
+    print(f"clips: {len(chosen)} of the training clips, decoded and coded in {prepare_seconds:.1f} s "
+          f"({len(chosen) / prepare_seconds:.1f} clips/s, or read from the cache of an earlier run)")
     print(f"runs per device: {args.warmup} warm-up + {args.steps} timed steps"
           + (" (--quick: too few steps to report)" if args.quick else ""))
 
     results = []
     for device in devices:
-        results.append((device, measure(cfg, model_config, waveforms, labels, device, args)))
+        results.append((device, measure(cfg, split, parts, device, args)))
     print()
 
     header = (f"{'device':<6}  {'data samples/s':>14}  {'full step samples/s':>19}  {'median s/step':>13}  "
@@ -113,10 +110,10 @@ def main(argv=None) -> int:
         samples_per_second = cfg.batch_size / percentile(r["step_seconds"], 50)
         print(f"{device:<6}  {cfg.batch_size / percentile(r['data_seconds'], 50):>14.0f}  {samples_per_second:>19.1f}  "
               f"{percentile(r['step_seconds'], 50):>13.3f}  {percentile(r['step_seconds'], 90):>10.3f}  "
-              f"{len(train_records) / samples_per_second:>7.0f}")
+              f"{cfg.samples_per_epoch / samples_per_second:>7.0f}")
     print(f"(samples/s from median times per batch of {cfg.batch_size}; data: the trainer's data loader alone; "
           "full step: data + forward + backward + clipping + AdamW; epoch s: "
-          f"{len(train_records)} training clips / full-step samples/s, without the validation pass)")
+          f"{cfg.samples_per_epoch} draws per epoch / full-step samples/s, without the validation pass)")
     print(f"(model: {results[0][1]['parameters'] / 1e6:.2f} M parameters; CPU runs use {args.threads} torch thread(s))")
     return 0
 
@@ -133,34 +130,25 @@ class StepTimer(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def make_trainer(cfg: TrainingConfig, model_config, waveforms, labels, device: str, output_dir: str, steps: int,
-                 timer: StepTimer) -> WeightedLossTrainer:
+def make_trainer(cfg: TrainingConfig, split, parts, device: str, output_dir: str, steps: int,
+                 timer: StepTimer) -> SERTrainer:
     """`ser_model.training.train`'s trainer, limited to `steps` steps, with no evaluation, saving or logging."""
     set_seed(cfg.seed)
-    args = training_arguments(
-        cfg, output_dir, max_steps=steps, eval_strategy="no", save_strategy="no", logging_strategy="no",
-        load_best_model_at_end=False, disable_tqdm=True, dataloader_pin_memory=device == "cuda",
-        use_cpu=device == "cpu", eval_steps=None, save_steps=None,
-    )
-    trainer = WeightedLossTrainer(
-        model=SERForAudioClassification(model_config),
-        args=args,
-        train_dataset=ClipDataset(waveforms, labels, model_config, cfg),
-        data_collator=FeatureCollator(SERFeatureExtractor.from_config(model_config), cfg),
-        callbacks=[timer],
-        class_weights=class_weights(labels, model_config.num_labels),
-        training_config=cfg,
+    trainer = build_trainer(
+        cfg, split, parts, output_dir, callbacks=[timer], max_steps=steps, eval_strategy="no", save_strategy="no",
+        logging_strategy="no", load_best_model_at_end=False, disable_tqdm=True,
+        dataloader_pin_memory=device == "cuda", use_cpu=device == "cpu", eval_steps=None, save_steps=None,
     )
     # No metrics line at the end of train(): the table is the output.
     trainer.remove_callback(PrinterCallback)
     return trainer
 
 
-def measure(cfg: TrainingConfig, model_config, waveforms, labels, device: str, args) -> dict:
+def measure(cfg: TrainingConfig, split, parts, device: str, args) -> dict:
     total_steps = args.warmup + args.steps
     with tempfile.TemporaryDirectory(prefix="ser-bench-training-") as output_dir:
         timer = StepTimer()
-        trainer = make_trainer(cfg, model_config, waveforms, labels, device, output_dir, total_steps, timer)
+        trainer = make_trainer(cfg, split, parts, device, output_dir, total_steps, timer)
 
         # The data loader the trainer itself will use, timed alone first.
         data_seconds = []

@@ -1,340 +1,179 @@
-"""Training with `transformers.Trainer`, speaker-independent from the first step.
+"""`python -m ser_model train`: every corpus found, speaker-independent from the first step.
 
-`python -m ser_model train` reads every corpus found under the data folder, splits it by speaker
-(`ser_model.splits`), trains the model from scratch with waveform and spectrogram augmentation,
-stops early on validation macro recall, and saves the best model, its feature extractor, the
-split and the training config in the output folder. Because it is plain `Trainer`, the same
-command runs on several GPUs or machines under `torchrun` or `accelerate launch`.
+It reads every corpus under the data folder, splits each by speaker (`ser_model.splits`), draws
+balanced epochs over corpora and speakers with speaker, room and channel augmentation
+(`ser_model.train_data`, `ser_model.augment`), scores each clip over its corpus' label set
+(`ser_model.trainer`), stops early on the validation speakers, fits the temperature that
+calibrates the probabilities on them (`ser_model.calibration`), and saves the best model with its
+feature extractor, split and training record. Because it is plain `Trainer`, the same command runs
+on several GPUs or machines under `torchrun` or `accelerate launch`, and an interrupted run
+continues from its last checkpoint when the same command is run again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soxr
 import torch
-from torch.utils.data import Dataset
-from tqdm.auto import tqdm
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
 
-from .audio_io import load_audio
+from .augment import AugmentationSettings, Augmenter
+from .calibration import fit_temperature, reliability, softmax
 from .configuration import PRESETS, SERConfig
-from .corpora import Record, discover
+from .corpora import DEFAULT_DATA_DIR, LABELS, discover
 from .feature_extractor import SERFeatureExtractor
-from .metrics import classification_metrics
+from .mel_init import load_mel_init
 from .modeling import SERForAudioClassification
 from .splits import apply_split, load_split, make_split, save_split, subsample_parts, summarize_split
+from .train_data import (BalancedEpochs, ClipDataset, FeatureCollator, class_weights, codec_versions, load_clips,
+                         sampling_weights)
+from .trainer import EpochDraws, SERTrainer, ValidationMetrics, WallClock
 from .weight_average import WeightAverage
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+
+def _help(text: str) -> dict:
+    return {"help": text}
 
 
 @dataclass
 class TrainingConfig:
     """Every training hyperparameter; the model's own live in `SERConfig` (chosen by `preset`).
+    Each field is a command-line flag of `python -m ser_model train` (`--field-name`)."""
 
-    Args:
-        preset (`str`, *optional*, defaults to `"cpu-small"`): model size from `ser_model.configuration.PRESETS`.
-        branches (`list[str]`, *optional*): override the model's branches (`["mel"]`, `["mfcc"]`) for ablations.
-        model_overrides (`dict`, *optional*): any other `SERConfig` field over the preset (JSON on the command line).
-        data_dir (`str`): folder holding the corpora (`ravdess/`, `tess/`, `crema-d/`, `savee/`, `manifest.csv`).
-        output_dir (`str`): where checkpoints, the best model and the split go.
-        split (`str`, *optional*): a saved split JSON to reuse instead of making one.
-        seed (`int`, *optional*, defaults to 0): seeds the split, the initialisation and the augmentation.
-        epochs (`int`, *optional*, defaults to 40): upper bound; early stopping usually ends sooner.
-        batch_size (`int`, *optional*, defaults to 32): clips per step (per device).
-        learning_rate (`float`, *optional*, defaults to 2e-3): AdamW peak rate, cosine decay after warm-up.
-        weight_decay (`float`, *optional*, defaults to 0.05): AdamW weight decay.
-        warmup_ratio (`float`, *optional*, defaults to 0.05): share of steps spent warming up.
-        label_smoothing (`float`, *optional*, defaults to 0.1): acted emotions overlap; softer targets generalise better.
-        patience (`int`, *optional*, defaults to 8): epochs without a better validation macro recall before stopping.
-        noise_probability (`float`, *optional*, defaults to 0.5): chance of adding white noise to a clip.
-        noise_snr_db (`list[float]`, *optional*, defaults to `[10, 40]`): range of its signal-to-noise ratio.
-        speed_probability (`float`, *optional*, defaults to 0.5): chance of a speed change (pitch and tempo).
-        speed_range (`list[float]`, *optional*, defaults to `[0.9, 1.1]`): range of the speed factor.
-        time_masks (`int`, *optional*, defaults to 2): SpecAugment time masks per clip.
-        time_mask_frames (`int`, *optional*, defaults to 20): longest time mask, in frames.
-        freq_masks (`int`, *optional*, defaults to 2): SpecAugment frequency masks per clip (mel and MFCC each).
-        freq_mask_bands (`int`, *optional*, defaults to 8): widest frequency mask, in bands or coefficients.
-        mixup_probability (`float`, *optional*, defaults to 0.0): chance that a batch is mixed with a shuffled
-            copy of itself (mixup, Zhang et al. 2018), features and targets alike.
-        mixup_alpha (`float`, *optional*, defaults to 0.4): Beta(alpha, alpha) draws the mixing weight.
-        weight_average_decay (`float`, *optional*, defaults to 0.0): decay of the moving average of the
-            weights that is evaluated, checkpointed and saved instead of the raw weights
-            (`ser_model.weight_average`); 0 turns it off.
-        max_steps (`int`, *optional*, defaults to -1): stop after this many steps (smoke tests); -1 for no limit.
-        logging_steps (`int`, *optional*, defaults to 10): steps between loss reports.
-        max_clips_per_part (`int`, *optional*): use only this many clips of each part (smoke tests).
-        dataloader_workers (`int`, *optional*, defaults to 0): worker processes that augment clips.
-    """
-
-    preset: str = "cpu-small"
-    branches: list[str] | None = None
-    model_overrides: dict = field(default_factory=dict)
-    data_dir: str = str(DEFAULT_DATA_DIR)
-    output_dir: str = "runs/cpu-small"
-    split: str | None = None
-    seed: int = 0
-    epochs: int = 40
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_ratio: float = 0.05
-    label_smoothing: float = 0.1
-    patience: int = 8
-    noise_probability: float = 0.5
-    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 40.0])
+    # What to train.
+    preset: str = field(default="cpu-small", metadata=_help(f"model size, one of {sorted(PRESETS)}"))
+    branches: list[str] | None = field(default=None, metadata=_help("only these branches (mel, mfcc): ablations"))
+    model_overrides: str = field(default="{}", metadata=_help('SERConfig fields over the preset, JSON, e.g. '
+                                                              '\'{"growth_rate": 24}\''))
+    mel_init: str | None = field(default=None, metadata=_help(
+        "start the mel DenseNet from 'imagenet' (timm densenet121.tv_in1k, needs internet and the densenet121 "
+        "preset) or a local timm/torchvision checkpoint path"))
+    # Data.
+    data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata=_help("folder holding the corpora"))
+    corpora: list[str] | None = field(default=None, metadata=_help("only these corpora (default: every one found)"))
+    exclude_corpora: list[str] = field(default_factory=list, metadata=_help(
+        "leave these corpora out of training and validation (leave-one-corpus-out runs)"))
+    output_dir: str = field(default="runs/cpu-small", metadata=_help("checkpoints, the best model and the split"))
+    split: str | None = field(default=None, metadata=_help("a saved split JSON to reuse instead of making one"))
+    cache_dir: str | None = field(default="runs/cache", metadata=_help(
+        "keeps decoded clips and codec copies for the next run; empty to turn off"))
+    max_clips_per_part: int | None = field(default=None, metadata=_help("at most this many clips per part (smoke)"))
+    # Sampling and loss.
+    samples_per_epoch: int = field(default=3000, metadata=_help("balanced draws per epoch"))
+    train_crop_seconds: float = field(default=3.0, metadata=_help(
+        "longest stretch of a clip per draw, a random one (inference windows are longer; pooling is "
+        "length-independent, and 3 s instead of 4 s saves a quarter of the computation)"))
+    balanced_sampling: bool = field(default=True, metadata=_help(
+        "draw corpora, then speakers, then clips; off: every clip equally likely"))
+    corpus_balance_exponent: float = field(default=0.5, metadata=_help(
+        "corpus share ~ training speakers ** this: 0 equal corpora, 1 equal speakers"))
+    label_set_loss: bool = field(default=True, metadata=_help(
+        "score each clip over its corpus' label set only; off: a plain 7-way loss"))
+    label_smoothing: float = field(default=0.1, metadata=_help(
+        "acted emotions overlap; softer targets generalise better"))
+    # Optimisation.
+    seed: int = field(default=0, metadata=_help("seeds the split, the initialisation, the draws and augmentation"))
+    epochs: int = field(default=25, metadata=_help("upper bound; early stopping usually ends sooner"))
+    batch_size: int = field(default=32, metadata=_help("clips per step (per device)"))
+    learning_rate: float = field(default=2e-3, metadata=_help("AdamW peak rate, cosine decay after warm-up"))
+    weight_decay: float = field(default=0.05, metadata=_help("AdamW weight decay"))
+    warmup_ratio: float = field(default=0.05, metadata=_help("share of steps spent warming up"))
+    patience: int = field(default=8, metadata=_help("epochs without a better validation score before stopping"))
+    weight_average_decay: float = field(default=0.0, metadata=_help(
+        "moving average of the weights evaluated and saved instead of them (ser_model.weight_average); 0: off"))
+    calibrate: bool = field(default=True, metadata=_help("fit the temperature on the validation speakers"))
+    # Waveform augmentation (ser_model.augment).
     speed_probability: float = 0.5
     speed_range: list[float] = field(default_factory=lambda: [0.9, 1.1])
-    time_masks: int = 2
-    time_mask_frames: int = 20
-    freq_masks: int = 2
-    freq_mask_bands: int = 8
-    mixup_probability: float = 0.0
-    mixup_alpha: float = 0.4
-    weight_average_decay: float = 0.0
-    max_steps: int = -1
+    noise_probability: float = 0.3
+    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 40.0])
+    codec_probability: float = field(default=0.5, metadata=_help(
+        "chance of the clip's MP3/Opus/Vorbis copy; every clip gets one, made once and cached"))
+    reverb_probability: float = 0.3
+    reverb_rt60: list[float] = field(default_factory=lambda: [0.2, 0.8])
+    babble_probability: float = 0.2
+    babble_snr_db: list[float] = field(default_factory=lambda: [5.0, 25.0])
+    narrow_band_probability: float = 0.15
+    level_probability: float = 0.3
+    level_db: list[float] = field(default_factory=lambda: [-40.0, 0.0])
+    # Feature augmentation (ser_model.trainer).
+    time_masks: int = field(default=2, metadata=_help("SpecAugment time masks per clip"))
+    time_mask_frames: int = field(default=20, metadata=_help("longest time mask, in frames"))
+    freq_masks: int = field(default=2, metadata=_help("SpecAugment masks per clip over mel bands and MFCCs each"))
+    freq_mask_bands: int = field(default=8, metadata=_help("widest frequency mask, in bands or coefficients"))
+    mixup_probability: float = field(default=0.0, metadata=_help("chance that a batch is mixed with itself"))
+    mixup_alpha: float = field(default=0.4, metadata=_help("Beta(alpha, alpha) draws the mixing weight"))
+    # Running.
+    max_steps: int = field(default=-1, metadata=_help("stop after this many steps (smoke tests); -1: no limit"))
     logging_steps: int = 10
-    max_clips_per_part: int | None = None
-    dataloader_workers: int = 0
+    dataloader_workers: int = field(default=0, metadata=_help("worker processes that augment clips"))
+
+    PROBABILITIES = ("speed_probability", "noise_probability", "codec_probability", "reverb_probability",
+                     "babble_probability", "narrow_band_probability", "level_probability", "label_smoothing",
+                     "mixup_probability")
 
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        for name in ("noise_probability", "speed_probability", "label_smoothing", "mixup_probability"):
+        for name in self.PROBABILITIES:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise ValueError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
-        if self.batch_size <= 0 or self.epochs <= 0:
-            raise ValueError(f"batch_size and epochs must be positive, got {self.batch_size} and {self.epochs}")
+        for name in ("batch_size", "epochs", "samples_per_epoch", "train_crop_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if isinstance(self.model_overrides, dict):
+            self.model_overrides = json.dumps(self.model_overrides)
+        try:
+            overrides = json.loads(self.model_overrides)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"model_overrides must be a JSON object, got {self.model_overrides!r}") from e
+        if not isinstance(overrides, dict):
+            raise ValueError(f"model_overrides must be a JSON object, got {self.model_overrides!r}")
 
     def model_config(self) -> SERConfig:
-        overrides = {**self.model_overrides, **({"branches": self.branches} if self.branches else {})}
+        overrides = {**json.loads(self.model_overrides), **({"branches": self.branches} if self.branches else {})}
         return SERConfig.from_preset(self.preset, **overrides)
 
-
-class ClipDataset(Dataset):
-    """Waveforms held in memory with their class ids; augments each clip when `augment` is set.
-
-    Augmentation works on the waveform (the feature extractor's normalisation makes gain changes
-    pointless): a random crop of one window from longer clips, a speed change (pitch and tempo
-    together, as in Ko et al. 2015) and white noise at a random SNR.
-    """
-
-    def __init__(self, waveforms: list[np.ndarray], labels: list[int], model_config: SERConfig,
-                 training: TrainingConfig | None = None):
-        self.waveforms = waveforms
-        self.labels = labels
-        self.window = model_config.window_samples
-        self.sampling_rate = model_config.sampling_rate
-        self.training = training
-        self.rng = np.random.default_rng(training.seed if training else 0)
-
-    def __len__(self) -> int:
-        return len(self.waveforms)
-
-    def __getitem__(self, index: int) -> dict:
-        waveform = self.waveforms[index]
-        if self.training is not None:
-            waveform = self._augment(waveform)
-        return {"waveform": waveform, "labels": self.labels[index]}
-
-    def _augment(self, waveform: np.ndarray) -> np.ndarray:
-        rng, cfg = self.rng, self.training
-        if rng.random() < cfg.speed_probability:
-            speed = rng.uniform(*cfg.speed_range)
-            # Read the clip as if recorded at speed * rate and resample to the rate: faster and higher.
-            waveform = soxr.resample(waveform, self.sampling_rate * speed, self.sampling_rate, quality="QQ")
-        if len(waveform) > self.window:
-            start = rng.integers(0, len(waveform) - self.window + 1)
-            waveform = waveform[start:start + self.window]
-        if rng.random() < cfg.noise_probability:
-            snr_db = rng.uniform(*cfg.noise_snr_db)
-            power = float(np.mean(waveform ** 2)) + 1e-12
-            noise = rng.standard_normal(len(waveform)) * np.sqrt(power / 10 ** (snr_db / 10))
-            waveform = waveform + noise.astype(np.float32)
-        return waveform.astype(np.float32, copy=False)
-
-
-class FeatureCollator:
-    """Turns a list of clips into a padded feature batch; applies SpecAugment when given a config."""
-
-    def __init__(self, feature_extractor: SERFeatureExtractor, training: TrainingConfig | None = None):
-        self.feature_extractor = feature_extractor
-        self.training = training
-        self.generator = torch.Generator().manual_seed(training.seed if training else 0)
-
-    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        batch = self.feature_extractor([item["waveform"] for item in items],
-                                       sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt")
-        batch = dict(batch)
-        if self.training is not None:
-            self._spec_augment(batch)
-        batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.long)
-        return batch
-
-    def _spec_augment(self, batch: dict[str, torch.Tensor]) -> None:
-        """SpecAugment (Park et al. 2019) without time warping: zeroes random time spans (the same in
-        both inputs, so the branches see the same gap) and random mel bands / MFCC coefficients."""
-        cfg, g = self.training, self.generator
-        lengths = batch["attention_mask"].sum(dim=1)
-        for i, length in enumerate(lengths.tolist()):
-            for _ in range(cfg.time_masks):
-                width = int(torch.randint(0, cfg.time_mask_frames + 1, (1,), generator=g))
-                start = int(torch.randint(0, max(1, length - width), (1,), generator=g))
-                batch["input_values"][i, :, start:start + width] = 0.0
-                batch["input_mfcc"][i, :, start:start + width] = 0.0
-            for name in ("input_values", "input_mfcc"):
-                bands = batch[name].shape[1]
-                for _ in range(cfg.freq_masks):
-                    width = int(torch.randint(0, min(cfg.freq_mask_bands, bands // 4) + 1, (1,), generator=g))
-                    start = int(torch.randint(0, bands - width + 1, (1,), generator=g))
-                    batch[name][i, start:start + width, :] = 0.0
-
-
-class WeightedLossTrainer(Trainer):
-    """Trainer with class-weighted, label-smoothed cross-entropy (corpora are not balanced across
-    emotions: RAVDESS has 1.5x neutral once calm is folded in, CREMA-D has no surprise), mixup, and
-    (with `weight_average_decay` set) a moving average of the weights that stands in for them
-    whenever they are evaluated or checkpointed.
-
-    Checkpoints hold the averaged weights, so a resumed run continues training from the average.
-    """
-
-    def __init__(self, *args, class_weights: torch.Tensor, training_config: TrainingConfig, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.class_weights = class_weights
-        self.training_config = training_config
-        self.mixup_rng = np.random.default_rng(training_config.seed)
-        self.weight_average = None
-        if training_config.weight_average_decay > 0:
-            self.weight_average = WeightAverage(training_config.weight_average_decay)
-            self.add_callback(self.weight_average)
-
-    def _averaged(self):
-        return self.weight_average.swapped_in(self.model) if self.weight_average else contextlib.nullcontext()
-
-    def evaluate(self, *args, **kwargs):
-        with self._averaged():
-            return super().evaluate(*args, **kwargs)
-
-    def _save_checkpoint(self, model, trial):
-        # Trainer's own (private, transformers 5.23) hook that writes every checkpoint during
-        # training, the best one that `load_best_model_at_end` reloads included.
-        with self._averaged():
-            super()._save_checkpoint(model, trial)
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs.pop("labels")
-        cfg = self.training_config
-        if model.training and self.mixup_rng.random() < cfg.mixup_probability:
-            return self._mixup_loss(model, inputs, labels, return_outputs)
-        outputs = model(**inputs)
-        loss = self._cross_entropy(outputs.logits, labels, model.training)
-        return (loss, outputs) if return_outputs else loss
-
-    def _cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor, training: bool) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(
-            logits, labels, weight=self.class_weights.to(logits.device),
-            label_smoothing=self.training_config.label_smoothing if training else 0.0,
-        )
-
-    def _mixup_loss(self, model, inputs: dict, labels: torch.Tensor, return_outputs: bool):
-        """Mixes each clip's features with another clip's; the loss mixes the two targets' losses with
-        the same weight. The frame mask is the union, so the longer clip's frames all count."""
-        weight = float(self.mixup_rng.beta(self.training_config.mixup_alpha, self.training_config.mixup_alpha))
-        order = torch.randperm(labels.shape[0], device=labels.device)
-        mixed = dict(inputs)
-        for name in ("input_values", "input_mfcc"):
-            mixed[name] = weight * inputs[name] + (1.0 - weight) * inputs[name][order]
-        if "attention_mask" in inputs:
-            mixed["attention_mask"] = torch.maximum(inputs["attention_mask"], inputs["attention_mask"][order])
-        outputs = model(**mixed)
-        loss = (weight * self._cross_entropy(outputs.logits, labels, True)
-                + (1.0 - weight) * self._cross_entropy(outputs.logits, labels[order], True))
-        return (loss, outputs) if return_outputs else loss
-
-
-class WallClockCallback(TrainerCallback):
-    """Keeps the run's wall time across resumes: each checkpoint stores the time spent so far, and a
-    resumed run starts counting from it, so training.json reports the whole run."""
-
-    FILE = "wall_seconds.json"
-
-    def __init__(self, resume_from: str | None):
-        previous = Path(resume_from) / self.FILE if resume_from else None
-        spent = json.loads(previous.read_text())["wall_seconds"] if previous and previous.is_file() else 0.0
-        self.started = time.time() - spent
-
-    @property
-    def elapsed(self) -> float:
-        return time.time() - self.started
-
-    def on_save(self, args, state, control, **kwargs):
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if state.is_world_process_zero and checkpoint.is_dir():
-            (checkpoint / self.FILE).write_text(json.dumps({"wall_seconds": round(self.elapsed, 1)}))
-
-
-class ValidationMetrics:
-    """Validation scores for `Trainer`, plus the one that picks the checkpoint and stops training.
-
-    The selection score is the macro recall over the clips of speakers held out by *speaker* only:
-    an utterance-held-out corpus (single-speaker TESS) is near 100% from the first epochs, so
-    pooling it in flattens the differences between checkpoints that matter for new speakers.
-    Without any speaker-held-out validation clips it falls back to all of them.
-    """
-
-    SELECTION = "selection_macro_recall"
-
-    def __init__(self, records: list[Record], split, num_labels: int):
-        by_speaker = [i for i, r in enumerate(records)
-                      if split.corpora.get(r.corpus, {}).get("held_out_by") == "speaker"]
-        self.selection = np.array(by_speaker or range(len(records)))
-        self.num_labels = num_labels
-
-    def __call__(self, prediction) -> dict[str, float]:
-        y_true, y_pred = prediction.label_ids, prediction.predictions.argmax(-1)
-        metrics = classification_metrics(y_true, y_pred, self.num_labels)
-        selected = classification_metrics(y_true[self.selection], y_pred[self.selection], self.num_labels)
-        metrics[self.SELECTION] = selected["macro_recall"]
-        return metrics
-
-
-def load_clips(records: list[Record], sampling_rate: int, desc: str) -> list[np.ndarray]:
-    """Decodes every clip once (16 kHz mono float32) with a progress bar."""
-    return [load_audio(r.path, sampling_rate=sampling_rate, min_seconds=0.0) for r in tqdm(records, desc=desc,
-                                                                                            unit="clip")]
-
-
-def class_weights(labels: list[int], num_labels: int) -> torch.Tensor:
-    """Inverse class frequency, scaled to mean 1 over the classes present; absent classes get 0."""
-    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
-    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0.0)
-    return torch.tensor(weights / weights[counts > 0].mean(), dtype=torch.float32)
+    def augmentation(self, model_config: SERConfig) -> AugmentationSettings:
+        """The waveform augmentation settings, from the fields of the same names."""
+        names = {f.name for f in dataclasses.fields(AugmentationSettings)} - {"window", "sampling_rate"}
+        values = {n: tuple(v) if isinstance(v := getattr(self, n), list) else v for n in names if hasattr(self, n)}
+        window = min(model_config.window_samples, round(self.train_crop_seconds * model_config.sampling_rate))
+        return AugmentationSettings(window=window, sampling_rate=model_config.sampling_rate, **values)
 
 
 def prepare_data(cfg: TrainingConfig):
-    """Records, their split (new or loaded) and the records of each part."""
+    """Records, their split (new or loaded) and the records of each part, restricted to the chosen corpora.
+
+    The split is made over every corpus found before any is left out, so a leave-one-corpus-out
+    run holds out the same speakers of the other corpora as the full run.
+    """
     records = discover(cfg.data_dir)
     split = load_split(cfg.split) if cfg.split else make_split(records, seed=cfg.seed)
-    parts = apply_split(records, split)
+    kept = [r for r in records if (cfg.corpora is None or r.corpus in cfg.corpora)
+            and r.corpus not in cfg.exclude_corpora]
+    found = {r.corpus for r in records}
+    unknown = (set(cfg.corpora or []) | set(cfg.exclude_corpora)) - found
+    if unknown:
+        raise ValueError(f"no clips of {sorted(unknown)} in {cfg.data_dir}; found {sorted(found)}")
+    parts = apply_split(kept, split)
     if cfg.max_clips_per_part:
         parts = subsample_parts(parts, cfg.max_clips_per_part)
-    return records, split, parts
+    for name in ("train", "validation"):
+        if not parts[name]:
+            raise ValueError(f"the {name} part of the split is empty: add corpora with more speakers")
+    return kept, split, parts
 
 
 def training_arguments(cfg: TrainingConfig, output_dir: str | os.PathLike, **overrides) -> TrainingArguments:
@@ -342,6 +181,7 @@ def training_arguments(cfg: TrainingConfig, output_dir: str | os.PathLike, **ove
     # Under torchrun on a machine without a GPU, accelerate only sets up data parallelism when told to
     # use the CPU (otherwise every process would train alone); gloo is PyTorch's CPU backend.
     cpu_processes = int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.cuda.is_available()
+    by_steps = cfg.max_steps > 0
     arguments = dict(
         output_dir=str(output_dir),
         use_cpu=cpu_processes,
@@ -354,10 +194,10 @@ def training_arguments(cfg: TrainingConfig, output_dir: str | os.PathLike, **ove
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_ratio,
         lr_scheduler_type="cosine",
-        eval_strategy="epoch" if cfg.max_steps < 0 else "steps",
-        save_strategy="epoch" if cfg.max_steps < 0 else "steps",
-        eval_steps=None if cfg.max_steps < 0 else cfg.max_steps,
-        save_steps=None if cfg.max_steps < 0 else cfg.max_steps,
+        eval_strategy="steps" if by_steps else "epoch",
+        save_strategy="steps" if by_steps else "epoch",
+        eval_steps=cfg.max_steps if by_steps else None,
+        save_steps=cfg.max_steps if by_steps else None,
         save_total_limit=2,
         load_best_model_at_end=True,
         metric_for_best_model=ValidationMetrics.SELECTION,
@@ -374,57 +214,86 @@ def training_arguments(cfg: TrainingConfig, output_dir: str | os.PathLike, **ove
     return TrainingArguments(**{**arguments, **overrides})
 
 
+def build_trainer(cfg: TrainingConfig, split, parts, output_dir: str | os.PathLike, callbacks=(),
+                  **argument_overrides) -> SERTrainer:
+    """The trainer of `train`, its data decoded and augmented (shared with the training benchmark)."""
+    model_config = cfg.model_config()
+    feature_extractor = SERFeatureExtractor.from_config(model_config)
+    rate = model_config.sampling_rate
+    train_records = parts["train"]
+    if not cfg.label_set_loss:
+        # The ablation: every clip scored over all seven classes, as a plain loss does.
+        train_records = [dataclasses.replace(r, label_set=LABELS) for r in train_records]
+    clips = load_clips(train_records, rate, "loading train", cfg.cache_dir)
+    coded = codec_versions(train_records, clips, rate, cfg.seed, cfg.cache_dir) if cfg.codec_probability else None
+    weights = (sampling_weights(train_records, cfg.corpus_balance_exponent) if cfg.balanced_sampling
+               else np.full(len(train_records), 1.0 / len(train_records)))
+    train_set = BalancedEpochs(clips, train_records, weights, cfg.samples_per_epoch,
+                               Augmenter(cfg.augmentation(model_config), clips, cfg.seed),
+                               coded, cfg.codec_probability, cfg.seed)
+    validation_set = ClipDataset(load_clips(parts["validation"], rate, "loading validation", cfg.cache_dir),
+                                 parts["validation"])
+    model = SERForAudioClassification(model_config)
+    if cfg.mel_init:
+        logger.info("mel branch: %d tensors from %s", len(load_mel_init(model, cfg.mel_init)), cfg.mel_init)
+    held_out_by = {corpus: info["held_out_by"] for corpus, info in split.corpora.items()}
+    trainer = SERTrainer(
+        model=model,
+        args=training_arguments(cfg, output_dir, **argument_overrides),
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        data_collator=FeatureCollator(feature_extractor),
+        compute_metrics=ValidationMetrics(parts["validation"], held_out_by),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), EpochDraws(train_set), *callbacks],
+        class_weights=class_weights(train_records, weights),
+        training_config=cfg,
+    )
+    if cfg.weight_average_decay > 0:
+        trainer.add_callback(WeightAverage(cfg.weight_average_decay))
+    return trainer
+
+
+def calibrate(trainer: SERTrainer) -> dict:
+    """Fits the temperature on the validation clips of the speaker-held-out corpora (all of them if
+    there are none), sets it in the model config, and returns the fit with the ECE before and after."""
+    chosen = np.concatenate(list(trainer.compute_metrics.groups.values()))
+    output = trainer.predict(trainer.eval_dataset)
+    logits, labels = output.predictions[chosen], output.label_ids[chosen]
+    temperature = fit_temperature(logits, labels)
+    trainer.model.config.calibration_temperature = temperature
+    return {"temperature": temperature, "clips": len(labels),
+            "ece_before": reliability(softmax(logits), labels)["ece"],
+            "ece_after": reliability(softmax(logits, temperature), labels)["ece"]}
+
+
 def train(cfg: TrainingConfig) -> Path:
     """Trains, saves the best model in `output_dir/best`, and returns that folder."""
     set_seed(cfg.seed)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    # An interrupted run continues from its newest checkpoint when the same command is run again.
     resume = _last_checkpoint(output_dir / "checkpoints")
-    clock = WallClockCallback(resume)
-    model_config = cfg.model_config()
-    feature_extractor = SERFeatureExtractor.from_config(model_config)
-
+    clock = WallClock(resume)
     records, split, parts = prepare_data(cfg)
     summary = summarize_split(records, split)
     logger.info("split: %s", json.dumps({c: {p: v["clips"] for p, v in s["parts"].items()}
                                           for c, s in summary.items()}))
-    label2id = model_config.label2id
-    datasets = {}
-    for name in ("train", "validation"):
-        if not parts.get(name):
-            raise ValueError(f"the {name} part of the split is empty: add corpora with more speakers")
-        waveforms = load_clips(parts[name], model_config.sampling_rate, desc=f"loading {name}")
-        labels = [label2id[r.label] for r in parts[name]]
-        datasets[name] = ClipDataset(waveforms, labels, model_config, cfg if name == "train" else None)
-
-    args = training_arguments(cfg, output_dir / "checkpoints")
-    trainer = WeightedLossTrainer(
-        model=SERForAudioClassification(model_config),
-        args=args,
-        train_dataset=datasets["train"],
-        eval_dataset=datasets["validation"],
-        data_collator=FeatureCollator(feature_extractor, cfg),
-        compute_metrics=ValidationMetrics(parts["validation"], split, model_config.num_labels),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), clock],
-        class_weights=class_weights(datasets["train"].labels, model_config.num_labels),
-        training_config=cfg,
-    )
-    # The validation set must not be augmented: it picks the checkpoint.
-    trainer.get_eval_dataloader = _unaugmented_eval_loader(trainer, feature_extractor)
+    trainer = build_trainer(cfg, split, parts, output_dir / "checkpoints", callbacks=[clock])
     trainer.train(resume_from_checkpoint=resume)
     processes = _processes_agree(trainer)
+    calibration = calibrate(trainer) if cfg.calibrate else None
 
     best = output_dir / "best"
     if trainer.is_world_process_zero():
         trainer.save_model(str(best))
-        feature_extractor.save_pretrained(best)
+        trainer.data_collator.feature_extractor.save_pretrained(best)
         save_split(split, best / "split.json")
         elapsed = clock.elapsed
         (best / "training.json").write_text(json.dumps({
             "config": dataclasses.asdict(cfg),
+            "corpora": sorted({r.corpus for r in parts["train"]}),
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_validation_selection_macro_recall": trainer.state.best_metric,
+            "calibration": calibration,
             "epochs_run": trainer.state.epoch,
             "wall_seconds": round(elapsed, 1),
             "resumed_from": resume,
@@ -433,7 +302,7 @@ def train(cfg: TrainingConfig) -> Path:
             f"CPU ({torch.get_num_threads()} threads)",
             "log_history": trainer.state.log_history,
         }, indent=2))
-        logger.info("trained in %.1f min; best validation macro recall %.3f", elapsed / 60, trainer.state.best_metric)
+        logger.info("trained in %.1f min; best validation score %.3f", elapsed / 60, trainer.state.best_metric)
     # No process returns (and says the model is saved) before rank 0 has written it.
     trainer.accelerator.wait_for_everyone()
     return best
@@ -449,7 +318,7 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _processes_agree(trainer: Trainer) -> dict:
+def _processes_agree(trainer: SERTrainer) -> dict:
     """With several processes (torchrun, accelerate launch), checks that every one ends with the same
     weights, since only rank 0 saves them; returns what training.json records."""
     world_size = trainer.args.world_size
@@ -464,20 +333,6 @@ def _processes_agree(trainer: Trainer) -> dict:
     return {"processes": world_size, "weights_identical_across_processes": True, "weights_sha256": digests[0]}
 
 
-def _unaugmented_eval_loader(trainer: Trainer, feature_extractor: SERFeatureExtractor):
-    plain = FeatureCollator(feature_extractor)
-    original = trainer.get_eval_dataloader
-
-    def get_eval_dataloader(eval_dataset=None):
-        collator, trainer.data_collator = trainer.data_collator, plain
-        try:
-            return original(eval_dataset)
-        finally:
-            trainer.data_collator = collator
-
-    return get_eval_dataloader
-
-
 def _last_checkpoint(folder: Path) -> str | None:
     """The newest `checkpoint-N` folder, so an interrupted run continues where it stopped."""
     checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
@@ -485,23 +340,10 @@ def _last_checkpoint(folder: Path) -> str | None:
 
 
 def add_parser(commands) -> None:
-    """`python -m ser_model train`: one flag per `TrainingConfig` field."""
-    parser = commands.add_parser("train", help="train a model on the corpora (speaker-independent split)",
-                                 description=TrainingConfig.__doc__.split("\n\n")[0])
-    for f in dataclasses.fields(TrainingConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "model_overrides":
-            parser.add_argument(flag, type=json.loads, default=default, metavar="JSON",
-                                help='e.g. \'{"growth_rate": 24}\'')
-        elif isinstance(default, list) or f.name == "branches":
-            parser.add_argument(flag, nargs="+", default=default, type=float if f.name != "branches" else str)
-        elif isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=default)
-        else:
-            kind = {"max_clips_per_part": int, "split": str}.get(f.name, type(default) if default is not None else str)
-            parser.add_argument(flag, type=kind, default=default)
-    parser.set_defaults(run=_run)
+    """`python -m ser_model train`: one flag per `TrainingConfig` field, from `HfArgumentParser`."""
+    commands.add_parser("train", help="train a model on the corpora (speaker-independent split)",
+                        description=__doc__.split("\n\n")[0],
+                        parents=[HfArgumentParser(TrainingConfig, add_help=False)]).set_defaults(run=_run)
 
 
 def _run(args) -> int:

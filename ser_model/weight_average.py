@@ -31,17 +31,42 @@ class WeightAverage(TrainerCallback):
         self.decay = decay
         self.average: dict[str, torch.Tensor] | None = None
         self.updates = 0
+        self._swapped = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         # A resumed run starts its average from the loaded checkpoint, which holds the average.
         self.average, self.updates = None, 0
 
+    # Trainer evaluates and checkpoints right after `on_step_end` / `on_epoch_end` when the flow
+    # callback (which runs first) has asked for it, then calls `on_evaluate` and `on_save`: the
+    # average is swapped in on the first pair and the training weights back on the second.
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.update(model)
+        self._swap_in_if_due(control, model)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self._swap_in_if_due(control, model)
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if not control.should_save:
+            self._swap_back(model)
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        self._swap_back(model)
 
     def on_train_end(self, args, state, control, **kwargs):
         # Afterwards the model holds the best checkpoint (an average already): nothing to swap in.
         self.average = None
+
+    def _swap_in_if_due(self, control, model) -> None:
+        if (control.should_evaluate or control.should_save) and self.average is not None and not self._swapped:
+            self._swapped = self.swapped_in(model)
+            self._swapped.__enter__()
+
+    def _swap_back(self, model) -> None:
+        if self._swapped:
+            swapped, self._swapped = self._swapped, None
+            swapped.__exit__(None, None, None)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:

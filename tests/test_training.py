@@ -5,90 +5,41 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import TrainingArguments
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers import set_seed
 
 from ser_model import SERFeatureExtractor, SERForAudioClassification
-from ser_model.corpora import Record
+from ser_model.cli import main as cli_main
 from ser_model.evaluation import evaluate
 from ser_model.export import CODE_FILES, export_model, stale_code_files
-from ser_model.splits import Split, load_split
-from ser_model.training import TrainingConfig, ValidationMetrics, WeightedLossTrainer, class_weights, train
+from ser_model.splits import load_split
+from ser_model.train_data import ClipDataset, FeatureCollator, load_clips
+from ser_model.trainer import label_set_cross_entropy
+from ser_model.training import TrainingConfig, prepare_data, train
 
-from .conftest import TINY, data_dir_or_skip, speechlike, tiny_config
+from .conftest import TINY, data_dir_or_skip
 
-NO_AUGMENTATION = dict(noise_probability=0.0, speed_probability=0.0, time_masks=0, freq_masks=0)
-
-
-def test_class_weights_balance_the_classes():
-    weights = class_weights([0, 0, 0, 1, 2, 2], num_labels=4)
-    assert weights[0] * 3 == pytest.approx(weights[1] * 1) == pytest.approx(weights[2] * 2)
-    assert weights[3] == 0  # an absent class gets no weight
-    assert weights[:3].mean() == pytest.approx(1.0)
+NO_AUGMENTATION = {name: 0.0 for name in TrainingConfig.PROBABILITIES if name != "label_smoothing"} | dict(
+    time_masks=0, freq_masks=0)
 
 
 def test_invalid_training_config_is_named():
     with pytest.raises(ValueError, match="preset"):
         TrainingConfig(preset="huge")
-    with pytest.raises(ValueError, match="noise_probability"):
-        TrainingConfig(noise_probability=2.0)
+    with pytest.raises(ValueError, match="codec_probability"):
+        TrainingConfig(codec_probability=2.0)
+    with pytest.raises(ValueError, match="model_overrides"):
+        TrainingConfig(model_overrides="[1, 2]")
 
 
-class RecordingModel(torch.nn.Module):
-    """Logits from the mean mel frame; keeps the inputs it was given."""
-
-    def __init__(self, n_mels: int):
-        super().__init__()
-        self.linear = torch.nn.Linear(n_mels, 7)
-        self.seen = {}
-
-    def forward(self, input_values, input_mfcc, attention_mask=None):
-        self.seen = {"input_values": input_values, "input_mfcc": input_mfcc, "attention_mask": attention_mask}
-        return SequenceClassifierOutput(logits=self.linear(input_values.mean(dim=-1)))
-
-
-def test_mixup_mixes_features_and_targets_with_one_weight(tmp_path):
-    config = tiny_config()
-    extractor = SERFeatureExtractor.from_config(config)
-    lengths = (1.0, 0.6, 1.0, 0.8)  # padded clips: the mask of a mixed pair is the union
-    batch = dict(extractor([speechlike(s, seed=i) for i, s in enumerate(lengths)], sampling_rate=16_000,
-                           return_tensors="pt"))
-    labels = torch.tensor([0, 1, 2, 3])
-    model = RecordingModel(config.n_mels).train()
-    cfg = TrainingConfig(mixup_probability=1.0, label_smoothing=0.0, seed=3)
-    trainer = WeightedLossTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none"),
-                                  class_weights=torch.ones(7), training_config=cfg)
-    torch.manual_seed(0)
-    loss = trainer.compute_loss(model, {**batch, "labels": labels})
-
-    # The same draws again: "mix or not" then the Beta weight from the seeded generator, the pairing from torch.
-    rng = np.random.default_rng(cfg.seed)
-    rng.random()
-    weight = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
-    torch.manual_seed(0)
-    order = torch.randperm(4)
-    assert not torch.equal(order, torch.arange(4))
-    for name in ("input_values", "input_mfcc"):
-        assert torch.allclose(model.seen[name], weight * batch[name] + (1 - weight) * batch[name][order], atol=1e-6)
-    assert torch.equal(model.seen["attention_mask"], torch.maximum(batch["attention_mask"],
-                                                                   batch["attention_mask"][order]))
-    logits = model.linear(model.seen["input_values"].mean(dim=-1))
-    ce = torch.nn.functional.cross_entropy
-    expected = weight * ce(logits, labels) + (1 - weight) * ce(logits, labels[order])
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-
-
-def test_validation_selects_on_speaker_held_out_clips_only():
-    records = [Record(path=f"{c}{i}.wav", corpus=c, speaker=c, label="angry", gender=None, utterance=str(i))
-               for c in ("ravdess", "tess") for i in range(2)]
-    split = Split(assignments={}, corpora={"ravdess": {"held_out_by": "speaker"}, "tess": {"held_out_by": "utterance"}})
-    metrics = ValidationMetrics(records, split, num_labels=7)
-    prediction = type("P", (), {"label_ids": np.array([0, 1, 2, 3]),
-                                "predictions": np.eye(7)[[0, 0, 2, 3]]})()
-    scores = metrics(prediction)
-    assert scores["accuracy"] == pytest.approx(0.75)
-    # Only the two RAVDESS clips count for selection: classes 0 (right) and 1 (wrong).
-    assert scores[ValidationMetrics.SELECTION] == pytest.approx(0.5)
+def test_every_field_is_a_flag_of_the_train_command(monkeypatch):
+    seen = {}
+    monkeypatch.setattr("ser_model.training.train", lambda cfg: seen.setdefault("cfg", cfg) and "best")
+    cli_main(["train", "--epochs", "3", "--no_label_set_loss", "--speed-range", "0.8", "1.2", "--corpora", "ravdess",
+              "tess", "--model_overrides", '{"growth_rate": 8}', "--mel-init", "weights.pth"])
+    cfg = seen["cfg"]
+    assert (cfg.epochs, cfg.label_set_loss, cfg.speed_range, cfg.corpora) == (3, False, [0.8, 1.2], ["ravdess", "tess"])
+    assert cfg.model_config().growth_rate == 8 and cfg.mel_init == "weights.pth"
+    assert cfg.balanced_sampling is True and cfg.samples_per_epoch == TrainingConfig().samples_per_epoch
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +47,40 @@ def trained(tmp_path_factory):
     """A tiny model trained for 30 steps on 24 real clips, over-fitting them on purpose."""
     data_dir = data_dir_or_skip()
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainingConfig(model_overrides=TINY, data_dir=str(data_dir), output_dir=str(out), max_steps=30,
-                         logging_steps=5, batch_size=8, learning_rate=3e-3, max_clips_per_part=24, **NO_AUGMENTATION)
+    # No dropout and a high rate: 30 steps are enough to fit 24 clips visibly.
+    cfg = TrainingConfig(model_overrides=json.dumps({**TINY, "fusion_dropout": 0.0}), data_dir=str(data_dir),
+                         output_dir=str(out), max_steps=30, logging_steps=5, batch_size=8, learning_rate=1e-2,
+                         max_clips_per_part=24, cache_dir=None, samples_per_epoch=240, **NO_AUGMENTATION)
     return train(cfg), data_dir
 
 
-def test_a_short_run_lowers_the_loss_and_saves_a_loadable_model(trained):
+def training_loss(model, cfg: TrainingConfig) -> float:
+    """The label-set loss of `model` on the run's training clips, unaugmented."""
+    _, _, parts = prepare_data(cfg)
+    dataset = ClipDataset(load_clips(parts["train"], 16_000, "clips"), parts["train"])
+    collate = FeatureCollator(SERFeatureExtractor.from_config(cfg.model_config()))
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        logits = model.eval()(batch["input_values"], batch["input_mfcc"], batch["attention_mask"]).logits
+    return label_set_cross_entropy(logits, batch["labels"], batch["label_mask"]).item()
+
+
+def test_a_short_run_fits_its_training_clips_and_saves_a_loadable_model(trained):
     best, _ = trained
     record = json.loads((best / "training.json").read_text())
+    cfg = TrainingConfig(**record["config"])
     losses = [entry["loss"] for entry in record["log_history"] if "loss" in entry]
-    assert len(losses) >= 4
-    assert losses[-1] < losses[0], f"loss did not fall: {losses}"
+    assert len(losses) >= 4 and all(np.isfinite(losses))
+    set_seed(cfg.seed)
+    untrained = SERForAudioClassification(cfg.model_config())
     model = SERForAudioClassification.from_pretrained(best)
     assert model.config.growth_rate == TINY["growth_rate"]
+    # The temperature was fitted on the validation speakers and travels in the config.
+    assert record["calibration"]["temperature"] == pytest.approx(model.config.calibration_temperature)
+    assert model.config.calibration_temperature > 0 and record["calibration"]["clips"] > 0
+    # Calibration changes no decision, but the loss: compare both at temperature 1.
+    model.config.calibration_temperature = 1.0
+    assert training_loss(model, cfg) < training_loss(untrained, cfg)
     split = load_split(best / "split.json")
     assert split.corpora["ravdess"]["held_out_by"] == "speaker"
 

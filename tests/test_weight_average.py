@@ -6,7 +6,10 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainingArguments
 
 from ser_model import SERFeatureExtractor, SERForAudioClassification
-from ser_model.training import ClipDataset, FeatureCollator, TrainingConfig, WeightedLossTrainer
+from ser_model.corpora import LABELS, Record
+from ser_model.train_data import ClipDataset, FeatureCollator
+from ser_model.trainer import SERTrainer
+from ser_model.training import TrainingConfig
 from ser_model.weight_average import WeightAverage
 
 from .conftest import speechlike, tiny_config
@@ -68,15 +71,19 @@ class KeepsTheAverage(TrainerCallback):
 def test_checkpoints_and_evaluation_use_the_average_and_training_goes_on_from_the_raw_weights(tmp_path):
     config = tiny_config()
     extractor = SERFeatureExtractor.from_config(config)
-    clips = ClipDataset([speechlike(0.5, seed=i) for i in range(8)], [i % 7 for i in range(8)], config)
+    records = [Record(path=str(i), corpus="c", speaker="c:1", label=LABELS[i % 7], gender=None, utterance=str(i))
+               for i in range(8)]
+    clips = ClipDataset([speechlike(0.5, seed=i) for i in range(8)], records)
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, save_strategy="steps", save_steps=4,
-                             per_device_train_batch_size=4, learning_rate=0.05, report_to="none",
-                             remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+                             eval_strategy="steps", eval_steps=4, per_device_train_batch_size=4, learning_rate=0.05,
+                             report_to="none", remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
     torch.manual_seed(0)
-    trainer = WeightedLossTrainer(model=SERForAudioClassification(config), args=args, train_dataset=clips,
-                                  eval_dataset=clips, data_collator=FeatureCollator(extractor),
-                                  class_weights=torch.ones(7), training_config=TrainingConfig(weight_average_decay=0.9))
-    probe = KeepsTheAverage(trainer.weight_average)
+    trainer = SERTrainer(model=SERForAudioClassification(config), args=args, train_dataset=clips, eval_dataset=clips,
+                         data_collator=FeatureCollator(extractor), class_weights=torch.ones(7),
+                         training_config=TrainingConfig(time_masks=0, freq_masks=0))
+    average = WeightAverage(0.9)
+    trainer.add_callback(average)
+    probe = KeepsTheAverage(average)
     trainer.add_callback(probe)  # after the average's own callback, so it sees this step's update
     trainer.train()
 
@@ -84,13 +91,9 @@ def test_checkpoints_and_evaluation_use_the_average_and_training_goes_on_from_th
     raw = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     assert all(torch.equal(saved[k], probe.last[k]) for k in saved)
     assert not torch.equal(saved["head.classifier.weight"], raw["head.classifier.weight"]), \
-        "the checkpoint holds the raw weights"
+        "the checkpoint holds the raw weights, or the raw weights did not come back after saving"
 
-    # Evaluating during training scores the average: the same loss as a model loaded with it.
-    trainer.weight_average.average = probe.last
-    averaged_loss = trainer.evaluate()["eval_loss"]
-    assert all(torch.equal(v, raw[k]) for k, v in trainer.model.state_dict().items())  # swapped back
-    loaded = SERForAudioClassification.from_pretrained(tmp_path / "checkpoint-4")
-    trainer.weight_average.average = None
-    trainer.model.load_state_dict(loaded.state_dict())
-    assert trainer.evaluate()["eval_loss"] == pytest.approx(averaged_loss, rel=1e-5)
+    # The evaluation during training scored the average: the same loss as the checkpoint loaded.
+    during = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
+    trainer.model.load_state_dict(SERForAudioClassification.from_pretrained(tmp_path / "checkpoint-4").state_dict())
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(during[-1], rel=1e-5)

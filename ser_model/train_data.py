@@ -1,0 +1,213 @@
+"""The data side of training: decoded clips (cached), codec copies, balanced sampling, batches.
+
+Sampling is what keeps pooled corpora honest. nEMO brings 4,481 clips from 9 speakers and RAVDESS
+1,200 from 24 actors; drawn in proportion to clips, nEMO's few voices would dominate. So each
+epoch is a fixed number of draws: a corpus first (in proportion to its training speakers raised to
+`corpus_balance_exponent`: 0 gives every corpus the same share, 1 every speaker), then a speaker
+of it uniformly, then one of that speaker's clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .audio_io import load_audio
+from .augment import CODECS, Augmenter, encode_decode
+from .corpora import LABELS, Record
+from .feature_extractor import SERFeatureExtractor
+from .splits import record_key
+
+logger = logging.getLogger(__name__)
+
+
+def label_mask(record: Record) -> np.ndarray:
+    """(len(LABELS),) booleans, true for the emotions the record's corpus can contain."""
+    return np.array([label in record.label_set for label in LABELS])
+
+
+def _cache_file(cache_dir: str | Path, kind: str, records: list[Record], extra: dict) -> Path:
+    """A file name that changes whenever the clips or the settings behind the cached arrays do."""
+    digest = hashlib.sha256(json.dumps([[record_key(r) for r in records], extra]).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{kind}-{digest}.npz"
+
+
+def _save_arrays(path: Path, arrays: list[np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, samples=np.concatenate(arrays), lengths=np.array([len(a) for a in arrays]))
+    partial.replace(path)  # a run killed while writing leaves no half file behind
+
+
+def _load_arrays(path: Path) -> list[np.ndarray]:
+    with np.load(path) as data:
+        return np.split(data["samples"], np.cumsum(data["lengths"])[:-1])
+
+
+def load_clips(records: list[Record], sampling_rate: int, desc: str, cache_dir: str | Path | None = None
+               ) -> list[np.ndarray]:
+    """Decodes every clip once (mono float32 at `sampling_rate`) with a progress bar; with a
+    `cache_dir` the decoded clips are kept there, so the next run with the same clips skips decoding."""
+    cache = _cache_file(cache_dir, "clips", records, {"rate": sampling_rate}) if cache_dir else None
+    if cache and cache.is_file():
+        logger.info("%s: %d decoded clips from %s", desc, len(records), cache)
+        return _load_arrays(cache)
+    clips = [load_audio(r.path, sampling_rate=sampling_rate, min_seconds=0.0)
+             for r in tqdm(records, desc=desc, unit="clip")]
+    if cache:
+        _save_arrays(cache, clips)
+    return clips
+
+
+def _code_chunk(job: tuple[list[np.ndarray], int, int, list[str]]) -> list[np.ndarray]:
+    clips, sampling_rate, seed, codecs = job
+    rng = np.random.default_rng(seed)
+    return [encode_decode(clip, sampling_rate, codec, rng) for clip, codec in zip(clips, codecs)]
+
+
+def codec_versions(records: list[Record], clips: list[np.ndarray], sampling_rate: int, seed: int,
+                   cache_dir: str | Path | None = None, workers: int = 2) -> list[np.ndarray]:
+    """One lossy-coded copy of every clip, through a codec drawn uniformly from `CODECS` at a random
+    bitrate, computed in `workers` processes with a progress bar and cached like `load_clips`."""
+    cache = _cache_file(cache_dir, "coded", records, {"rate": sampling_rate, "seed": seed,
+                                                      "codecs": {k: list(v) for k, v in CODECS.items()}}) \
+        if cache_dir else None
+    if cache and cache.is_file():
+        logger.info("%d codec copies from %s", len(records), cache)
+        return _load_arrays(cache)
+    rng = np.random.default_rng(seed)
+    codecs = [str(c) for c in rng.choice(sorted(CODECS), len(clips))]
+    size = 64
+    jobs = [(clips[i:i + size], sampling_rate, seed * 100_003 + i, codecs[i:i + size])
+            for i in range(0, len(clips), size)]
+    coded = []
+    with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(total=len(clips), desc="codec copies",
+                                                                 unit="clip") as bar:
+        for chunk in pool.map(_code_chunk, jobs):
+            coded.extend(chunk)
+            bar.update(len(chunk))
+    if cache:
+        _save_arrays(cache, coded)
+    return coded
+
+
+def sampling_weights(records: list[Record], corpus_balance_exponent: float) -> np.ndarray:
+    """Probability of drawing each record: corpus share, then uniform over the corpus' speakers,
+    then uniform over the speaker's clips. Sums to 1."""
+    speakers = defaultdict(set)
+    clips_of_speaker = Counter(r.speaker for r in records)
+    for r in records:
+        speakers[r.corpus].add(r.speaker)
+    share = {c: len(s) ** corpus_balance_exponent for c, s in speakers.items()}
+    total = sum(share.values())
+    return np.array([share[r.corpus] / total / len(speakers[r.corpus]) / clips_of_speaker[r.speaker]
+                     for r in records])
+
+
+def class_weights(records: list[Record], weights: np.ndarray) -> torch.Tensor:
+    """Per-class loss weights under the sampler, for a loss scored over each clip's label set.
+
+    A class is weighed against the draws that could have been it: its frequency among the draws
+    whose corpus contains it. Disgust, in 2 of 5 corpora, is then as common as any class where it
+    can occur, and is not inflated for the corpora that cannot contain it; what the weights
+    correct is the imbalance inside corpora (RAVDESS has twice as much neutral, calm included).
+    Inverse of that frequency, scaled to mean 1 over the classes seen; unseen classes get 0.
+    """
+    hits = np.zeros(len(LABELS))
+    possible = np.zeros(len(LABELS))
+    for record, weight in zip(records, weights):
+        hits[LABELS.index(record.label)] += weight
+        possible += weight * label_mask(record)
+    frequency = np.divide(hits, possible, out=np.zeros(len(LABELS)), where=possible > 0)
+    inverse = np.divide(1.0, frequency, out=np.zeros(len(LABELS)), where=frequency > 0)
+    return torch.tensor(inverse / inverse[inverse > 0].mean(), dtype=torch.float32)
+
+
+class ClipDataset(Dataset):
+    """Whole clips with their class ids and label-set masks, unaugmented (validation, test)."""
+
+    def __init__(self, clips: list[np.ndarray], records: list[Record]):
+        self.clips = clips
+        self.labels = [LABELS.index(r.label) for r in records]
+        self.masks = [label_mask(r) for r in records]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"waveform": self.clips[index], "labels": self.labels[index], "label_mask": self.masks[index]}
+
+
+class BalancedEpochs(ClipDataset):
+    """`samples_per_epoch` draws with `sampling_weights`, new ones each epoch (`set_epoch`), each clip
+    augmented as it is drawn.
+
+    Args:
+        clips, records: the training clips and their records.
+        weights (`np.ndarray`): from `sampling_weights`.
+        samples_per_epoch (`int`): draws per epoch.
+        augmenter (`Augmenter`): applied to every drawn clip.
+        coded (`list[np.ndarray]`, *optional*): codec copies of the clips (`codec_versions`).
+        codec_probability (`float`, *optional*, defaults to 0.0): chance of drawing the codec copy.
+        seed (`int`, *optional*, defaults to 0): seeds the draws of every epoch.
+    """
+
+    def __init__(self, clips, records, weights, samples_per_epoch: int, augmenter: Augmenter,
+                 coded: list[np.ndarray] | None = None, codec_probability: float = 0.0, seed: int = 0):
+        super().__init__(clips, records)
+        self.weights = weights
+        self.samples_per_epoch = samples_per_epoch
+        self.augmenter = augmenter
+        self.coded = coded
+        self.codec_probability = codec_probability if coded is not None else 0.0
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draws the clips of `epoch`; the same seed and epoch always give the same draws."""
+        rng = np.random.default_rng([self.seed, epoch])
+        self.order = rng.choice(len(self.clips), size=self.samples_per_epoch, p=self.weights)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(int(self.order[index]))
+        source = self.clips if self.augmenter.rng.random() >= self.codec_probability else self.coded
+        item["waveform"] = self.augmenter(source[int(self.order[index])])
+        return item
+
+
+class FeatureCollator:
+    """Turns a list of clips into a padded feature batch with `labels` and `label_mask`."""
+
+    def __init__(self, feature_extractor: SERFeatureExtractor):
+        self.feature_extractor = feature_extractor
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        batch = dict(self.feature_extractor([item["waveform"] for item in items],
+                                            sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"))
+        batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.long)
+        batch["label_mask"] = torch.from_numpy(np.stack([item["label_mask"] for item in items]))
+        return batch
+
+
+__all__ = [
+    "BalancedEpochs",
+    "ClipDataset",
+    "FeatureCollator",
+    "class_weights",
+    "codec_versions",
+    "label_mask",
+    "load_clips",
+    "sampling_weights",
+]

@@ -1,0 +1,193 @@
+"""The training loop: `transformers.Trainer` with the loss, augmentation and callbacks of this task.
+
+- The loss scores each clip over its corpus' label set only (`label_set_cross_entropy`): a clip
+  from a corpus without disgust says nothing about disgust, and a plain 7-way loss would teach
+  the model "never disgust" on every such clip.
+- SpecAugment and mixup work on the feature batch, so they sit in `compute_loss`, applied only
+  while the model is in training mode; validation batches are never augmented.
+- Callbacks (public hooks only): new balanced draws each epoch, the run's wall clock across
+  resumes, and the moving average of the weights (`ser_model.weight_average`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback
+
+from .corpora import LABELS, Record
+from .metrics import classification_metrics
+
+
+def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor | None = None,
+                            weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over each clip's own label set, class-weighted and label-smoothed.
+
+    Logits outside a clip's set are removed before the softmax, so they neither change the
+    probabilities of the classes inside it nor receive any gradient from that clip. Smoothing
+    spreads `label_smoothing` over the classes of the set only. The result is the mean over the
+    batch weighted by each clip's class weight (with smoothing, torch's `cross_entropy` weighs each
+    smoothed class by its own weight instead; here the clip's class decides, as without smoothing).
+
+    Args:
+        logits (`torch.Tensor` of shape `(batch, num_labels)`): model outputs.
+        labels (`torch.LongTensor` of shape `(batch,)`): class ids, each inside its row's set.
+        label_mask (`torch.BoolTensor` of shape `(batch, num_labels)`, *optional*): true for the
+            classes the clip's corpus can contain; all classes when omitted.
+        weight (`torch.Tensor` of shape `(num_labels,)`, *optional*): per-class weights.
+        label_smoothing (`float`, *optional*, defaults to 0.0): in [0, 1).
+    """
+    if label_mask is None:
+        label_mask = torch.ones_like(logits, dtype=torch.bool)
+    label_mask = label_mask.to(logits.device)
+    log_probs = torch.log_softmax(logits.masked_fill(~label_mask, float("-inf")), dim=-1)
+    log_probs = log_probs.masked_fill(~label_mask, 0.0)  # -inf * 0 would be NaN below
+    targets = torch.nn.functional.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+    if label_smoothing > 0:
+        spread = label_mask.to(logits.dtype) / label_mask.sum(dim=-1, keepdim=True)
+        targets = (1.0 - label_smoothing) * targets + label_smoothing * spread
+    losses = -(targets * log_probs).sum(dim=-1)
+    sample_weight = weight.to(logits.device)[labels] if weight is not None else torch.ones_like(losses)
+    return (losses * sample_weight).sum() / sample_weight.sum()
+
+
+def spec_augment(batch: dict[str, torch.Tensor], time_masks: int, time_mask_frames: int, freq_masks: int,
+                 freq_mask_bands: int, generator: torch.Generator) -> None:
+    """SpecAugment (Park et al. 2019) without time warping, in place: zeroes random time spans (the
+    same in both inputs, so the branches see the same gap) and random mel bands / MFCC coefficients
+    (at most a quarter of them per mask)."""
+    lengths = batch["attention_mask"].sum(dim=1)
+    for i, length in enumerate(lengths.tolist()):
+        for _ in range(time_masks):
+            width = int(torch.randint(0, time_mask_frames + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
+            batch["input_values"][i, :, start:start + width] = 0.0
+            batch["input_mfcc"][i, :, start:start + width] = 0.0
+        for name in ("input_values", "input_mfcc"):
+            bands = batch[name].shape[1]
+            for _ in range(freq_masks):
+                width = int(torch.randint(0, min(freq_mask_bands, bands // 4) + 1, (1,), generator=generator))
+                start = int(torch.randint(0, bands - width + 1, (1,), generator=generator))
+                batch[name][i, start:start + width, :] = 0.0
+
+
+def mix_batch(inputs: dict[str, torch.Tensor], weight: float, order: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mixup (Zhang et al. 2018) of a feature batch: row i becomes `weight * row i + (1 - weight) *
+    row order[i]` in both inputs; the frame mask is the union, so the longer clip's frames all count.
+    The loss mixes the two rows' losses with the same weight (`SERTrainer.compute_loss`)."""
+    mixed = dict(inputs)
+    for name in ("input_values", "input_mfcc"):
+        mixed[name] = weight * inputs[name] + (1.0 - weight) * inputs[name][order]
+    mixed["attention_mask"] = torch.maximum(inputs["attention_mask"], inputs["attention_mask"][order])
+    return mixed
+
+
+class SERTrainer(Trainer):
+    """Trainer whose loss is `label_set_cross_entropy`, with SpecAugment and mixup on training batches.
+
+    Args:
+        class_weights (`torch.Tensor` of shape `(num_labels,)`): from `train_data.class_weights`.
+        training_config (`TrainingConfig`): label smoothing, SpecAugment and mixup settings, seed.
+        *args, **kwargs: as `transformers.Trainer`.
+    """
+
+    def __init__(self, *args, class_weights: torch.Tensor, training_config, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = class_weights
+        self.training_config = training_config
+        self.augment_rng = np.random.default_rng(training_config.seed)
+        self.spec_generator = torch.Generator().manual_seed(training_config.seed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels, mask = inputs.pop("labels"), inputs.pop("label_mask", None)
+        cfg = self.training_config
+        if not model.training:
+            outputs = model(**inputs)
+            loss = label_set_cross_entropy(outputs.logits, labels, mask, self.class_weights)
+            return (loss, outputs) if return_outputs else loss
+        spec_augment(inputs, cfg.time_masks, cfg.time_mask_frames, cfg.freq_masks, cfg.freq_mask_bands,
+                     self.spec_generator)
+        weight, order = 1.0, None
+        if self.augment_rng.random() < cfg.mixup_probability:
+            weight = float(self.augment_rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
+            order = torch.randperm(labels.shape[0], device=labels.device)
+            inputs = mix_batch(inputs, weight, order)
+        outputs = model(**inputs)
+        loss = weight * self._training_loss(outputs.logits, labels, mask)
+        if order is not None:
+            loss = loss + (1.0 - weight) * self._training_loss(outputs.logits, labels[order],
+                                                               None if mask is None else mask[order])
+        return (loss, outputs) if return_outputs else loss
+
+    def _training_loss(self, logits, labels, mask):
+        return label_set_cross_entropy(logits, labels, mask, self.class_weights, self.training_config.label_smoothing)
+
+
+class EpochDraws(TrainerCallback):
+    """Gives the balanced training set (`train_data.BalancedEpochs`) new draws at each epoch."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(int(state.epoch or 0))
+
+
+class WallClock(TrainerCallback):
+    """Keeps the run's wall time across resumes: each checkpoint stores the time spent so far, and a
+    resumed run starts counting from it, so training.json reports the whole run."""
+
+    FILE = "wall_seconds.json"
+
+    def __init__(self, resume_from: str | None):
+        previous = Path(resume_from) / self.FILE if resume_from else None
+        spent = json.loads(previous.read_text())["wall_seconds"] if previous and previous.is_file() else 0.0
+        self.started = time.time() - spent
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            (checkpoint / self.FILE).write_text(json.dumps({"wall_seconds": round(self.elapsed, 1)}))
+
+
+class ValidationMetrics:
+    """Validation scores for `Trainer`, plus the one that picks the checkpoint and stops training.
+
+    The selection score is the mean, over the corpora held out by *speaker*, of each corpus' macro
+    recall over the classes it contains: every corpus counts the same however many validation clips
+    it has, and an utterance-held-out corpus (single-speaker TESS), near 100% from the first epochs,
+    does not flatten the differences that matter for new speakers. Without any speaker-held-out
+    validation clips it falls back to all of them. Each speaker-held-out corpus' macro recall is
+    reported too (`<corpus>_macro_recall`).
+    """
+
+    SELECTION = "selection_macro_recall"
+
+    def __init__(self, records: list[Record], held_out_by: dict[str, str]):
+        groups = defaultdict(list)
+        for i, record in enumerate(records):
+            if held_out_by.get(record.corpus) == "speaker":
+                groups[record.corpus].append(i)
+        self.groups = {c: np.array(v) for c, v in groups.items()} or {"all": np.arange(len(records))}
+
+    def __call__(self, prediction) -> dict[str, float]:
+        y_true, y_pred = prediction.label_ids, prediction.predictions.argmax(-1)
+        metrics = classification_metrics(y_true, y_pred, len(LABELS))
+        per_corpus = {c: classification_metrics(y_true[i], y_pred[i], len(LABELS))["macro_recall"]
+                      for c, i in self.groups.items()}
+        metrics.update({f"{c}_macro_recall": v for c, v in per_corpus.items()})
+        metrics[self.SELECTION] = float(np.mean(list(per_corpus.values())))
+        return metrics
+
+
+__all__ = ["EpochDraws", "SERTrainer", "ValidationMetrics", "WallClock", "label_set_cross_entropy", "mix_batch",
+           "spec_augment"]

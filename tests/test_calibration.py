@@ -1,0 +1,77 @@
+"""Temperature scaling: the fit, the calibration error, and the temperature travelling with the model."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import pipeline
+
+from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification
+from ser_model.calibration import fit_temperature, reliability, reliability_figure, softmax
+
+from .conftest import speechlike, tiny_config
+
+
+def sampled(logits: np.ndarray, temperature: float, seed: int = 0) -> np.ndarray:
+    """Labels drawn from softmax(logits / temperature): data for which that temperature is right."""
+    rng = np.random.default_rng(seed)
+    probabilities = softmax(logits, temperature)
+    return np.array([rng.choice(len(p), p=p) for p in probabilities])
+
+
+def test_the_fit_recovers_the_temperature_the_labels_were_drawn_with():
+    logits = np.random.default_rng(1).normal(0, 4, size=(6000, 7))
+    for true_temperature in (0.7, 2.5):
+        assert fit_temperature(logits, sampled(logits, true_temperature)) == pytest.approx(true_temperature, rel=0.08)
+
+
+def test_expected_calibration_error_of_known_cases():
+    # Four clips at confidence 0.9, three right: |0.75 - 0.9| = 0.15 in the one filled bin.
+    probabilities = np.array([[0.9, 0.1]] * 4)
+    result = reliability(probabilities, np.array([0, 0, 0, 1]))
+    assert result["ece"] == pytest.approx(0.15)
+    assert sum(b["clips"] for b in result["bins"]) == 4
+    # Two bins: 0.6 (both right: gap 0.4) and 1.0 (right: gap 0): ECE = 2/3 * 0.4.
+    probabilities = np.array([[0.6, 0.4], [0.4, 0.6], [1.0, 0.0]])
+    assert reliability(probabilities, np.array([0, 1, 0]))["ece"] == pytest.approx(2 / 3 * 0.4)
+
+
+def test_scaling_lowers_the_calibration_error_of_an_over_confident_model():
+    logits = np.random.default_rng(2).normal(0, 2, size=(4000, 7))
+    labels = sampled(logits, 1.0)
+    over_confident = 3.0 * logits
+    temperature = fit_temperature(over_confident, labels)
+    before = reliability(softmax(over_confident), labels)["ece"]
+    after = reliability(softmax(over_confident, temperature), labels)["ece"]
+    assert before > 0.1 and after < 0.03
+    figure = reliability_figure({"before": reliability(softmax(over_confident), labels),
+                                 "after": reliability(softmax(over_confident, temperature), labels)}, "test")
+    assert len(figure.axes[0].lines) == 3  # the diagonal and both curves
+
+
+def test_the_temperature_is_saved_loaded_and_applied_through_the_pipeline(tmp_path):
+    torch.manual_seed(0)
+    model = SERForAudioClassification(tiny_config()).eval()
+    with torch.no_grad():
+        model.head.classifier.bias.copy_(torch.linspace(-2, 2, 7))  # a fresh head is nearly uniform
+    extractor = SERFeatureExtractor.from_config(model.config)
+    clip = speechlike(0.8, seed=4)
+    with torch.no_grad():
+        plain = model(**extractor(clip, sampling_rate=16_000, return_tensors="pt")).logits[0].numpy()
+    model.config.calibration_temperature = 2.5
+    model.save_pretrained(tmp_path)
+    extractor.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["calibration_temperature"] == 2.5
+    assert SERConfig.from_pretrained(tmp_path).calibration_temperature == 2.5
+    classifier = pipeline("audio-classification", model=str(tmp_path), trust_remote_code=True)
+    scores = {r["label"]: r["score"] for r in classifier({"raw": clip, "sampling_rate": 16_000}, top_k=None)}
+    expected = softmax(plain[None], 2.5)[0]
+    for i, label in model.config.id2label.items():
+        assert scores[label] == pytest.approx(expected[i], abs=1e-5)
+    assert not np.allclose(expected, softmax(plain[None])[0], atol=1e-3)  # the temperature made a difference
+
+
+def test_a_temperature_that_is_not_positive_is_refused():
+    with pytest.raises(ValueError, match="calibration_temperature"):
+        tiny_config(calibration_temperature=0.0)

@@ -1,0 +1,144 @@
+"""Balanced sampling, class weights under it, the epoch draws, batches and the clip caches."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from ser_model import SERFeatureExtractor
+from ser_model.augment import AugmentationSettings, Augmenter
+from ser_model.corpora import LABEL_SETS, LABELS, Record
+from ser_model.train_data import (BalancedEpochs, ClipDataset, FeatureCollator, class_weights, codec_versions,
+                                  label_mask, load_clips, sampling_weights)
+
+from .conftest import speechlike, tiny_config
+
+
+def corpus(name, speakers, clips_per_speaker, labels=None):
+    labels = labels or LABEL_SETS[name]
+    return [Record(path=f"/{name}/{s}/{i}.wav", corpus=name, speaker=f"{name}:{s}", label=labels[i % len(labels)],
+                   gender=None, utterance=str(i), relpath=f"{s}/{i}.wav", label_set=LABEL_SETS[name])
+            for s in range(speakers) for i in range(clips_per_speaker[s] if isinstance(clips_per_speaker, list)
+                                                      else clips_per_speaker)]
+
+
+# A small RAVDESS-like corpus and a nEMO-like one with few speakers but many clips each.
+RECORDS = corpus("ravdess", 16, 6) + corpus("nemo", 4, 60) + corpus("ased", 9, [2, 4, 6, 8, 10, 12, 14, 16, 18])
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
+def test_balanced_draws_give_each_corpus_its_share(exponent):
+    weights = sampling_weights(RECORDS, exponent)
+    assert weights.sum() == pytest.approx(1.0)
+    speakers = {"ravdess": 16, "nemo": 4, "ased": 9}
+    expected = {c: n ** exponent / sum(m ** exponent for m in speakers.values()) for c, n in speakers.items()}
+    draws = np.random.default_rng(0).choice(len(RECORDS), size=40_000, p=weights)
+    counts = Counter(RECORDS[i].corpus for i in draws)
+    for name, share in expected.items():
+        assert counts[name] / len(draws) == pytest.approx(share, abs=0.01)
+
+
+def test_within_a_corpus_every_speaker_is_drawn_equally_often():
+    weights = sampling_weights(RECORDS, 0.5)
+    per_speaker = Counter()
+    for record, weight in zip(RECORDS, weights):
+        if record.corpus == "ased":
+            per_speaker[record.speaker] += weight
+    assert max(per_speaker.values()) == pytest.approx(min(per_speaker.values()))  # 2 clips or 18, the same share
+
+
+def test_class_weights_compare_a_class_with_the_draws_that_could_be_it():
+    # Corpus A (all 7 classes) has twice as much neutral; corpus B can only be angry or sad.
+    a = [Record(path=f"a{i}", corpus="a", speaker="a:1", label=label, gender=None, utterance="u")
+         for i, label in enumerate(LABELS + ("neutral",))]
+    b = [Record(path=f"b{i}", corpus="b", speaker="b:1", label=label, gender=None, utterance="u",
+                label_set=("angry", "sad")) for i, label in enumerate(("angry", "sad"))]
+    records = a + b
+    weights = np.full(len(records), 1.0 / len(records))
+    w = class_weights(records, weights).numpy()
+    # Among draws that could be neutral (corpus A, 8 clips) 2 are: 1/4; disgust 1/8; angry (A and B: 10) 2/10.
+    inverse = {"neutral": 4.0, "disgust": 8.0, "angry": 5.0, "sad": 5.0}
+    assert w[LABELS.index("neutral")] / w[LABELS.index("disgust")] == pytest.approx(inverse["neutral"] / 8.0)
+    assert w[LABELS.index("angry")] / w[LABELS.index("disgust")] == pytest.approx(inverse["angry"] / 8.0)
+    assert w.mean() == pytest.approx(1.0)
+
+
+def test_a_class_no_corpus_contains_gets_no_weight():
+    records = corpus("turev", 2, 4)
+    w = class_weights(records, sampling_weights(records, 0.5)).numpy()
+    assert all(w[LABELS.index(label)] == 0 for label in ("disgust", "fear", "surprise"))
+    assert all(w[LABELS.index(label)] > 0 for label in LABEL_SETS["turev"])
+
+
+def test_label_mask_follows_the_label_set():
+    record = corpus("turev", 1, 1)[0]
+    assert [label for label, on in zip(LABELS, label_mask(record)) if on] == list(LABEL_SETS["turev"])
+
+
+def epochs(records, samples=50, seed=0):
+    clips = [speechlike(0.3, seed=i % 5) for i in range(len(records))]
+    settings = AugmentationSettings(window=16_000, sampling_rate=16_000, speed_probability=0.0, noise_probability=0.0)
+    return BalancedEpochs(clips, records, sampling_weights(records, 0.5), samples, Augmenter(settings, [], seed),
+                          seed=seed)
+
+
+def test_each_epoch_draws_anew_and_the_same_seed_draws_the_same():
+    dataset = epochs(RECORDS)
+    assert len(dataset) == 50
+    first = dataset.order.copy()
+    dataset.set_epoch(1)
+    assert not np.array_equal(first, dataset.order)
+    dataset.set_epoch(0)
+    assert np.array_equal(first, dataset.order)
+    assert np.array_equal(epochs(RECORDS).order, first)
+
+
+def test_items_carry_their_label_and_mask():
+    dataset = epochs(RECORDS)
+    for index in range(5):
+        item = dataset[index]
+        record = RECORDS[dataset.order[index]]
+        assert item["labels"] == LABELS.index(record.label)
+        assert np.array_equal(item["label_mask"], label_mask(record))
+
+
+def test_codec_copies_come_from_the_coded_clips():
+    records = corpus("ravdess", 1, 3)
+    clips = [speechlike(0.5, seed=i) for i in range(3)]
+    coded = [-c for c in clips]  # recognisable stand-ins
+    settings = AugmentationSettings(window=16_000, sampling_rate=16_000, speed_probability=0.0, noise_probability=0.0)
+    always = BalancedEpochs(clips, records, np.full(3, 1 / 3), 10, Augmenter(settings, [], 0), coded, 1.0)
+    assert all(np.array_equal(always[i]["waveform"], coded[always.order[i]]) for i in range(10))
+    never = BalancedEpochs(clips, records, np.full(3, 1 / 3), 10, Augmenter(settings, [], 0), coded, 0.0)
+    assert all(np.array_equal(never[i]["waveform"], clips[never.order[i]]) for i in range(10))
+
+
+def test_the_collator_pads_and_stacks_labels_and_masks():
+    collate = FeatureCollator(SERFeatureExtractor.from_config(tiny_config()))
+    items = ClipDataset([speechlike(0.3), speechlike(0.5)], corpus("turev", 1, 2))
+    batch = collate([items[0], items[1]])
+    assert batch["input_values"].shape[0] == 2 and batch["label_mask"].dtype == torch.bool
+    assert batch["label_mask"].shape == (2, len(LABELS)) and batch["labels"].tolist() == items.labels
+    assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
+
+
+def test_decoded_and_coded_clips_are_cached_and_read_back(tmp_path):
+    import soundfile as sf
+
+    records = []
+    for i in range(3):
+        path = tmp_path / f"clip{i}.wav"
+        sf.write(path, speechlike(0.4 + 0.1 * i, seed=i), 16_000)
+        records.append(Record(path=str(path), corpus="manifest", speaker=f"manifest:{i}", label="sad", gender=None,
+                              utterance=str(i), relpath=path.name))
+    cache = tmp_path / "cache"
+    clips = load_clips(records, 16_000, "test", cache)
+    assert len(list(cache.glob("clips-*.npz"))) == 1
+    for path in tmp_path.glob("clip*.wav"):
+        path.unlink()  # read back from the cache alone
+    again = load_clips(records, 16_000, "test", cache)
+    assert all(np.array_equal(a, b) for a, b in zip(clips, again))
+    coded = codec_versions(records, clips, 16_000, seed=0, cache_dir=cache, workers=1)
+    assert [len(c) for c in coded] == [len(c) for c in clips]
+    assert all(np.array_equal(a, b) for a, b in zip(coded, codec_versions(records, clips, 16_000, 0, cache, 1)))

@@ -1,0 +1,104 @@
+"""The training loss over each clip's label set, SpecAugment, mixup and the validation score."""
+
+import numpy as np
+import pytest
+import torch
+
+from ser_model.corpora import LABELS, Record
+from ser_model.trainer import ValidationMetrics, label_set_cross_entropy, mix_batch, spec_augment
+
+TUREV = torch.tensor([label in ("angry", "happy", "neutral", "sad") for label in LABELS])
+
+
+def test_masking_leaves_the_classes_inside_the_set_as_a_softmax_over_them_alone():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7)
+    labels = torch.tensor([LABELS.index("sad"), LABELS.index("angry"), LABELS.index("happy")])
+    mask = TUREV.expand(3, 7)
+    inside = logits[:, TUREV]
+    expected = torch.nn.functional.cross_entropy(inside, torch.tensor([3, 0, 1]))  # positions within the set
+    assert label_set_cross_entropy(logits, labels, mask).item() == pytest.approx(expected.item(), rel=1e-6)
+    # Whatever the classes outside the set say, the loss does not move.
+    shifted = logits.clone()
+    shifted[:, ~TUREV] += 100.0
+    assert label_set_cross_entropy(shifted, labels, mask).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_classes_outside_the_set_get_no_gradient_and_those_inside_do():
+    logits = torch.randn(2, 7, requires_grad=True)
+    labels = torch.tensor([LABELS.index("sad"), LABELS.index("neutral")])
+    label_set_cross_entropy(logits, labels, TUREV.expand(2, 7), weight=torch.rand(7) + 0.5,
+                            label_smoothing=0.2).backward()
+    assert torch.all(logits.grad[:, ~TUREV] == 0)
+    assert torch.all(logits.grad[:, TUREV] != 0)
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_with_every_class_in_the_set_it_is_torchs_cross_entropy():
+    torch.manual_seed(1)
+    logits, labels, weight = torch.randn(5, 7), torch.tensor([0, 1, 4, 4, 6]), torch.rand(7) + 0.1
+    ce = torch.nn.functional.cross_entropy
+    assert label_set_cross_entropy(logits, labels, None, weight).item() == pytest.approx(
+        ce(logits, labels, weight=weight).item(), rel=1e-5)
+    assert label_set_cross_entropy(logits, labels, None, None, 0.1).item() == pytest.approx(
+        ce(logits, labels, label_smoothing=0.1).item(), rel=1e-5)
+    # With both, a clip's whole smoothed target is weighed by its class's weight (torch weighs each
+    # smoothed class by its own weight instead): the weighted mean of per-clip smoothed losses.
+    per_clip = ce(logits, labels, label_smoothing=0.1, reduction="none")
+    expected = (per_clip * weight[labels]).sum() / weight[labels].sum()
+    assert label_set_cross_entropy(logits, labels, None, weight, 0.1).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_smoothing_spreads_only_over_the_set():
+    # Uniform logits inside a 4-class set: the loss is log 4 whatever the smoothing, which it would
+    # not be if smoothing leaked mass onto the masked classes (their log-probability is -inf).
+    logits = torch.zeros(1, 7)
+    loss = label_set_cross_entropy(logits, torch.tensor([LABELS.index("angry")]), TUREV[None], label_smoothing=0.3)
+    assert loss.item() == pytest.approx(np.log(4), rel=1e-6)
+
+
+def test_mix_batch_mixes_features_and_unites_masks_with_one_weight():
+    batch = {"input_values": torch.arange(4.0).reshape(4, 1, 1).expand(4, 2, 3).clone(),
+             "input_mfcc": 10 * torch.arange(4.0).reshape(4, 1, 1).expand(4, 2, 3).clone(),
+             "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]])}
+    mixed = mix_batch(batch, 0.25, torch.tensor([1, 0, 3, 2]))
+    assert mixed["input_values"][:, 0, 0].tolist() == [0.75, 0.25, 2.75, 2.25]
+    assert mixed["input_mfcc"][:, 0, 0].tolist() == [7.5, 2.5, 27.5, 22.5]
+    assert mixed["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1]]
+    assert batch["input_values"][0, 0, 0] == 0.0  # the input batch is left as it was
+
+
+def test_spec_augment_zeroes_time_spans_in_both_inputs_and_bands_within_limits():
+    batch = {"input_values": torch.ones(2, 16, 50), "input_mfcc": torch.ones(2, 8, 50),
+             "attention_mask": torch.ones(2, 50, dtype=torch.long)}
+    spec_augment(batch, time_masks=1, time_mask_frames=10, freq_masks=0, freq_mask_bands=0,
+                 generator=torch.Generator().manual_seed(0))
+    for i in range(2):
+        silent_mel = (batch["input_values"][i] == 0).all(dim=0)
+        silent_mfcc = (batch["input_mfcc"][i] == 0).all(dim=0)
+        assert torch.equal(silent_mel, silent_mfcc)  # the same frames in both branches
+        assert silent_mel.sum() <= 10
+    spec_augment(batch, time_masks=0, time_mask_frames=0, freq_masks=3, freq_mask_bands=8,
+                 generator=torch.Generator().manual_seed(1))
+    zero_rows = (batch["input_values"] == 0).all(dim=2).sum(dim=1)
+    assert (zero_rows <= 3 * 4).all()  # at most a quarter of 16 bands per mask
+    assert (batch["input_values"] == 0).any()
+
+
+def test_selection_averages_the_speaker_held_out_corpora_equally():
+    def record(corpus, label):
+        return Record(path="x", corpus=corpus, speaker=f"{corpus}:1", label=label, gender=None, utterance="u")
+
+    # Four RAVDESS clips (2 right of 2 classes: recall 1.0 and 0.0), one TurEV clip right, TESS ignored.
+    records = [record("ravdess", "angry"), record("ravdess", "angry"), record("ravdess", "sad"),
+               record("ravdess", "sad"), record("turev", "happy"), record("tess", "sad")]
+    truth = np.array([LABELS.index(r.label) for r in records])
+    predicted = truth.copy()
+    predicted[2:4] = LABELS.index("angry")
+    predicted[5] = LABELS.index("happy")
+    metrics = ValidationMetrics(records, {"ravdess": "speaker", "turev": "speaker", "tess": "utterance"})
+    scores = metrics(type("P", (), {"label_ids": truth, "predictions": np.eye(7)[predicted]})())
+    assert scores["ravdess_macro_recall"] == pytest.approx(0.5)
+    assert scores["turev_macro_recall"] == pytest.approx(1.0)
+    assert scores[ValidationMetrics.SELECTION] == pytest.approx(0.75)
+    assert scores["accuracy"] == pytest.approx(3 / 6)
