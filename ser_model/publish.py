@@ -16,9 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 # huggingface_hub 2.x talks to the Hub through httpx2; its transport errors are the network failures.
@@ -27,85 +25,37 @@ import numpy as np
 from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+from . import load_check
 from .export import DEFAULT_REPO_ID, export_model
 from .inference import BUNDLED_MODEL
+from .load_check import LoadCheck
 
 HUB = "https://huggingface.co"
 LOAD_TIMEOUT = 600  # seconds; importing torch + transformers alone takes ~10 s on a busy 2-core machine
-_RESULT_PREFIX = "SER_LOAD_CHECK "
 # Any variable that would point the check at another cache or leak a credential into it.
 _CHILD_ENV_DROP = ("PYTHONPATH", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_CACHE",
                    "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_MODULES_CACHE")
-
-LOAD_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, pipeline
-
-    source, revision = sys.argv[1], sys.argv[2] or None
-    kwargs = {"revision": revision, "trust_remote_code": True}
-    config = AutoConfig.from_pretrained(source, **kwargs)
-    model = AutoModelForAudioClassification.from_pretrained(source, **kwargs).eval()
-    extractor = AutoFeatureExtractor.from_pretrained(source, **kwargs)
-    classifier = pipeline("audio-classification", model=source, **kwargs)
-    rate = extractor.sampling_rate
-    t = np.arange(rate) / rate  # one second of a modulated tone
-    clip = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    logits = model(**extractor(clip, sampling_rate=rate, return_tensors="pt")).logits.detach().numpy()[0]
-    print(PREFIX + json.dumps({
-        "modules": sorted(m for m in sys.modules if m == "ser_model" or m.startswith("ser_model.")),
-        "config_class": type(config).__name__,
-        "model_class": type(model).__name__,
-        "model_module": type(model).__module__,
-        "extractor_class": type(extractor).__name__,
-        "labels": [config.id2label[i] for i in range(config.num_labels)],
-        "logits": logits.tolist(),
-        "scores": {item["label"]: item["score"] for item in classifier(clip, top_k=None)},
-    }))
-    """
-).replace("PREFIX", repr(_RESULT_PREFIX))
 
 
 class PublishError(ValueError):
     """A publishing failure told to the person publishing in one sentence (the CLI prints it, no traceback)."""
 
 
-@dataclass
-class LoadCheck:
-    """What a fresh, offline process saw when it loaded a model the way users load it.
-
-    Args:
-        modules (`list[str]`): `ser_model` modules it imported (empty: the model's own code was used).
-        config_class, model_class, model_module, extractor_class (`str`): what the Auto classes returned.
-        labels (`list[str]`): `config.id2label` in index order.
-        logits (`list[float]`): the model's direct output for one second of synthetic audio, shape (num_labels,).
-        scores (`dict[str, float]`): `pipeline("audio-classification")(..., top_k=None)` on the same audio.
-    """
-
-    modules: list[str]
-    config_class: str
-    model_class: str
-    model_module: str
-    extractor_class: str
-    labels: list[str]
-    logits: list[float]
-    scores: dict[str, float]
-
-
 def check_loads(source: str | os.PathLike, revision: str | None = None, hf_home: str | os.PathLike | None = None,
-                timeout: float = LOAD_TIMEOUT) -> LoadCheck:
-    """Loads `source` (a folder or Hub id) through `AutoConfig`, `AutoModelForAudioClassification`,
-    `AutoFeatureExtractor` and `pipeline("audio-classification")` with `trust_remote_code=True`, in a
-    fresh Python process with `HF_HUB_OFFLINE=1`, run from an empty folder so that this checkout's
-    `ser_model` cannot be imported, and classifies one second of synthetic audio: the probabilities must
-    cover the model's labels, sum to 1, and agree with the model and feature extractor called directly.
+                timeout: float = LOAD_TIMEOUT, python: str | os.PathLike = sys.executable) -> LoadCheck:
+    """Runs `load_check.load_and_classify` on `source` (a folder or Hub id) in a fresh, isolated Python
+    process with `HF_HUB_OFFLINE=1`, from an empty folder, so that this checkout's `ser_model` cannot be
+    imported: the Auto classes and `pipeline("audio-classification")` with `trust_remote_code=True` must
+    load it, and its probabilities for one second of synthetic audio must cover the model's labels, sum
+    to 1, and agree with the model and feature extractor called directly.
 
     Args:
         source (`str` or `os.PathLike`): a model folder, or a Hub id resolved from `hf_home`'s cache.
         revision (`str`, *optional*): the Hub revision to load.
         hf_home (`str`, *optional*): `HF_HOME` for the process; defaults to an empty temporary folder.
         timeout (`float`, *optional*, defaults to `LOAD_TIMEOUT`): seconds before giving up.
+        python (`str` or `os.PathLike`, *optional*, defaults to this interpreter): the Python to run it
+            with, e.g. that of a virtual environment holding only the model card's requirements.
 
     Raises:
         `PublishError`: the model does not load, uses this checkout's code, or its probabilities are wrong.
@@ -116,15 +66,16 @@ def check_loads(source: str | os.PathLike, revision: str | None = None, hf_home:
         env = {key: value for key, value in os.environ.items() if key not in _CHILD_ENV_DROP}
         env.update(HF_HUB_OFFLINE="1", HF_HOME=str(hf_home or Path(workdir) / "hf_home"))
         try:
-            done = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, source, revision or ""], cwd=workdir, env=env,
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+            # By path and isolated (-I): see load_check's docstring for why not `-m ser_model.load_check`.
+            done = subprocess.run([str(python), "-I", load_check.__file__, source, revision or ""], cwd=workdir,
+                                  env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise PublishError(f"{what} did not load within {timeout:.0f} s in a fresh process.") from None
-    lines = [line for line in done.stdout.splitlines() if line.startswith(_RESULT_PREFIX)]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(load_check.RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
         raise PublishError(f"{what} does not load through the Auto classes and pipeline(trust_remote_code=True) "
                            f"offline: {_last_line(done.stderr) or f'exit status {done.returncode}'}")
-    check = LoadCheck(**json.loads(lines[-1][len(_RESULT_PREFIX):]))
+    check = LoadCheck(**json.loads(lines[-1][len(load_check.RESULT_PREFIX):]))
 
     if check.modules or check.model_module.startswith("ser_model"):
         raise PublishError(f"{what} loaded this checkout's ser_model package instead of its own code files.")
