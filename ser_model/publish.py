@@ -19,8 +19,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-# huggingface_hub 2.x talks to the Hub through httpx2; its transport errors are the network failures.
-import httpx2
 import numpy as np
 from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -220,12 +218,24 @@ def hub_errors(repo_id: str, token: str | None, user: str | None = None) -> Iter
         detail = scrub(_last_line(error.server_message or str(error)), token)
         raise PublishError(f"The Hugging Face Hub refused the request for {repo_id} (HTTP {status}): {detail}") \
             from None
-    except (httpx2.TransportError, ConnectionError, TimeoutError) as error:
-        raise PublishError(f"Could not reach the Hugging Face Hub ({type(error).__name__}): check the network "
-                           f"connection and try again.") from None
     except Exception as error:  # anything else at the network boundary: one sentence, and never the token
+        if _is_network_failure(error):
+            raise PublishError(f"Could not reach the Hugging Face Hub ({type(error).__name__}): check the network "
+                               f"connection and try again.") from None
         raise PublishError(f"Publishing {repo_id} failed: {type(error).__name__}: "
                            f"{scrub(_last_line(str(error)), token)}") from None
+
+
+def _is_network_failure(error: Exception) -> bool:
+    """Whether `error` says the Hub could not be reached (no connection, a timeout, a dropped link).
+
+    huggingface_hub lets its HTTP library's transport errors through unwrapped, and that library has
+    changed (requests, then httpx, now httpx2); the httpx family's errors all derive from a class named
+    `TransportError`, so they are recognised by that name instead of by importing a library this
+    project never calls itself and would otherwise have to pin beside huggingface_hub's own requirement.
+    """
+    return isinstance(error, (ConnectionError, TimeoutError)) or any(
+        cls.__name__ == "TransportError" for cls in type(error).__mro__)
 
 
 def authenticate(api: HfApi, repo_id: str) -> tuple[str, str]:
