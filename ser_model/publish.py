@@ -24,7 +24,7 @@ from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from . import load_check
-from .export import DEFAULT_REPO_ID, export_model
+from .export import DEFAULT_REPO_ID, export_model, pip_install_line
 from .inference import BUNDLED_MODEL
 from .load_check import LoadCheck
 
@@ -130,6 +130,9 @@ def check_card(folder: str | os.PathLike, repo_id: str) -> dict:
         raise PublishError("The model card has no license.")
     if f'model="{repo_id}"' not in card.text:
         raise PublishError(f"The model card's usage snippet does not name {repo_id}.")
+    if pip_install_line() not in card.text:
+        raise PublishError(f"The model card does not tell users to `{pip_install_line()}`, what the model's code "
+                           f"needs: export the folder again with this checkout.")
 
     report = read_report(folder)
     if report:
@@ -302,6 +305,7 @@ def _run(args) -> int:
     print("Pin this revision:")
     print(f'  pipeline("audio-classification", model="{repo_id}", revision="{commit.oid}", trust_remote_code=True)')
     print(f"  SER_MODEL={repo_id} SER_MODEL_REVISION={commit.oid} python app.py")
+    _print_requirements()
     return 0
 
 
@@ -331,6 +335,12 @@ def _print_plan(folder: Path, repo_id: str, message: str, private: bool) -> None
     print(f"{len(files)} files:")
     for name in files:
         print(f"  {name}  ({(folder / name).stat().st_size:,} bytes)")
+    _print_requirements()
+
+
+def _print_requirements() -> None:
+    print("Users need what the model's code imports (the model card says so too):")
+    print(f"  {pip_install_line()}")
 
 
 __all__ = ["LoadCheck", "PublishError", "authenticate", "build_folder", "check_card", "check_loads", "commit_message",
