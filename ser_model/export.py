@@ -9,6 +9,7 @@ and a model card generated from that report, so the published metrics are always
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import shutil
 import sys
@@ -73,7 +74,7 @@ def hub_requirements() -> list[str]:
                 modules.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module.split(".")[0])
-    distributions = metadata.packages_distributions()
+    distributions = _installed_distributions()
     requirements = set()
     for module in modules - set(sys.stdlib_module_names) - {"__future__"}:
         if module not in distributions:
@@ -81,6 +82,13 @@ def hub_requirements() -> list[str]:
                                f"cannot say which package provides it")
         requirements.update(f"{dist}=={metadata.version(dist)}" for dist in distributions[module])
     return sorted(requirements, key=str.lower)
+
+
+@functools.cache
+def _installed_distributions() -> dict[str, list[str]]:
+    """Import name -> distribution names, read once per process: it scans every installed package,
+    about a second here, and export, check_card and publish each ask for it."""
+    return metadata.packages_distributions()
 
 
 def pip_install_line() -> str:
