@@ -1,11 +1,11 @@
 """Loads a model the way its users will, for `publish`'s check before an upload.
 
-`ser_model.publish.check_loads` runs this file in a fresh process as
-`python -I ser_model/load_check.py SOURCE [REVISION]`: by path and isolated (`-I` keeps this folder,
-the working directory and PYTHONPATH off `sys.path`), never as `python -m ser_model.load_check`,
-which would import the `ser_model` package, while the point is to show that the model folder works
-with its own code files and nothing from this checkout. So this module imports nothing from
-`ser_model`, and only what the model card tells users to install (numpy and transformers here).
+`ser_model.publish.check_loads` runs this file in a fresh process, from an empty folder and without
+PYTHONPATH, as `python -P ser_model/load_check.py SOURCE [REVISION]`: by path, with `-P` keeping this
+file's folder off `sys.path`, and never as `python -m ser_model.load_check`, which would import the
+`ser_model` package, while the point is to show that the model folder works with its own code files
+and nothing from this checkout. So this module imports nothing from `ser_model`, and only what the
+model card tells users to install (numpy and transformers here).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     """`SOURCE [REVISION]`: prints the `LoadCheck` as one JSON line after `RESULT_PREFIX`."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) not in (1, 2):
-        raise SystemExit("usage: python -I load_check.py SOURCE [REVISION]")
+        raise SystemExit("usage: python -P load_check.py SOURCE [REVISION]")
     check = load_and_classify(argv[0], argv[1] if len(argv) == 2 and argv[1] else None)
     print(RESULT_PREFIX + json.dumps(dataclasses.asdict(check)))
 

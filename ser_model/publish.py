@@ -41,9 +41,9 @@ class PublishError(ValueError):
 
 def check_loads(source: str | os.PathLike, revision: str | None = None, hf_home: str | os.PathLike | None = None,
                 timeout: float = LOAD_TIMEOUT, python: str | os.PathLike = sys.executable) -> LoadCheck:
-    """Runs `load_check.load_and_classify` on `source` (a folder or Hub id) in a fresh, isolated Python
-    process with `HF_HUB_OFFLINE=1`, from an empty folder, so that this checkout's `ser_model` cannot be
-    imported: the Auto classes and `pipeline("audio-classification")` with `trust_remote_code=True` must
+    """Runs `load_check.load_and_classify` on `source` (a folder or Hub id) in a fresh Python process with
+    `HF_HUB_OFFLINE=1`, from an empty folder and without PYTHONPATH, so that this checkout's `ser_model`
+    cannot be imported: the Auto classes and `pipeline("audio-classification")` with `trust_remote_code=True` must
     load it, and its probabilities for one second of synthetic audio must cover the model's labels, sum
     to 1, and agree with the model and feature extractor called directly.
 
@@ -64,8 +64,8 @@ def check_loads(source: str | os.PathLike, revision: str | None = None, hf_home:
         env = {key: value for key, value in os.environ.items() if key not in _CHILD_ENV_DROP}
         env.update(HF_HUB_OFFLINE="1", HF_HOME=str(hf_home or Path(workdir) / "hf_home"))
         try:
-            # By path and isolated (-I): see load_check's docstring for why not `-m ser_model.load_check`.
-            done = subprocess.run([str(python), "-I", load_check.__file__, source, revision or ""], cwd=workdir,
+            # By path, with -P: see load_check's docstring for why not `-m ser_model.load_check`.
+            done = subprocess.run([str(python), "-P", load_check.__file__, source, revision or ""], cwd=workdir,
                                   env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise PublishError(f"{what} did not load within {timeout:.0f} s in a fresh process.") from None
