@@ -3,8 +3,9 @@
     python bench/app_load.py                          # 8, 16 and 32 clients; 500 requests for memory
     python bench/app_load.py --clients 2 --requests 60 --per-client 1    # a quick check
 
-Starts `python app.py --host 127.0.0.1` on a free port, exactly as a user would, and talks to it only
-with `gradio_client`, one `Client` per simulated user. Every request uploads a real 3-second clip
+Starts `python app.py --host 127.0.0.1` on a free port, exactly as a user would, with the test suite's
+own helper (`tests/app_server.py`, so pytest must be installed), and talks to it only with
+`gradio_client`, one `Client` per simulated user. Every request uploads a real 3-second clip
 (RAVDESS, cropped or zero-padded to 3.0 s, written as 16 kHz WAV; synthetic noise stands in when the
 corpus is absent) and calls the `/predict` endpoint the app's button uses. `/predict` returns the
 numbers; the page then asks for its pictures in a second event, which API clients never call, so
@@ -23,15 +24,13 @@ always stopped and the temporary files removed, also on errors and Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +38,14 @@ from pathlib import Path
 import _common  # noqa: F401  (sets up sys.path before ser_model is imported)
 import soundfile as sf
 import torch
-from _common import (REPO_ROOT, add_common_arguments, available_cores, environment_lines, load_recognizer,
-                     percentile, resolve_model, run_script)
+from _common import (add_common_arguments, available_cores, environment_lines, load_recognizer, percentile,
+                      resolve_model, run_script)
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from latency import three_second_clips
+
+from tests.app_server import START_TIMEOUT, running_app
 
 SAMPLING_RATE = 16_000
 # The goals, from the issue: on 2 cores, first answer within 15 s of starting the process; with 16
@@ -56,7 +57,6 @@ GOAL_CLIENTS = 16
 GOAL_P95_SECONDS = 2.0
 GOAL_MEMORY_FRACTION = 0.10
 MEMORY_CHECKPOINT = 50
-STOP_TIMEOUT = 15
 # Only the app on 127.0.0.1 is ever contacted, whatever proxy the environment names.
 LOOPBACK = "127.0.0.1,localhost"
 
@@ -98,13 +98,8 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-clients", type=int, default=4,
                         help="users sending the memory phase's requests (default: %(default)s, the app's "
                              "concurrency limit)")
-    parser.add_argument("--port", default="auto",
-                        help="port for the app, or 'auto' for a free one (default: %(default)s)")
     parser.add_argument("--clips", type=int, default=16,
                         help="distinct 3 s clips the requests cycle through (default: %(default)s)")
-    parser.add_argument("--start-timeout", type=float, default=120.0,
-                        help="seconds from starting the app to its first answer, before giving up "
-                             "(default: %(default)s)")
     parser.add_argument("--memory-timeout", type=float, default=240.0,
                         help="time limit of the memory phase in seconds (default: %(default)s)")
     parser.add_argument("--level-timeout", type=float, default=120.0,
@@ -115,11 +110,9 @@ def main(argv=None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if any(n < 1 for n in args.clients):
         parser.error(f"every --clients must be at least 1, got {args.clients}")
-    for name in ("start_timeout", "memory_timeout", "level_timeout"):
+    for name in ("memory_timeout", "level_timeout"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.port != "auto" and not (args.port.isdigit() and 0 < int(args.port) < 65536):
-        parser.error(f"--port must be 'auto' or a port number, got {args.port!r}")
 
     sys.stdout.reconfigure(line_buffering=True)
     # The server's torch reads OMP_NUM_THREADS; set here too so the environment lines describe it.
@@ -174,68 +167,76 @@ def write_clips(data_dir: Path, count: int, folder: Path) -> tuple[list[Path], s
 
 
 def run(args, model: str, clips: list[Path], workdir: Path) -> int:
-    port = free_port() if args.port == "auto" else int(args.port)
-    url = f"http://127.0.0.1:{port}/"
-    log_path = workdir / "app.log"
-    with open(log_path, "wb") as log:
-        command = [sys.executable, str(REPO_ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)]
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=server_environment(model, workdir, args.threads),
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            return measure(args, process, start, url, clips, log_path, model)
-        finally:
-            stop(process)
-            report_server_log(log_path)
-
-
-def server_environment(model: str, workdir: Path, threads: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SER_MODEL": model,
-        "SER_MODEL_REVISION": "",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(workdir / "gradio"),
-        "HF_HUB_OFFLINE": "1",
-        # The goals are for CPU cores, as in the other benchmarks.
-        "CUDA_VISIBLE_DEVICES": "",
-        "OMP_NUM_THREADS": str(threads),
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def measure(args, process: subprocess.Popen, start: float, url: str, clips: list[Path], log_path: Path,
-            model: str) -> int:
-    print(f"starting app.py at {url} ...", file=sys.stderr)
-    listening = wait_until_listening(process, url, start + args.start_timeout)
-    if listening is None:
-        status = "it is still starting" if process.poll() is None else f"it exited with status {process.returncode}"
-        print(f"error: app.py did not serve {url} within {args.start_timeout:g} s ({status}); its output ends with:\n"
-              f"{log_path.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+    """Serves `model` with app.py (output in `workdir/app.log`), measures it, then stops it and times the
+    pictures with the cores to itself."""
+    print("starting app.py on a free loopback port ...", file=sys.stderr)
+    # The server's torch reads OMP_NUM_THREADS, and the goals are for CPU cores, as in the other benchmarks.
+    server_env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(args.threads)}
+    try:
+        with contextlib.ExitStack() as server:
+            start = time.perf_counter()
+            try:
+                url = server.enter_context(running_app(workdir, model=model, env=server_env))
+            except RuntimeError as error:  # app.py exited, or did not answer within START_TIMEOUT
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            measured = measure(args, server_pid(url), start, time.perf_counter(), url, clips, workdir / "app.log")
+    finally:
+        report_server_log(workdir / "app.log")
+    if measured is None:
         return 2
+    print(f"pictures: {1000 * time_pictures(model, clips):.0f} ms median per 3 s clip to draw and encode "
+          f"the page's probability chart and waveform/spectrogram/MFCC picture (in this process, server stopped); "
+          f"the page asks for them after /predict has answered, and API clients never do, so they are not in the "
+          f"latencies above")
+    print()
+    print_goals(*measured, args)
+    return 0
+
+
+def server_pid(url: str) -> int:
+    """The process id of the app serving `url`: the child of this process whose command line holds its port.
+    (`running_app` yields only the URL; memory and CPU time are read from /proc/PID.)"""
+    port = str(urllib.parse.urlsplit(url).port).encode()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # field 4 of proc(5): the parent's id
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile
+        if parent == os.getpid() and b"--port" in command and port in command:
+            return int(stat.parent.name)
+    raise RuntimeError(f"no child process of this one serves {url}")
+
+
+def measure(args, pid: int, start: float, listening: float, url: str, clips: list[Path],
+            log_path: Path) -> tuple | None:
+    """The three phases against the app at `url` (process `pid`), started at `start` and serving since
+    `listening` (perf_counter times). Prints the cold start, memory and levels, and returns the arguments
+    of `print_goals`, or None when the first request fails."""
     try:
         first_client = new_client(url)
         try:
             first_start = time.perf_counter()
             job = first_client.submit(handle_file(str(clips[0])), api_name="/predict")
-            check_answer(job.result(timeout=max(1.0, start + args.start_timeout - first_start)))
+            check_answer(job.result(timeout=max(1.0, start + START_TIMEOUT - first_start)))
             first_answer = time.perf_counter()
         finally:
             first_client.close()
     except Exception as error:  # noqa: BLE001  (any failure of the first request is reported, not raised)
         print(f"error: the first request failed: {describe_error(error)}; app.py's output ends with:\n"
               f"{log_path.read_text(errors='replace')[-3000:]}", file=sys.stderr)
-        return 2
-    readings = [(1, rss_bytes(process.pid))]
+        return None
+    readings = [(1, rss_bytes(pid))]
 
     print(f"memory phase: {args.requests} requests from {args.memory_clients} clients ...", file=sys.stderr)
-    memory_outcome = memory_phase(args, url, clips, process.pid, readings)
+    memory_outcome = memory_phase(args, url, clips, pid, readings)
 
     levels = []
     for clients in args.clients:
         print(f"concurrency: {clients} clients x {args.per_client} requests ...", file=sys.stderr)
-        levels.append((clients, run_level(url, clients, args.per_client, clips, args.level_timeout, process.pid)))
-    memory_after_levels = rss_bytes(process.pid)
+        levels.append((clients, run_level(url, clients, args.per_client, clips, args.level_timeout, pid)))
+    memory_after_levels = rss_bytes(pid)
     sent = readings[-1][0] + sum(outcome.sent for _, outcome in levels)
     print(file=sys.stderr)
 
@@ -246,46 +247,7 @@ def measure(args, process: subprocess.Popen, start: float, url: str, clips: list
     print()
     print_memory(readings, sent, memory_after_levels, memory_outcome, args)
     print_levels(levels, args)
-    stop(process)  # so that the drawing below has the cores to itself
-    print(f"pictures: {1000 * time_pictures(model, clips):.0f} ms median per 3 s clip to draw and encode "
-          f"the page's probability chart and waveform/spectrogram/MFCC picture (in this process, server stopped); "
-          f"the page asks for them after /predict has answered, and API clients never do, so they are not in the "
-          f"latencies above")
-    print()
-    print_goals(cold_start, levels, readings, args)
-    return 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_listening(process: subprocess.Popen, url: str, deadline: float) -> float | None:
-    """The time (perf_counter) the app's page first answered 200, or None when it exited or never did."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    while time.perf_counter() < deadline:
-        if process.poll() is not None:
-            return None
-        try:
-            with opener.open(url, timeout=5) as response:
-                if response.status == 200:
-                    return time.perf_counter()
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.1)
-    return None
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
+    return cold_start, levels, readings
 
 
 def report_server_log(log_path: Path) -> None:

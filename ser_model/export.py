@@ -8,9 +8,13 @@ and a model card generated from that report, so the published metrics are always
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
 import shutil
+import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -52,6 +56,44 @@ def stale_code_files(folder: str | Path) -> list[str]:
     folder = Path(folder)
     return [name for name in CODE_FILES
             if not (folder / name).is_file() or (folder / name).read_bytes() != (PACKAGE / name).read_bytes()]
+
+
+def hub_requirements() -> list[str]:
+    """`name==version` for each package the remote-code files import, sorted: what users must
+    `pip install` to load the model from the Hub (e.g. `["numpy==2.4.6", "timm==1.0.31", "torch==2.14.1",
+    "torchaudio==2.11.0", "transformers==5.23.0"]`).
+
+    The names are read from the imports in `CODE_FILES` themselves and the versions are those installed
+    here, where the folder is exported and its load check runs, so the list can drift neither from the
+    code nor from what was checked.
+    """
+    modules = set()
+    for name in CODE_FILES:
+        for node in ast.walk(ast.parse((PACKAGE / name).read_text(), filename=name)):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    distributions = _installed_distributions()
+    requirements = set()
+    for module in modules - set(sys.stdlib_module_names) - {"__future__"}:
+        if module not in distributions:
+            raise RuntimeError(f"{module}, imported by the Hub code files, is not installed, so the model card "
+                               f"cannot say which package provides it")
+        requirements.update(f"{dist}=={metadata.version(dist)}" for dist in distributions[module])
+    return sorted(requirements, key=str.lower)
+
+
+@functools.cache
+def _installed_distributions() -> dict[str, list[str]]:
+    """Import name -> distribution names, read once per process: it scans every installed package,
+    about a second here, and export, check_card and publish each ask for it."""
+    return metadata.packages_distributions()
+
+
+def pip_install_line() -> str:
+    """The command the model card and `publish` give users: `pip install` and `hub_requirements()`."""
+    return "pip install " + " ".join(hub_requirements())
 
 
 def export_model(model_dir: str | Path, output_dir: str | Path, report_dir: str | Path | None = None,
@@ -133,6 +175,7 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         weakest_classes=_weakest_classes(report),
         training_data=_training_data(report),
         citations="\n".join(f"- {CORPORA[c][2]}" for c in _corpora(report) if c in CORPORA),
+        pip_install=pip_install_line(),
     )
 
 

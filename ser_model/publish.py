@@ -16,96 +16,44 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-# huggingface_hub 2.x talks to the Hub through httpx2; its transport errors are the network failures.
-import httpx2
 import numpy as np
 from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from .export import DEFAULT_REPO_ID, export_model
+from . import load_check
+from .export import DEFAULT_REPO_ID, export_model, pip_install_line
 from .inference import BUNDLED_MODEL
+from .load_check import LoadCheck
 
 HUB = "https://huggingface.co"
 LOAD_TIMEOUT = 600  # seconds; importing torch + transformers alone takes ~10 s on a busy 2-core machine
-_RESULT_PREFIX = "SER_LOAD_CHECK "
 # Any variable that would point the check at another cache or leak a credential into it.
 _CHILD_ENV_DROP = ("PYTHONPATH", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_CACHE",
                    "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_MODULES_CACHE")
-
-LOAD_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, pipeline
-
-    source, revision = sys.argv[1], sys.argv[2] or None
-    kwargs = {"revision": revision, "trust_remote_code": True}
-    config = AutoConfig.from_pretrained(source, **kwargs)
-    model = AutoModelForAudioClassification.from_pretrained(source, **kwargs).eval()
-    extractor = AutoFeatureExtractor.from_pretrained(source, **kwargs)
-    classifier = pipeline("audio-classification", model=source, **kwargs)
-    rate = extractor.sampling_rate
-    t = np.arange(rate) / rate  # one second of a modulated tone
-    clip = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    logits = model(**extractor(clip, sampling_rate=rate, return_tensors="pt")).logits.detach().numpy()[0]
-    print(PREFIX + json.dumps({
-        "modules": sorted(m for m in sys.modules if m == "ser_model" or m.startswith("ser_model.")),
-        "config_class": type(config).__name__,
-        "model_class": type(model).__name__,
-        "model_module": type(model).__module__,
-        "extractor_class": type(extractor).__name__,
-        "labels": [config.id2label[i] for i in range(config.num_labels)],
-        "logits": logits.tolist(),
-        "scores": {item["label"]: item["score"] for item in classifier(clip, top_k=None)},
-    }))
-    """
-).replace("PREFIX", repr(_RESULT_PREFIX))
 
 
 class PublishError(ValueError):
     """A publishing failure told to the person publishing in one sentence (the CLI prints it, no traceback)."""
 
 
-@dataclass
-class LoadCheck:
-    """What a fresh, offline process saw when it loaded a model the way users load it.
-
-    Args:
-        modules (`list[str]`): `ser_model` modules it imported (empty: the model's own code was used).
-        config_class, model_class, model_module, extractor_class (`str`): what the Auto classes returned.
-        labels (`list[str]`): `config.id2label` in index order.
-        logits (`list[float]`): the model's direct output for one second of synthetic audio, shape (num_labels,).
-        scores (`dict[str, float]`): `pipeline("audio-classification")(..., top_k=None)` on the same audio.
-    """
-
-    modules: list[str]
-    config_class: str
-    model_class: str
-    model_module: str
-    extractor_class: str
-    labels: list[str]
-    logits: list[float]
-    scores: dict[str, float]
-
-
 def check_loads(source: str | os.PathLike, revision: str | None = None, hf_home: str | os.PathLike | None = None,
-                timeout: float = LOAD_TIMEOUT) -> LoadCheck:
-    """Loads `source` (a folder or Hub id) through `AutoConfig`, `AutoModelForAudioClassification`,
-    `AutoFeatureExtractor` and `pipeline("audio-classification")` with `trust_remote_code=True`, in a
-    fresh Python process with `HF_HUB_OFFLINE=1`, run from an empty folder so that this checkout's
-    `ser_model` cannot be imported, and classifies one second of synthetic audio: the probabilities must
-    cover the model's labels, sum to 1, and agree with the model and feature extractor called directly.
+                timeout: float = LOAD_TIMEOUT, python: str | os.PathLike = sys.executable) -> LoadCheck:
+    """Runs `load_check.load_and_classify` on `source` (a folder or Hub id) in a fresh Python process with
+    `HF_HUB_OFFLINE=1`, from an empty folder and without PYTHONPATH, so that this checkout's `ser_model`
+    cannot be imported: the Auto classes and `pipeline("audio-classification")` with `trust_remote_code=True` must
+    load it, and its probabilities for one second of synthetic audio must cover the model's labels, sum
+    to 1, and agree with the model and feature extractor called directly.
 
     Args:
         source (`str` or `os.PathLike`): a model folder, or a Hub id resolved from `hf_home`'s cache.
         revision (`str`, *optional*): the Hub revision to load.
         hf_home (`str`, *optional*): `HF_HOME` for the process; defaults to an empty temporary folder.
         timeout (`float`, *optional*, defaults to `LOAD_TIMEOUT`): seconds before giving up.
+        python (`str` or `os.PathLike`, *optional*, defaults to this interpreter): the Python to run it
+            with, e.g. that of a virtual environment holding only the model card's requirements.
 
     Raises:
         `PublishError`: the model does not load, uses this checkout's code, or its probabilities are wrong.
@@ -116,15 +64,16 @@ def check_loads(source: str | os.PathLike, revision: str | None = None, hf_home:
         env = {key: value for key, value in os.environ.items() if key not in _CHILD_ENV_DROP}
         env.update(HF_HUB_OFFLINE="1", HF_HOME=str(hf_home or Path(workdir) / "hf_home"))
         try:
-            done = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, source, revision or ""], cwd=workdir, env=env,
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+            # By path, with -P: see load_check's docstring for why not `-m ser_model.load_check`.
+            done = subprocess.run([str(python), "-P", load_check.__file__, source, revision or ""], cwd=workdir,
+                                  env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise PublishError(f"{what} did not load within {timeout:.0f} s in a fresh process.") from None
-    lines = [line for line in done.stdout.splitlines() if line.startswith(_RESULT_PREFIX)]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(load_check.RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
         raise PublishError(f"{what} does not load through the Auto classes and pipeline(trust_remote_code=True) "
                            f"offline: {_last_line(done.stderr) or f'exit status {done.returncode}'}")
-    check = LoadCheck(**json.loads(lines[-1][len(_RESULT_PREFIX):]))
+    check = LoadCheck(**json.loads(lines[-1][len(load_check.RESULT_PREFIX):]))
 
     if check.modules or check.model_module.startswith("ser_model"):
         raise PublishError(f"{what} loaded this checkout's ser_model package instead of its own code files.")
@@ -181,6 +130,9 @@ def check_card(folder: str | os.PathLike, repo_id: str) -> dict:
         raise PublishError("The model card has no license.")
     if f'model="{repo_id}"' not in card.text:
         raise PublishError(f"The model card's usage snippet does not name {repo_id}.")
+    if pip_install_line() not in card.text:
+        raise PublishError(f"The model card does not tell users to `{pip_install_line()}`, what the model's code "
+                           f"needs: export the folder again with this checkout.")
 
     report = read_report(folder)
     if report:
@@ -269,12 +221,24 @@ def hub_errors(repo_id: str, token: str | None, user: str | None = None) -> Iter
         detail = scrub(_last_line(error.server_message or str(error)), token)
         raise PublishError(f"The Hugging Face Hub refused the request for {repo_id} (HTTP {status}): {detail}") \
             from None
-    except (httpx2.TransportError, ConnectionError, TimeoutError) as error:
-        raise PublishError(f"Could not reach the Hugging Face Hub ({type(error).__name__}): check the network "
-                           f"connection and try again.") from None
     except Exception as error:  # anything else at the network boundary: one sentence, and never the token
+        if _is_network_failure(error):
+            raise PublishError(f"Could not reach the Hugging Face Hub ({type(error).__name__}): check the network "
+                               f"connection and try again.") from None
         raise PublishError(f"Publishing {repo_id} failed: {type(error).__name__}: "
                            f"{scrub(_last_line(str(error)), token)}") from None
+
+
+def _is_network_failure(error: Exception) -> bool:
+    """Whether `error` says the Hub could not be reached (no connection, a timeout, a dropped link).
+
+    huggingface_hub lets its HTTP library's transport errors through unwrapped, and that library has
+    changed (requests, then httpx, now httpx2); the httpx family's errors all derive from a class named
+    `TransportError`, so they are recognised by that name instead of by importing a library this
+    project never calls itself and would otherwise have to pin beside huggingface_hub's own requirement.
+    """
+    return isinstance(error, (ConnectionError, TimeoutError)) or any(
+        cls.__name__ == "TransportError" for cls in type(error).__mro__)
 
 
 def authenticate(api: HfApi, repo_id: str) -> tuple[str, str]:
@@ -341,6 +305,7 @@ def _run(args) -> int:
     print("Pin this revision:")
     print(f'  pipeline("audio-classification", model="{repo_id}", revision="{commit.oid}", trust_remote_code=True)')
     print(f"  SER_MODEL={repo_id} SER_MODEL_REVISION={commit.oid} python app.py")
+    _print_requirements()
     return 0
 
 
@@ -370,6 +335,12 @@ def _print_plan(folder: Path, repo_id: str, message: str, private: bool) -> None
     print(f"{len(files)} files:")
     for name in files:
         print(f"  {name}  ({(folder / name).stat().st_size:,} bytes)")
+    _print_requirements()
+
+
+def _print_requirements() -> None:
+    print("Users need what the model's code imports (the model card says so too):")
+    print(f"  {pip_install_line()}")
 
 
 __all__ = ["LoadCheck", "PublishError", "authenticate", "build_folder", "check_card", "check_loads", "commit_message",

@@ -50,6 +50,13 @@ def tiny_model_dir(tmp_path) -> Path:
     return save_tiny_model(tmp_path / "model")
 
 
+# Marks the tests that read the real corpora: skipped, with the reason, where they are absent.
+real_data = pytest.mark.skipif(
+    not (DATA_DIR / "ravdess").is_dir() or not (DATA_DIR / "tess").is_dir(),
+    reason=f"real corpora not found in {DATA_DIR} (set SER_DATA_DIR to the folder holding ravdess/ and tess/)",
+)
+
+
 def data_dir_or_skip(corpus: str | None = None) -> Path:
     path = DATA_DIR / corpus if corpus else DATA_DIR
     if not path.is_dir():

@@ -13,10 +13,17 @@ def test_defaults_hold_seven_emotions_in_order():
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_presets_build_and_override(name):
-    config = SERConfig.from_preset(name, fusion_dropout=0.1)
-    assert config.block_config == PRESETS[name]["block_config"]
-    assert config.fusion_dropout == 0.1
+def test_every_preset_builds_a_valid_config(name):
+    assert isinstance(SERConfig.from_preset(name).block_config, list)  # stored as JSON lists
+
+
+def test_the_densenet121_preset_is_densenet_121_and_overrides_apply_to_one_config():
+    # DenseNet-121 of Huang et al. (2017), Table 1: growth rate 32, dense blocks of 6, 12, 24 and 16 layers.
+    config = SERConfig.from_preset("densenet121")
+    assert (config.growth_rate, config.block_config) == (32, [6, 12, 24, 16])
+    overridden = SERConfig.from_preset("densenet121", growth_rate=12, fusion_dropout=0.1)
+    assert (overridden.growth_rate, overridden.block_config, overridden.fusion_dropout) == (12, [6, 12, 24, 16], 0.1)
+    assert SERConfig.from_preset("densenet121").growth_rate == 32  # the preset itself is unchanged
 
 
 def test_unknown_preset_is_named():
@@ -62,7 +69,18 @@ def test_json_round_trip(tmp_path):
     assert loaded.to_dict() == config.to_dict()
 
 
-def test_feature_extractor_defaults_match_the_config():
-    # Both saved configs must describe the same front end out of the box.
-    from_config = SERFeatureExtractor.from_config(SERConfig()).to_dict()
-    assert from_config == SERFeatureExtractor().to_dict()
+FRONT_END = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "f_min", "f_max", "window_seconds")
+
+
+def test_the_default_front_end_is_25_ms_frames_every_10_ms_at_16_khz():
+    # 400 and 160 samples at 16 kHz; 64 mel bands from 20 Hz to the Nyquist frequency, 40 MFCCs, 4 s windows.
+    expected = (16_000, 400, 160, 64, 40, 20.0, 8_000.0, 4.0)
+    for extractor in (SERFeatureExtractor(), SERFeatureExtractor.from_config(SERConfig())):
+        assert tuple(getattr(extractor, name) for name in FRONT_END) == expected
+
+
+def test_the_feature_extractor_takes_every_front_end_field_of_the_config():
+    values = (8_000, 200, 80, 32, 13, 50.0, 4_000.0, 2.0)  # none of them a default
+    config = SERConfig(**dict(zip(FRONT_END, values)), window_hop_seconds=1.0)
+    extractor = SERFeatureExtractor.from_config(config)
+    assert tuple(getattr(extractor, name) for name in FRONT_END) == values

@@ -11,6 +11,7 @@ from ser_model import EMOTIONS
 from ser_model.publish import check_loads
 
 
+@pytest.mark.slow  # a fresh Python process importing torch and transformers
 def test_saved_folder_loads_through_auto_classes_and_pipeline_offline(tiny_model_dir):
     files = sorted(p.name for p in tiny_model_dir.iterdir())
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "configuration.py",

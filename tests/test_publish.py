@@ -12,6 +12,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 import ser_model.publish as publish
 from ser_model.cli import main
+from ser_model.export import pip_install_line
 from ser_model.inference import BUNDLED_MODEL
 from ser_model.publish import PublishError, build_folder, check_card, check_loads, commit_message, folder_files
 
@@ -119,6 +120,7 @@ def test_dry_run_writes_a_folder_that_loads_and_uploads_nothing(trained, tmp_pat
     assert re.findall(r"^  (\S+)  \(", out, flags=re.M) == files  # the printed list is exactly the folder
     assert "  Upload speech emotion model (no evaluation report): first try\n" in out
     assert "nothing uploaded" in out
+    assert f"  {pip_install_line()}\n" in out
     assert 'model="alice/ser-tiny"' in (folder / "README.md").read_text()
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModelForAudioClassification"] == "modeling.SERForAudioClassification"
@@ -136,6 +138,7 @@ def test_the_shipped_model_card_carries_the_measured_metrics(tmp_path):
     assert metadata["library_name"] == "transformers"
     assert metadata["license"] == "cc-by-nc-sa-4.0"
     assert 'pipeline("audio-classification", model="alice/ser-densenet", trust_remote_code=True)' in card.text
+    assert f"```bash\n{pip_install_line()}\n```" in card.text
     ravdess = report["results"]["fusion"]["ravdess"]
     [entry] = metadata["model-index"]
     carded = {(r["dataset"]["type"], m["type"]): m["value"] for r in entry["results"] for m in r["metrics"]}
@@ -147,8 +150,13 @@ def test_the_shipped_model_card_carries_the_measured_metrics(tmp_path):
     assert commit_message(folder) == (f"Upload speech emotion model (accuracy {held_out['accuracy']:.1%}, "
                                       f"UAR {held_out['macro_recall']:.1%} on held-out speakers)")
 
-    # A card whose figures no longer match the report is refused.
+    # A card that does not say what to install, or whose figures no longer match the report, is refused.
     readme = folder / "README.md"
+    card_text = readme.read_text()
+    readme.write_text(card_text.replace(pip_install_line(), "pip install transformers"))
+    with pytest.raises(PublishError, match="does not tell users to `pip install numpy=="):
+        check_card(folder, "alice/ser-densenet")
+    readme.write_text(card_text)
     readme.write_text(readme.read_text().replace(f"value: {round(ravdess['accuracy'], 4)}", "value: 0.99", 1))
     with pytest.raises(PublishError, match="differ from the evaluation report: ravdess accuracy"):
         check_card(folder, "alice/ser-densenet")
@@ -212,6 +220,7 @@ def test_upload_sends_exactly_the_dry_run_folder_and_prints_the_pin(trained, tmp
     assert f"commit {OID}" in out
     assert f'pipeline("audio-classification", model="alice-lab/ser", revision="{OID}", trust_remote_code=True)' in out
     assert f"SER_MODEL=alice-lab/ser SER_MODEL_REVISION={OID} python app.py" in out
+    assert f"  {pip_install_line()}\n" in out
 
 
 def test_the_stored_login_is_used_without_hf_token(trained, tmp_path, capsys, monkeypatch, hub, logged_in, unchecked):

@@ -65,6 +65,7 @@ def training_loss(model, cfg: TrainingConfig) -> float:
     return label_set_cross_entropy(logits, batch["labels"], batch["label_mask"]).item()
 
 
+@pytest.mark.slow
 def test_a_short_run_fits_its_training_clips_and_saves_a_loadable_model(trained):
     best, _ = trained
     record = json.loads((best / "training.json").read_text())
@@ -85,6 +86,7 @@ def test_a_short_run_fits_its_training_clips_and_saves_a_loadable_model(trained)
     assert split.corpora["ravdess"]["held_out_by"] == "speaker"
 
 
+@pytest.mark.slow
 def test_evaluation_report_has_every_field(trained, tmp_path):
     best, data_dir = trained
     report = evaluate(str(best), str(data_dir), str(tmp_path), ablations={"same_again": str(best)},
@@ -101,6 +103,7 @@ def test_evaluation_report_has_every_field(trained, tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_export_writes_a_complete_model_folder(trained, tmp_path):
     best, data_dir = trained
     evaluate(str(best), str(data_dir), str(best / "evaluation"), max_clips_per_part=20)
@@ -115,6 +118,7 @@ def test_export_writes_a_complete_model_folder(trained, tmp_path):
     assert stale_code_files(folder) == ["modeling.py"]
 
 
+@pytest.mark.slow
 def test_running_again_resumes_from_the_last_checkpoint_and_keeps_the_clock(trained):
     best, data_dir = trained
     first = json.loads((best / "training.json").read_text())

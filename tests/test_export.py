@@ -1,0 +1,46 @@
+"""What the model card tells users to install: read from the Hub code files' imports, at the versions
+installed here. (That those packages alone load the model is tests/test_fresh_environment.py.)"""
+
+import shutil
+from importlib import metadata
+
+import pytest
+
+import ser_model.export as export
+from ser_model.export import CODE_FILES, hub_requirements, pip_install_line
+
+from .conftest import REPO
+
+
+def pinned_in_requirements_txt() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            pins[name.split("[")[0].lower()] = version
+    return pins
+
+
+def test_the_requirements_are_what_the_code_files_import_at_the_project_pins():
+    requirements = dict(line.split("==") for line in hub_requirements())
+    # configuration.py, feature_extractor.py and modeling.py import these, and nothing else outside the
+    # standard library; gradio, soundfile, scikit-learn (app and training only) must not appear.
+    assert sorted(requirements) == ["numpy", "timm", "torch", "torchaudio", "transformers"]
+    pins = pinned_in_requirements_txt()
+    assert requirements == {name: pins[name] for name in requirements}, "installed versions differ from the pins"
+    assert pip_install_line() == "pip install " + " ".join(f"{n}=={v}" for n, v in requirements.items())
+
+
+def test_a_new_import_in_a_code_file_reaches_the_requirements(tmp_path, monkeypatch):
+    for name in CODE_FILES:
+        shutil.copy(export.PACKAGE / name, tmp_path / name)
+    with open(tmp_path / "modeling.py", "a") as modeling:
+        modeling.write("\nimport soundfile  # a new dependency\nfrom . import configuration  # relative: not one\n")
+    monkeypatch.setattr(export, "PACKAGE", tmp_path)
+    assert f"soundfile=={metadata.version('soundfile')}" in hub_requirements()
+
+    with open(tmp_path / "modeling.py", "a") as modeling:
+        modeling.write("import not_an_installed_module\n")
+    with pytest.raises(RuntimeError, match="not_an_installed_module, imported by the Hub code files, is not installed"):
+        hub_requirements()
