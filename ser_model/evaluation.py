@@ -1,13 +1,22 @@
-"""Evaluation on held-out speakers, with a classic baseline and the single-branch ablations.
+"""Evaluation that says how the model generalises: new speakers, new corpora, new channels.
 
-`python -m ser_model evaluate --model DIR` reads the split saved with the model, classifies every
-test clip the way users' audio is classified (`EmotionRecognizer.predict_waveform`), and writes
-`report.json`, `report.md` and `confusion_matrix.png`. In the same run and on the same test clips
-it trains and scores an MFCC-statistics + SVM baseline, and scores any ablation models given, so
-the report shows whether the fusion earns its place.
+`python -m ser_model evaluate --model DIR` reads the split saved with the model, classifies clips
+the way users' audio is classified (`EmotionRecognizer.predict_waveform`, at the model's own
+sampling rate), and writes `report.json`, `report.md`, `confusion_matrix.png` and
+`reliability.png`:
 
-Corpora split by speaker are pooled into the headline "speaker-independent" figures; corpora that
-could only be split by utterance (single-speaker TESS) are reported on their own lines.
+- **Test, per corpus**: clips of speakers held out of training and validation. A corpus the model
+  was trained without (`--exclude_corpora`, leave-one-corpus-out) is scored on all of its clips
+  and marked `held_out_by: corpus`. Corpora split by speaker are also pooled ("speaker-independent");
+  single-speaker TESS, held out by word, is reported on its own line.
+- **Baseline**: an MFCC-statistics + SVM model trained on the same training clips (the corpora the
+  model was trained on), C chosen on the same validation speakers; scored on the same test clips.
+- **Validation**: the model and each `--ablation` on the validation speakers, the figures recipes
+  are chosen by.
+- **Robustness** (`ser_model.robustness`): the RAVDESS test actors through codecs, a telephone
+  band, babble, a room and a quiet microphone: accuracy and top-1 agreement with the clean clip.
+- **Calibration**: expected calibration error on the test speakers with and without the model's
+  temperature, and the reliability diagram.
 """
 
 from __future__ import annotations
@@ -23,24 +32,28 @@ import torchaudio
 from tqdm.auto import tqdm
 
 from .audio_io import load_audio
-from .corpora import Record, discover
-from .inference import EmotionRecognizer
+from .calibration import reliability, reliability_figure
+from .corpora import DEFAULT_DATA_DIR, Record, discover
+from .inference import EmotionRecognizer, Prediction
 from .metrics import classification_metrics, confusion_matrix, per_class_recall
+from .robustness import conditions, missing_conditions
 from .splits import apply_split, load_split, subsample_parts
 
 logger = logging.getLogger(__name__)
 
 SPEAKER_INDEPENDENT = "speaker-independent"
+ROBUSTNESS_CORPUS = "ravdess"
+BASELINE = "mfcc_svm_baseline"
 
 
 def evaluate_predictions(records: list[Record], predicted: list[str], labels: list[str],
                          held_out_by: dict[str, str]) -> dict:
-    """Metrics per corpus and pooled over the corpora held out by speaker."""
+    """Metrics per corpus and pooled over the corpora held out by speaker (or by corpus)."""
     label2id = {label: i for i, label in enumerate(labels)}
     groups: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
         groups[record.corpus].append(i)
-        if held_out_by.get(record.corpus) == "speaker":
+        if held_out_by.get(record.corpus) in ("speaker", "corpus"):
             groups[SPEAKER_INDEPENDENT].append(i)
     results = {}
     for group, indices in sorted(groups.items()):
@@ -57,25 +70,23 @@ def evaluate_predictions(records: list[Record], predicted: list[str], labels: li
     return results
 
 
-def model_predictions(model_dir: str, waveforms: list[np.ndarray], desc: str) -> tuple[list[str], list[str]]:
-    """Predicted labels of a saved model, and its label order."""
-    recognizer = EmotionRecognizer.from_pretrained(model_dir)
-    predicted = [recognizer.predict_waveform(w, recognizer.sampling_rate).label
-                 for w in tqdm(waveforms, desc=desc, unit="clip")]
-    return predicted, recognizer.labels
+def predict_all(recognizer: EmotionRecognizer, waveforms: list[np.ndarray], desc: str) -> list[Prediction]:
+    """The recognizer's prediction for each clip, with a progress bar."""
+    return [recognizer.predict_waveform(w, recognizer.sampling_rate) for w in tqdm(waveforms, desc=desc, unit="clip")]
 
 
 class MfccSvmBaseline:
-    """The classic recipe: per-clip means and standard deviations of 40 MFCCs and their deltas
-    (160 numbers), standardised, into an RBF-kernel SVM with balanced class weights, with C chosen
-    on the validation speakers."""
+    """The classic recipe: per-clip means and standard deviations of MFCCs and their deltas,
+    standardised, into an RBF-kernel SVM with balanced class weights, with C chosen on the
+    validation speakers. The MFCCs use the model's own front-end settings."""
 
     C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 
-    def __init__(self, num_labels: int, sampling_rate: int = 16_000, n_mfcc: int = 40):
+    def __init__(self, num_labels: int, config):
         self.num_labels = num_labels
-        self.mfcc = torchaudio.transforms.MFCC(sample_rate=sampling_rate, n_mfcc=n_mfcc,
-                                               melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 64})
+        self.mfcc = torchaudio.transforms.MFCC(
+            sample_rate=config.sampling_rate, n_mfcc=config.n_mfcc,
+            melkwargs={"n_fft": config.n_fft, "hop_length": config.hop_length, "n_mels": config.n_mels})
         self.model = None
 
     def features(self, waveforms: list[np.ndarray]) -> np.ndarray:
@@ -106,44 +117,119 @@ class MfccSvmBaseline:
         return self.model.predict(x)
 
 
+def evaluation_parts(records: list[Record], split, training: dict | None) -> tuple[dict, dict[str, str]]:
+    """The parts to score and how each corpus was held out.
+
+    The model's own training corpora give train and validation (for the baseline); their test
+    parts are the test set. A corpus the model was trained without is held out whole: all its
+    clips are test clips.
+    """
+    cfg = (training or {}).get("config", {})
+    chosen, excluded = cfg.get("corpora"), set(cfg.get("exclude_corpora") or [])
+    trained_on = [r for r in records if r.corpus not in excluded and (chosen is None or r.corpus in chosen)]
+    parts = apply_split(trained_on, split)
+    held_out_by = {corpus: info["held_out_by"] for corpus, info in split.corpora.items()}
+    for corpus in sorted(excluded):
+        whole = [r for r in records if r.corpus == corpus]
+        parts["test"] += whole
+        held_out_by[corpus] = "corpus" if whole else held_out_by.get(corpus, "unknown")
+    return parts, held_out_by
+
+
 def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
-             split_path: str | None = None, max_clips_per_part: int | None = None) -> dict:
-    """Scores the model, the ablations and the baseline on the test part of the model's split.
+             split_path: str | None = None, max_clips_per_part: int | None = None,
+             robustness: bool = True) -> dict:
+    """Scores the model, the ablations and the baseline (see the module docstring) and writes the report.
     `max_clips_per_part` evaluates on a spread-out subset (smoke tests only)."""
     split = load_split(split_path or Path(model_dir) / "split.json")
-    parts = apply_split(discover(data_dir), split)
+    training_file = Path(model_dir) / "training.json"
+    training = json.loads(training_file.read_text()) if training_file.is_file() else None
+    parts, held_out_by = evaluation_parts(discover(data_dir), split, training)
     if max_clips_per_part:
         parts = subsample_parts(parts, max_clips_per_part)
-    held_out_by = {corpus: info["held_out_by"] for corpus, info in split.corpora.items()}
     if not parts["test"]:
         raise ValueError("the test part of the split is empty: there is nothing to evaluate on")
 
+    recognizer = EmotionRecognizer.from_pretrained(model_dir)
+    rate, labels = recognizer.sampling_rate, recognizer.labels
+
     def load(name):
-        return [load_audio(r.path, min_seconds=0.0) for r in tqdm(parts[name], desc=f"loading {name}", unit="clip")]
+        return [load_audio(r.path, sampling_rate=rate, min_seconds=0.0)
+                for r in tqdm(parts[name], desc=f"loading {name}", unit="clip")]
 
-    test_waves = load("test")
-    results, labels = {}, None
+    waves = {name: load(name) for name in ("test", "validation")}
+    test_predictions = predict_all(recognizer, waves["test"], "fusion")
+    results = {"fusion": evaluate_predictions(parts["test"], [p.label for p in test_predictions], labels, held_out_by)}
+    validation = {}
     for name, folder in {"fusion": model_dir, **(ablations or {})}.items():
-        predicted, labels = model_predictions(folder, test_waves, desc=name)
-        results[name] = evaluate_predictions(parts["test"], predicted, labels, held_out_by)
-
-    baseline = MfccSvmBaseline(len(labels))
-    label2id = {label: i for i, label in enumerate(labels)}
-    train_x = baseline.features(load("train"))
-    validation_x = baseline.features(load("validation"))
-    baseline.fit(train_x, [label2id[r.label] for r in parts["train"]],
-                 validation_x, [label2id[r.label] for r in parts["validation"]])
-    predicted = [labels[i] for i in baseline.predict(baseline.features(test_waves))]
-    results["mfcc_svm_baseline"] = evaluate_predictions(parts["test"], predicted, labels, held_out_by)
+        model = recognizer if name == "fusion" else EmotionRecognizer.from_pretrained(folder)
+        if name != "fusion":
+            predicted = [p.label for p in predict_all(model, waves["test"], name)]
+            results[name] = evaluate_predictions(parts["test"], predicted, labels, held_out_by)
+        predicted = [p.label for p in predict_all(model, waves["validation"], f"{name} (validation)")]
+        validation[name] = evaluate_predictions(parts["validation"], predicted, labels, held_out_by)
+    results[BASELINE] = baseline_results(recognizer, parts, waves, load("train"), held_out_by)
 
     report = {
         "model": str(model_dir),
         "labels": labels,
+        "corpora_trained_on": sorted({r.corpus for r in parts["train"]}),
         "split": {corpus: {k: v for k, v in info.items() if k != "utterances"} for corpus, info in split.corpora.items()},
+        "held_out_by": held_out_by,
         "results": results,
+        "validation": validation,
+        "calibration": calibration_results(recognizer, parts["test"], test_predictions, held_out_by),
     }
+    if robustness:
+        report["robustness"] = robustness_results(recognizer, parts, waves)
     write_report(report, Path(output_dir))
     return report
+
+
+def baseline_results(recognizer, parts, waves, train_waves, held_out_by) -> dict:
+    labels = recognizer.labels
+    baseline = MfccSvmBaseline(len(labels), recognizer.model.config)
+    label_ids = {name: [labels.index(r.label) for r in parts[name]] for name in ("train", "validation")}
+    baseline.fit(baseline.features(train_waves), label_ids["train"],
+                 baseline.features(waves["validation"]), label_ids["validation"])
+    predicted = [labels[i] for i in baseline.predict(baseline.features(waves["test"]))]
+    return evaluate_predictions(parts["test"], predicted, labels, held_out_by)
+
+
+def calibration_results(recognizer, records, predictions: list[Prediction], held_out_by) -> dict:
+    """ECE on the clips of held-out speakers (and corpora), with the model's temperature and without.
+
+    The probabilities at temperature 1 follow from the calibrated ones without running the model
+    again: softmax(z / T) ** T is proportional to softmax(z)."""
+    labels, temperature = recognizer.labels, recognizer.model.config.calibration_temperature
+    chosen = [i for i, r in enumerate(records) if held_out_by.get(r.corpus) in ("speaker", "corpus")]
+    calibrated = np.array([[predictions[i].probabilities[label] for label in labels] for i in chosen])
+    truth = np.array([labels.index(records[i].label) for i in chosen])
+    uncalibrated = calibrated ** temperature
+    uncalibrated /= uncalibrated.sum(axis=1, keepdims=True)
+    return {"temperature": temperature, "clips": len(chosen),
+            "without_temperature": reliability(uncalibrated, truth),
+            "with_temperature": reliability(calibrated, truth)}
+
+
+def robustness_results(recognizer, parts, waves) -> dict | None:
+    """Accuracy and agreement with the clean clip under each condition, on the RAVDESS test actors;
+    babble is drawn from the test clips of the other corpora."""
+    indices = [i for i, r in enumerate(parts["test"]) if r.corpus == ROBUSTNESS_CORPUS]
+    others = [w for w, r in zip(waves["test"], parts["test"]) if r.corpus != ROBUSTNESS_CORPUS] or \
+        [waves["test"][i] for i in indices]
+    if not indices:
+        return None
+    clips = [waves["test"][i] for i in indices]
+    truth = [parts["test"][i].label for i in indices]
+    table, clean = {}, None
+    for name, channel in conditions(others).items():
+        predicted = [p.label for p in predict_all(recognizer, [channel(c) for c in clips], f"robustness: {name}")]
+        clean = clean or predicted
+        table[name] = {"accuracy": float(np.mean([p == t for p, t in zip(predicted, truth)])),
+                       "agreement_with_clean": float(np.mean([p == c for p, c in zip(predicted, clean)]))}
+    return {"corpus": ROBUSTNESS_CORPUS, "clips": len(clips), "conditions": table,
+            "not_measured": missing_conditions()}
 
 
 def write_report(report: dict, output_dir: Path) -> None:
@@ -157,50 +243,77 @@ def write_report(report: dict, output_dir: Path) -> None:
                                for group, r in fusion.items() if group != SPEAKER_INDEPENDENT},
                               report["labels"], "Fusion model on held-out test clips")
     figure.savefig(output_dir / "confusion_matrix.png", dpi=110)
+    calibration = report["calibration"]
+    if calibration["clips"]:
+        reliability_figure({"without temperature": calibration["without_temperature"],
+                            f"temperature {calibration['temperature']:.2f}": calibration["with_temperature"]},
+                           "Reliability on held-out speakers").savefig(output_dir / "reliability.png", dpi=110)
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{value:.1%}"
 
 
 def markdown_report(report: dict) -> str:
-    results = report["results"]
-    groups = list(next(iter(results.values())).keys())
-    lines = ["# Evaluation on held-out test clips", "",
-             "Speaker-independent rows pool the corpora split by speaker; a corpus split by utterance "
-             "(single-speaker TESS) is held out by word and is NOT speaker-independent.", "",
-             "| model | test set | held out by | clips | speakers | accuracy | macro recall (UAR) | macro F1 |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, by_group in results.items():
-        for group in groups:
-            r = by_group[group]
-            lines.append(f"| {name} | {group} | {r['held_out_by']} | {r['clips']} | {r['speakers']} | "
-                         f"{r['accuracy']:.1%} | {r['macro_recall']:.1%} | {r['macro_f1']:.1%} |")
+    results, fusion = report["results"], report["results"]["fusion"]
+    lines = ["# Evaluation on held-out clips", "",
+             f"Trained on: {', '.join(report['corpora_trained_on'])}. Speaker-independent rows pool the corpora "
+             "held out by speaker (and any held out whole); a corpus split by utterance (single-speaker TESS) is "
+             "held out by word and is NOT speaker-independent.", "",
+             "## Test: fusion against the MFCC+SVM baseline trained on the same data", "",
+             "| test set | held out by | clips | speakers | accuracy | macro recall (UAR) | macro F1 | "
+             "baseline UAR | fusion − baseline UAR |", "|---|---|---|---|---|---|---|---|---|"]
+    for group, r in fusion.items():
+        b = results[BASELINE].get(group, {}).get("macro_recall")
+        gap = "–" if b is None else f"{100 * (r['macro_recall'] - b):+.1f} pts"
+        lines.append(f"| {group} | {r['held_out_by']} | {r['clips']} | {r['speakers']} | {r['accuracy']:.1%} | "
+                     f"{r['macro_recall']:.1%} | {r['macro_f1']:.1%} | {_percent(b)} | {gap} |")
+    for title, table in (("Test: every model", results), ("Validation speakers: the figures recipes are chosen by",
+                                                          report["validation"])):
+        lines += ["", f"## {title}", "", "| model | set | clips | accuracy | macro recall (UAR) |", "|---|---|---|---|---|"]
+        for name, by_group in table.items():
+            for group, r in by_group.items():
+                lines.append(f"| {name} | {group} | {r['clips']} | {r['accuracy']:.1%} | {r['macro_recall']:.1%} |")
     lines += ["", "## Per-class recall of the fusion model", "",
               "| test set | " + " | ".join(report["labels"]) + " |", "|---" * (len(report["labels"]) + 1) + "|"]
-    for group, r in results["fusion"].items():
-        cells = ["–" if r["per_class_recall"][label] is None else f"{r['per_class_recall'][label]:.0%}"
-                 for label in report["labels"]]
-        lines.append(f"| {group} | " + " | ".join(cells) + " |")
-    lines += ["", "![confusion matrix](confusion_matrix.png)", ""]
+    for group, r in fusion.items():
+        lines.append(f"| {group} | " + " | ".join(_percent(r["per_class_recall"][label]) for label in report["labels"])
+                     + " |")
+    robustness = report.get("robustness")
+    if robustness:
+        lines += ["", f"## Robustness: {robustness['corpus'].upper()} test actors ({robustness['clips']} clips)", "",
+                  "| condition | accuracy | top-1 agreement with the clean clip |", "|---|---|---|"]
+        for name, r in robustness["conditions"].items():
+            lines.append(f"| {name} | {r['accuracy']:.1%} | {r['agreement_with_clean']:.1%} |")
+        if robustness["not_measured"]:
+            lines.append(f"\nNot measured (FFmpeg was not installed): {', '.join(robustness['not_measured'])}.")
+    calibration = report["calibration"]
+    lines += ["", "## Calibration on held-out speakers", "",
+              f"Temperature {calibration['temperature']:.3f} (fitted on the validation speakers); expected calibration "
+              f"error over {calibration['clips']} test clips: {calibration['without_temperature']['ece']:.3f} without it, "
+              f"{calibration['with_temperature']['ece']:.3f} with it.", "",
+              "![reliability diagram](reliability.png)", "", "![confusion matrix](confusion_matrix.png)", ""]
     return "\n".join(lines)
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("evaluate", help="score a model on its held-out test speakers",
-                                 description=__doc__.split("\n\n")[1])
+                                 description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model folder with split.json")
-    parser.add_argument("--data-dir", default=None, help="corpora folder (default: ../shared/data)")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="corpora folder (default: %(default)s)")
     parser.add_argument("--output-dir", default=None, help="report folder (default: MODEL/evaluation)")
     parser.add_argument("--split", default=None, help="split JSON (default: MODEL/split.json)")
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=DIR",
                         help="also score this model, e.g. mel_only=runs/mel/best (repeatable)")
+    parser.add_argument("--no-robustness", action="store_true", help="skip the robustness table")
     parser.set_defaults(run=_run)
 
 
 def _run(args) -> int:
-    from .training import DEFAULT_DATA_DIR
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ablations = dict(item.split("=", 1) for item in args.ablation)
     output_dir = args.output_dir or str(Path(args.model) / "evaluation")
-    report = evaluate(args.model, args.data_dir or str(DEFAULT_DATA_DIR), output_dir, ablations, args.split)
+    report = evaluate(args.model, args.data_dir, output_dir, ablations, args.split, robustness=not args.no_robustness)
     print(markdown_report(report).split("## Per-class")[0])
     print(f"report written to {output_dir}")
     return 0

@@ -99,14 +99,23 @@ def test_evaluation_report_has_every_field(trained, tmp_path):
                     "per_class_recall", "confusion_matrix"} <= set(result)
             assert 0 <= result["accuracy"] <= 1 and len(result["confusion_matrix"]) == 7
     assert report["results"]["fusion"]["tess"]["held_out_by"] == "utterance"
-    for name in ("report.json", "report.md", "confusion_matrix.png"):
+    assert set(report["validation"]) == {"fusion", "same_again"}
+    # The same model twice gives the same validation figures: both are really scored.
+    assert report["validation"]["fusion"] == report["validation"]["same_again"]
+    calibration = report["calibration"]
+    assert calibration["clips"] > 0 and 0 <= calibration["with_temperature"]["ece"] <= 1
+    robustness = report["robustness"]
+    assert robustness["clips"] == report["results"]["fusion"]["ravdess"]["clips"]
+    assert robustness["conditions"]["clean"]["agreement_with_clean"] == 1.0
+    assert {"telephone_8k", "babble_10db", "reverb_rt60_0.5s", "level_minus_30db"} <= set(robustness["conditions"])
+    for name in ("report.json", "report.md", "confusion_matrix.png", "reliability.png"):
         assert (tmp_path / name).stat().st_size > 0
 
 
 @pytest.mark.slow
 def test_export_writes_a_complete_model_folder(trained, tmp_path):
     best, data_dir = trained
-    evaluate(str(best), str(data_dir), str(best / "evaluation"), max_clips_per_part=20)
+    evaluate(str(best), str(data_dir), str(best / "evaluation"), max_clips_per_part=20, robustness=False)
     folder = export_model(best, tmp_path / "model", repo_id="someone/tiny-ser")
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "split.json",
