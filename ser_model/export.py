@@ -28,27 +28,41 @@ PACKAGE = Path(__file__).resolve().parent
 CODE_FILES = ("configuration.py", "feature_extractor.py", "modeling.py")
 TEMPLATE = PACKAGE / "templates" / "model_card.md"
 DEFAULT_REPO_ID = "your-username/ser-densenet-fusion"
-# Non-commercial because every bundled corpus is (RAVDESS CC BY-NC-SA, TESS CC BY-NC-ND), share-alike
-# as RAVDESS asks of adaptations.
+# Non-commercial because every corpus it can be trained on is (RAVDESS and nEMO CC BY-NC-SA, TESS and
+# TurEV-DB CC BY-NC-ND), share-alike as RAVDESS and nEMO ask of adaptations.
 LICENSE = "cc-by-nc-sa-4.0"
 # What the card says of each corpus a split can hold: its Hub dataset tag (None: no canonical one),
-# what it contains, and its licence and citation.
+# its language (ISO 639-1), what it contains, and its licence and citation.
 CORPORA = {
-    "ravdess": ("ravdess", "two sentences read by professional actors",
+    "ravdess": ("ravdess", "en", "two English sentences read by professional actors",
                 "RAVDESS (CC BY-NC-SA 4.0): Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual Database of "
                 "Emotional Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391."),
-    "tess": ("tess", "single words in a carrier phrase",
+    "tess": ("tess", "en", "single English words in a carrier phrase",
              "TESS (CC BY-NC-ND 4.0): Dupuis K, Pichora-Fuller MK (2010) Toronto emotional speech set (TESS). "
              "University of Toronto."),
-    "crema-d": ("crema-d", "twelve sentences read by actors of varied age and ethnicity",
+    "crema-d": ("crema-d", "en", "twelve English sentences read by actors of varied age and ethnicity",
                 "CREMA-D (ODbL 1.0): Cao H, Cooper DG, Keutmann MK, Gur RC, Nenkova A, Verma R (2014) CREMA-D: "
                 "Crowd-sourced emotional multimodal actors dataset. IEEE Trans. Affective Computing 5(4)."),
-    "savee": ("savee", "sentences read by four male British English speakers",
+    "savee": ("savee", "en", "sentences read by four male British English speakers",
               "SAVEE (free for research): Haq S, Jackson PJB (2009) Speaker-dependent audio-visual emotion "
               "recognition. AVSP 2009."),
-    "manifest": (None, "the user's own recordings listed in a manifest", "Own data: see its owner's terms."),
+    "ased": (None, "am", "Amharic sentences read by 65 speakers, each clip accepted by at least 5 of 8 listeners",
+             "ASED (no licence stated by its authors; non-commercial research use): Retta EA, Almekhlafi E, "
+             "Sutcliffe R, Mhamed M, Ali H, Feng J (2022) A New Amharic Speech Emotion Dataset and Classification "
+             "Benchmark. ACM Trans. Asian Low-Resour. Lang. Inf. Process. https://doi.org/10.1145/3529759."),
+    "nemo": ("amu-cai/nEMO", "pl", "Polish sentences read by 9 speakers",
+             "nEMO (CC BY-NC-SA 4.0): Christop I (2024) nEMO: Dataset of Emotional Speech in Polish. "
+             "LREC-COLING 2024."),
+    "turev": (None, "tr", "Turkish single words spoken by 6 speakers",
+              "TurEV-DB (CC BY-NC-ND 4.0): Canpolat SF, Ormanoğlu Z, Zeyrek D (2020) Turkish Emotion Voice "
+              "Database (TurEV-DB). SLTU-CCURL 2020, pp. 368-375."),
+    "emodb": (None, "de", "ten German sentences read by ten actors",
+              "EmoDB (free for research): Burkhardt F, Paeschke A, Rolfes M, Sendlmeier W, Weiss B (2005) A "
+              "database of German emotional speech. Interspeech 2005."),
+    "manifest": (None, None, "the user's own recordings listed in a manifest", "Own data: see its owner's terms."),
 }
-EVALUATION_FILES = ("report.json", "report.md", "confusion_matrix.png")
+LANGUAGE_NAMES = {"en": "English", "am": "Amharic", "pl": "Polish", "tr": "Turkish", "de": "German"}
+EVALUATION_FILES = ("report.json", "report.md", "confusion_matrix.png", "reliability.png")
 
 
 def stale_code_files(folder: str | Path) -> list[str]:
@@ -148,7 +162,7 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
                repo_id: str) -> ModelCard:
     config: SERConfig = model.config
     card_data = ModelCardData(
-        language="en",
+        language=_languages(report) or ["en"],
         license=LICENSE,
         library_name="transformers",
         pipeline_tag="audio-classification",
@@ -170,18 +184,51 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         training_minutes=f"{training['wall_seconds'] / 60:.0f}" if training else "an unrecorded number of",
         split_description=_split_description(report),
         results_table=_results_table(report, ["fusion"]),
-        comparison_table=_results_table(report, None, groups=[SPEAKER_INDEPENDENT]),
+        comparison_table=_results_table(report, [m for m in (report or {}).get("results", {}) if m != "fusion"]),
         training_description=_training_description(training),
         weakest_classes=_weakest_classes(report),
         training_data=_training_data(report),
-        citations="\n".join(f"- {CORPORA[c][2]}" for c in _corpora(report) if c in CORPORA),
+        citations="\n".join(f"- {CORPORA[c][3]}" for c in _corpora(report) if c in CORPORA),
+        languages=", ".join(LANGUAGE_NAMES[code] for code in _languages(report)) or "English",
+        robustness_table=_robustness_table(report),
+        calibration=_calibration_sentence(report),
         pip_install=pip_install_line(),
     )
 
 
 def _corpora(report: dict | None) -> list[str]:
-    """The corpora of the model's split (from its evaluation report), in the report's order."""
-    return list(report["split"]) if report else []
+    """The corpora the model was trained on (from its evaluation report; older reports name only the
+    split's corpora, which were all trained on)."""
+    if not report:
+        return []
+    return list(report.get("corpora_trained_on") or report["split"])
+
+
+def _languages(report: dict | None) -> list[str]:
+    """ISO codes of the training corpora's languages, English first."""
+    codes = {CORPORA[c][1] for c in _corpora(report) if CORPORA.get(c, (None, None))[1]}
+    return sorted(codes, key=lambda code: (code != "en", code))
+
+
+def _robustness_table(report: dict | None) -> str:
+    robustness = (report or {}).get("robustness")
+    if not robustness:
+        return "(not measured for this model)"
+    rows = [f"On the {robustness['clips']} clips of the {robustness['corpus'].upper()} test actors:", "",
+            "| condition | accuracy | same top emotion as the clean clip |", "|---|---|---|"]
+    rows += [f"| {name} | {r['accuracy']:.1%} | {r['agreement_with_clean']:.1%} |"
+             for name, r in robustness["conditions"].items()]
+    return "\n".join(rows)
+
+
+def _calibration_sentence(report: dict | None) -> str:
+    calibration = (report or {}).get("calibration")
+    if not calibration:
+        return "The probabilities are not calibrated (no temperature was fitted for this model)."
+    return (f"The logits are divided by a temperature of {calibration['temperature']:.2f}, fitted on the validation "
+            f"speakers, so that the probabilities mean what they say: the expected calibration error on the "
+            f"{calibration['clips']} held-out test clips is {calibration['with_temperature']['ece']:.3f} "
+            f"({calibration['without_temperature']['ece']:.3f} without it). See `evaluation/reliability.png`.")
 
 
 def _training_data(report: dict | None) -> str:
@@ -191,7 +238,9 @@ def _training_data(report: dict | None) -> str:
     parts = []
     for corpus, info in report["split"].items():
         speakers = len(info.get("speakers", {}).get("train") or [])
-        what = CORPORA.get(corpus, (None, "acted speech", ""))[1]
+        if corpus not in _corpora(report):
+            continue
+        what = CORPORA.get(corpus, (None, None, "acted speech", ""))[2]
         parts.append(f"{corpus.upper()} ({what}; {speakers} speaker{'s' if speakers != 1 else ''} in training)")
     return ", ".join(parts)
 
@@ -201,8 +250,9 @@ def _eval_results(report: dict) -> list[EvalResult]:
     for group, r in report["results"]["fusion"].items():
         if group == SPEAKER_INDEPENDENT:
             continue
-        dataset = f"{group.upper()} ({r['speakers']} held-out speakers)" if r["held_out_by"] == "speaker" else \
-            f"{group.upper()} (held-out words of a training speaker)"
+        dataset = {"speaker": f"{group.upper()} ({r['speakers']} held-out speakers)",
+                   "corpus": f"{group.upper()} (a corpus left out of training, all {r['speakers']} speakers)",
+                   }.get(r["held_out_by"], f"{group.upper()} (held-out words of a training speaker)")
         for metric_type, metric_name in (("accuracy", "Accuracy"), ("recall", "Unweighted average recall"),
                                          ("f1", "Macro F1")):
             key = {"accuracy": "accuracy", "recall": "macro_recall", "f1": "macro_f1"}[metric_type]
@@ -219,8 +269,11 @@ def _split_description(report: dict | None) -> str:
     lines = []
     for corpus, info in report["split"].items():
         test = info.get("speakers", {}).get("test") or []
-        if info["held_out_by"] == "speaker":
-            lines.append(f"{corpus.upper()}: test speakers {', '.join(test)}, never in training or validation.")
+        if report.get("held_out_by", {}).get(corpus) == "corpus":
+            lines.append(f"{corpus.upper()}: left out of training altogether; all its clips are test clips.")
+        elif info["held_out_by"] == "speaker":
+            lines.append(f"{corpus.upper()}: {len(test)} test speakers ({', '.join(test)}), never in training or "
+                         f"validation.")
         else:
             lines.append(f"{corpus.upper()}: held out by {info['held_out_by']} (its words in test are never heard in "
                          f"training, but the speaker is), so its figures are not speaker-independent.")
@@ -258,19 +311,27 @@ def _training_description(training: dict | None) -> str:
     if not training:
         return "No training record was exported with this model."
     cfg = training["config"]
-    mixup = (f", mixup (alpha {cfg['mixup_alpha']}, p={cfg['mixup_probability']})"
-             if cfg.get("mixup_probability") else "")
     # Runs before the selection score was restricted to speaker-held-out clips recorded the pooled one.
     selection = training.get("best_validation_selection_macro_recall", training.get("best_validation_macro_recall"))
+    mixup = f", mixup (p={cfg['mixup_probability']})" if cfg.get("mixup_probability") else ""
+    channel = ", ".join(f"{name} p={cfg[key]}" for name, key in (
+        ("lossy codec (MP3/Opus/Vorbis)", "codec_probability"), ("reverberation", "reverb_probability"),
+        ("babble", "babble_probability"), ("telephone/narrow band", "narrow_band_probability"),
+        ("level change", "level_probability")) if cfg.get(key))
+    sampling = (f"{cfg['samples_per_epoch']} draws per epoch balanced over corpora (share ~ speakers ** "
+                f"{cfg['corpus_balance_exponent']}) and speakers" if cfg.get("balanced_sampling") else
+                "clips drawn uniformly")
+    loss = ("each clip scored over its own corpus' emotions (a corpus without disgust teaches nothing about "
+            "disgust)" if cfg.get("label_set_loss") else "a plain 7-way loss")
     return (
         f"From scratch with `python -m ser_model train` (preset `{cfg['preset']}`, seed {cfg['seed']}): AdamW, "
         f"learning rate {cfg['learning_rate']}, batch {cfg['batch_size']}, cosine schedule, label smoothing "
-        f"{cfg['label_smoothing']}, class-weighted loss; augmentation: speed {cfg['speed_range']} "
-        f"(p={cfg['speed_probability']}), white noise at {cfg['noise_snr_db']} dB SNR (p={cfg['noise_probability']}), "
-        f"random crops, SpecAugment ({cfg['time_masks']} time and {cfg['freq_masks']} frequency masks){mixup}. "
-        f"Early stopping on validation macro recall (patience {cfg['patience']}); best validation macro recall "
-        f"{selection:.3f} after {training['epochs_run']:.0f} epochs, "
-        f"{training['wall_seconds'] / 60:.1f} minutes on {training.get('device', 'CPU')}."
+        f"{cfg['label_smoothing']}, class-weighted loss, {loss}; {sampling}. Augmentation: speed "
+        f"{cfg['speed_range']} (p={cfg['speed_probability']}), white noise (p={cfg['noise_probability']})"
+        f"{', ' + channel if channel else ''}, random crops, SpecAugment{mixup}. Early stopping on the validation "
+        f"speakers' macro recall, averaged over corpora (patience {cfg['patience']}); best {selection:.3f} after "
+        f"{training['epochs_run']:.0f} epochs, {training['wall_seconds'] / 60:.1f} minutes on "
+        f"{training.get('device', 'CPU')}."
     )
 
 
