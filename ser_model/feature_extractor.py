@@ -9,7 +9,7 @@ import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import logging
 
-from .configuration import FRONT_END_DEFAULTS, SERConfig
+from .configuration import FRONT_END_DEFAULTS, SERConfig, seconds_to_samples
 
 logger = logging.get_logger(__name__)
 
@@ -120,7 +120,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
 
     @property
     def window_samples(self) -> int:
-        return round(self.window_seconds * self.sampling_rate)
+        return seconds_to_samples(self.window_seconds, self.sampling_rate)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames the centred STFT gives for `num_samples` samples."""

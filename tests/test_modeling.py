@@ -82,3 +82,26 @@ def test_save_and_load_round_trip(config, tmp_path):
     inputs = features_for(config, 0.7)
     with torch.no_grad():
         torch.testing.assert_close(model(**inputs).logits, loaded(**inputs).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_forward_follows_the_transformers_conventions(config):
+    from ser_model.modeling import classification_loss, densenet_num_features
+
+    torch.manual_seed(0)
+    model = SERForAudioClassification(config).eval()
+    batch = SERFeatureExtractor.from_config(config)([speechlike(0.6), speechlike(0.4, seed=1)], sampling_rate=16_000,
+                                                    return_tensors="pt")
+    labels = torch.tensor([2, 5])
+    with torch.no_grad():
+        output = model(**batch, labels=labels, output_hidden_states=True)
+        as_tuple = model(**batch, labels=labels, output_hidden_states=True, return_dict=False)
+        plain = model(**batch)
+    mel, mfcc, fused = output.hidden_states
+    assert mel.shape == (2, 2 * densenet_num_features(config)) and mfcc.shape == (2, 2 * config.mfcc_channels[-1])
+    assert fused.shape == (2, config.fusion_hidden_size)
+    assert output.loss.item() == pytest.approx(torch.nn.functional.cross_entropy(output.logits, labels).item())
+    assert output.loss.item() == pytest.approx(classification_loss(output.logits, labels).item())
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[1], output.logits) and torch.equal(as_tuple[0], output.loss)
+    assert plain.loss is None and plain.hidden_states is None
+    # The fused embedding is what the classifier reads: the logits follow from it alone.
+    assert torch.allclose(model.head.classifier(fused) / config.calibration_temperature, output.logits, atol=1e-6)
