@@ -44,7 +44,8 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
     `ser_model.inference` for windowed long-audio prediction. It never resamples: a wrong
     `sampling_rate` is an error, and `ser_model.audio_io` loads and resamples files.
 
-    Args:
+    Args (the front-end ones, `sampling_rate` to `window_seconds`, are keyword arguments whose defaults
+    are `configuration.FRONT_END_DEFAULTS`, shared with `SERConfig`):
         sampling_rate (`int`, *optional*, defaults to 16000): sampling rate of the input in Hz.
         n_fft (`int`, *optional*, defaults to 400): FFT size and window length in samples.
         hop_length (`int`, *optional*, defaults to 160): hop between frames in samples.
@@ -62,50 +63,35 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
 
     model_input_names = ["input_values", "input_mfcc", "attention_mask"]
 
-    def __init__(
-        self,
-        sampling_rate: int = FRONT_END_DEFAULTS["sampling_rate"],
-        n_fft: int = FRONT_END_DEFAULTS["n_fft"],
-        hop_length: int = FRONT_END_DEFAULTS["hop_length"],
-        n_mels: int = FRONT_END_DEFAULTS["n_mels"],
-        n_mfcc: int = FRONT_END_DEFAULTS["n_mfcc"],
-        f_min: float = FRONT_END_DEFAULTS["f_min"],
-        f_max: float = FRONT_END_DEFAULTS["f_max"],
-        window_seconds: float = FRONT_END_DEFAULTS["window_seconds"],
-        normalize_level: bool = True,
-        padding_value: float = 0.0,
-        return_attention_mask: bool = True,
-        **kwargs,
-    ):
+    def __init__(self, normalize_level: bool = True, padding_value: float = 0.0, return_attention_mask: bool = True,
+                 **kwargs):
+        # The front-end settings (`_CONFIG_FIELDS`) take their defaults from the one dict SERConfig
+        # uses too, so the two saved configs cannot start from different numbers.
+        front_end = {name: kwargs.pop(name, FRONT_END_DEFAULTS[name]) for name in _CONFIG_FIELDS}
         kwargs.pop("feature_size", None)  # saved by to_dict, but always n_mels
         super().__init__(
-            feature_size=n_mels,
-            sampling_rate=sampling_rate,
+            feature_size=front_end["n_mels"],
+            sampling_rate=front_end["sampling_rate"],
             padding_value=padding_value,
             return_attention_mask=return_attention_mask,
             **kwargs,
         )
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.n_mels = n_mels
-        self.n_mfcc = n_mfcc
-        self.f_min = f_min
-        self.f_max = f_max
-        self.window_seconds = window_seconds
+        for name, value in front_end.items():
+            setattr(self, name, value)
         self.normalize_level = normalize_level
         # power=2 and a Hann window: the standard power mel spectrogram; "htk" mel scale as in Kaldi.
         self._mel_spectrogram = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sampling_rate,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            f_min=f_min,
-            f_max=f_max,
-            n_mels=n_mels,
+            sample_rate=self.sampling_rate,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            f_min=self.f_min,
+            f_max=self.f_max,
+            n_mels=self.n_mels,
             power=2.0,
             center=True,
         )
         # Orthonormal DCT-II, as torchaudio.transforms.MFCC uses; shape (n_mels, n_mfcc).
-        self._dct = torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")
+        self._dct = torchaudio.functional.create_dct(self.n_mfcc, self.n_mels, norm="ortho")
 
     @classmethod
     def from_config(cls, config: SERConfig) -> "SERFeatureExtractor":
