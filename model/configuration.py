@@ -49,10 +49,26 @@ PRESETS = {
 BRANCHES = ("mel", "mfcc")
 
 
+def densenet_downsampling(block_config) -> int:
+    """How many times timm's DenseNet shrinks each axis: the stride-2 stem convolution and max pool
+    (x4), then one 2x2 average pool per transition between blocks."""
+    return 2 ** (len(block_config) + 1)
+
+
+def seconds_to_samples(seconds: float, sampling_rate: int) -> int:
+    """Samples in `seconds` of audio at `sampling_rate` (one rounding rule for config and feature extractor)."""
+    return round(seconds * sampling_rate)
+
+
 class SERConfig(PretrainedConfig):
     r"""
     Configuration of [`SERForAudioClassification`]: the audio front end, a timm DenseNet over log-mel
     spectrograms, a small 1-D CNN over MFCCs and the fusion head.
+
+    `window_hop_seconds` and `min_audio_seconds` steer only long-audio inference (`ser_model.inference`),
+    not the network. They live here all the same because they belong to the trained model, not to
+    one program: a model published on the Hub carries them, so the app, the CLI and anyone's own
+    `EmotionRecognizer` cut its audio into the windows it was evaluated with.
 
     Args:
         sampling_rate (`int`, *optional*, defaults to 16000):
@@ -95,6 +111,10 @@ class SERConfig(PretrainedConfig):
             Which branches feed the head; a single branch gives the ablation models.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal init of linear layers.
+        calibration_temperature (`float`, *optional*, defaults to 1.0):
+            The logits are divided by it, so that the probabilities are calibrated (Guo et al. 2017):
+            fitted on the validation speakers after training (`ser_model.calibration`); 1 while training.
+            Not named `temperature`, which transformers reserves for text generation.
     """
 
     model_type = "ser_fusion"
@@ -121,6 +141,7 @@ class SERConfig(PretrainedConfig):
         fusion_dropout: float = 0.3,
         branches: list[str] | tuple[str, ...] = BRANCHES,
         initializer_range: float = 0.02,
+        calibration_temperature: float = 1.0,
         **kwargs,
     ):
         if "id2label" not in kwargs and "num_labels" not in kwargs:
@@ -146,6 +167,7 @@ class SERConfig(PretrainedConfig):
         self.fusion_dropout = float(fusion_dropout)
         self.branches = list(branches)
         self.initializer_range = initializer_range
+        self.calibration_temperature = float(calibration_temperature)
         self._validate()
         super().__init__(**kwargs)
 
@@ -170,6 +192,8 @@ class SERConfig(PretrainedConfig):
         for name in ("densenet_drop_rate", "fusion_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not self.calibration_temperature > 0:
+            raise ValueError(f"calibration_temperature must be positive, got {self.calibration_temperature!r}")
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc must be at most n_mels ({self.n_mels}), got {self.n_mfcc}")
         if not 0.0 <= self.f_min < self.f_max:
@@ -187,8 +211,8 @@ class SERConfig(PretrainedConfig):
                 f"window_hop_seconds must be in (0, window_seconds={self.window_seconds}], "
                 f"got {self.window_hop_seconds}"
             )
-        # One window must survive the DenseNet's downsampling by 2 ** (len(block_config) + 1).
-        min_frames = 2 ** (len(self.block_config) + 1)
+        # One window must survive the DenseNet's downsampling.
+        min_frames = densenet_downsampling(self.block_config)
         if self.n_mels < min_frames or self.window_seconds * self.sampling_rate / self.hop_length < min_frames:
             raise ValueError(
                 f"block_config has {len(self.block_config)} blocks, which downsample by {min_frames}: "
@@ -202,7 +226,7 @@ class SERConfig(PretrainedConfig):
     @property
     def window_samples(self) -> int:
         """Samples in one decision window."""
-        return round(self.window_seconds * self.sampling_rate)
+        return seconds_to_samples(self.window_seconds, self.sampling_rate)
 
 
-__all__ = ["EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SERConfig"]
+__all__ = ["EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SERConfig", "densenet_downsampling", "seconds_to_samples"]

@@ -9,7 +9,7 @@ import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import logging
 
-from .configuration import FRONT_END_DEFAULTS, SERConfig
+from .configuration import FRONT_END_DEFAULTS, SERConfig, seconds_to_samples
 
 logger = logging.get_logger(__name__)
 
@@ -17,9 +17,14 @@ logger = logging.get_logger(__name__)
 # minimum length) steer long-audio inference, which lives outside the Hub files.
 _CONFIG_FIELDS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "f_min", "f_max", "window_seconds")
 
-# Floor inside the logarithm: -138 dB of power, far below 16-bit quantisation noise, so digital
-# silence gives a finite value instead of -inf.
+# Floor inside the logarithm, so digital silence gives a finite value instead of -inf. With the
+# level normalised to REFERENCE_RMS it sits about 80 dB below the speech, under 16-bit
+# quantisation noise, whatever the recording level.
 LOG_FLOOR = 1e-6
+# Every clip is scaled to this RMS (-20 dBFS, a usual speech level) before the spectrum: the
+# per-utterance normalisation removes gain anyway, but the log floor does not move with the gain,
+# so without this a clip 30 dB quieter pressed its pauses against the floor and changed its features.
+REFERENCE_RMS = 0.1
 # Keeps the per-utterance normalisation finite on constant input.
 NORM_EPS = 1e-5
 
@@ -39,7 +44,8 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
     `ser_model.inference` for windowed long-audio prediction. It never resamples: a wrong
     `sampling_rate` is an error, and `ser_model.audio_io` loads and resamples files.
 
-    Args:
+    Args (the front-end ones, `sampling_rate` to `window_seconds`, are keyword arguments whose defaults
+    are `configuration.FRONT_END_DEFAULTS`, shared with `SERConfig`):
         sampling_rate (`int`, *optional*, defaults to 16000): sampling rate of the input in Hz.
         n_fft (`int`, *optional*, defaults to 400): FFT size and window length in samples.
         hop_length (`int`, *optional*, defaults to 160): hop between frames in samples.
@@ -48,54 +54,44 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         f_min (`float`, *optional*, defaults to 20.0): lowest mel frequency in Hz.
         f_max (`float`, *optional*, defaults to 8000.0): highest mel frequency in Hz.
         window_seconds (`float`, *optional*, defaults to 4.0): longest audio for one decision.
+        normalize_level (`bool`, *optional*, defaults to `True`): scale each clip to `REFERENCE_RMS`
+            first, so the features do not depend on the recording level. Models trained before this
+            existed save `False`, which scales only audio louder than full scale down to a peak of 1.
         padding_value (`float`, *optional*, defaults to 0.0): value of padded frames.
         return_attention_mask (`bool`, *optional*, defaults to `True`): return the frame mask.
     """
 
     model_input_names = ["input_values", "input_mfcc", "attention_mask"]
 
-    def __init__(
-        self,
-        sampling_rate: int = FRONT_END_DEFAULTS["sampling_rate"],
-        n_fft: int = FRONT_END_DEFAULTS["n_fft"],
-        hop_length: int = FRONT_END_DEFAULTS["hop_length"],
-        n_mels: int = FRONT_END_DEFAULTS["n_mels"],
-        n_mfcc: int = FRONT_END_DEFAULTS["n_mfcc"],
-        f_min: float = FRONT_END_DEFAULTS["f_min"],
-        f_max: float = FRONT_END_DEFAULTS["f_max"],
-        window_seconds: float = FRONT_END_DEFAULTS["window_seconds"],
-        padding_value: float = 0.0,
-        return_attention_mask: bool = True,
-        **kwargs,
-    ):
+    def __init__(self, normalize_level: bool = True, padding_value: float = 0.0, return_attention_mask: bool = True,
+                 **kwargs):
+        # The front-end settings (`_CONFIG_FIELDS`) take their defaults from the one dict SERConfig
+        # uses too, so the two saved configs cannot start from different numbers.
+        front_end = {name: kwargs.pop(name, FRONT_END_DEFAULTS[name]) for name in _CONFIG_FIELDS}
         kwargs.pop("feature_size", None)  # saved by to_dict, but always n_mels
         super().__init__(
-            feature_size=n_mels,
-            sampling_rate=sampling_rate,
+            feature_size=front_end["n_mels"],
+            sampling_rate=front_end["sampling_rate"],
             padding_value=padding_value,
             return_attention_mask=return_attention_mask,
             **kwargs,
         )
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.n_mels = n_mels
-        self.n_mfcc = n_mfcc
-        self.f_min = f_min
-        self.f_max = f_max
-        self.window_seconds = window_seconds
+        for name, value in front_end.items():
+            setattr(self, name, value)
+        self.normalize_level = normalize_level
         # power=2 and a Hann window: the standard power mel spectrogram; "htk" mel scale as in Kaldi.
         self._mel_spectrogram = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sampling_rate,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            f_min=f_min,
-            f_max=f_max,
-            n_mels=n_mels,
+            sample_rate=self.sampling_rate,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            f_min=self.f_min,
+            f_max=self.f_max,
+            n_mels=self.n_mels,
             power=2.0,
             center=True,
         )
         # Orthonormal DCT-II, as torchaudio.transforms.MFCC uses; shape (n_mels, n_mfcc).
-        self._dct = torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")
+        self._dct = torchaudio.functional.create_dct(self.n_mfcc, self.n_mels, norm="ortho")
 
     @classmethod
     def from_config(cls, config: SERConfig) -> "SERFeatureExtractor":
@@ -110,7 +106,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
 
     @property
     def window_samples(self) -> int:
-        return round(self.window_seconds * self.sampling_rate)
+        return seconds_to_samples(self.window_seconds, self.sampling_rate)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames the centred STFT gives for `num_samples` samples."""
@@ -193,13 +189,16 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
 
     def _features(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised log-mel (n_mels, frames) and MFCC (n_mfcc, frames) of one clip."""
-        # Audio is expected in [-1, 1]. Louder input (a float file with overs, integer PCM passed as
-        # float) is scaled to a peak of 1: the per-utterance normalisation removes that gain anyway,
-        # LOG_FLOOR keeps its level relative to full scale, and the float32 power spectrum cannot
-        # overflow, which from peaks of about 1e17 made the features (and predictions) NaN.
-        peak = np.abs(waveform).max()
-        if peak > 1.0:
-            waveform = waveform / peak
+        # Scaling in float64 also keeps the float32 power spectrum from overflowing on absurdly loud
+        # input, which from peaks of about 1e17 made the features (and predictions) NaN.
+        if self.normalize_level:
+            rms = np.sqrt(np.mean(np.square(waveform, dtype=np.float64)))
+            if rms > 0:
+                waveform = (waveform * (REFERENCE_RMS / rms)).astype(np.float32)
+        else:
+            peak = np.abs(waveform).max()
+            if peak > 1.0:
+                waveform = waveform / peak
         with torch.no_grad():
             log_mel = torch.log(self._mel_spectrogram(torch.from_numpy(waveform)) + LOG_FLOOR)
             mfcc = self._dct.T @ log_mel

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 
-from .configuration import SERConfig
+from .configuration import SERConfig, densenet_downsampling
 
 
 def densenet_output_frames(config: SERConfig, num_frames):
@@ -27,7 +27,7 @@ def densenet_output_frames(config: SERConfig, num_frames):
 
 def densenet_min_frames(config: SERConfig) -> int:
     """Shortest input (in frames) that keeps at least one frame through every downsampling."""
-    return 2 ** (len(config.block_config) + 1)
+    return densenet_downsampling(config.block_config)
 
 
 def densenet_num_features(config: SERConfig) -> int:
@@ -132,15 +132,24 @@ class SERFusionHead(nn.Module):
         self.activation = nn.ReLU()
         self.classifier = nn.Linear(config.fusion_hidden_size, config.num_labels)
 
-    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+    def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the logits `(batch, num_labels)` and the fused embedding `(batch, fusion_hidden_size)`."""
         hidden = self.activation(self.dense(self.dropout(self.norm(embedding))))
-        return self.classifier(self.dropout(hidden))
+        return self.classifier(self.dropout(hidden)), hidden
 
 
 class SERPreTrainedModel(PreTrainedModel):
+    """
+    Declares what the models of this file share: their config class, the name of the main input
+    (the log-mel spectrogram, as AST's `input_values`), the weight initialisation, and that they
+    do not support gradient checkpointing (the whole network is 0.4 M parameters at its default
+    size, so activation memory is never the limit).
+    """
+
     config_class = SERConfig
     base_model_prefix = "ser"
     main_input_name = "input_values"
+    supports_gradient_checkpointing = False
 
     def _init_weights(self, module: nn.Module) -> None:
         # Kaiming for convolutions (as timm's DenseNet) since the network is trained from scratch;
@@ -164,9 +173,12 @@ class SERModelOutput(ModelOutput):
     Args:
         pooler_output (`torch.FloatTensor` of shape `(batch, embedding_size(config))`):
             Utterance embedding: the concatenated mean and std pooling of each branch.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
+            Each branch's pooled features, in `config.branches` order: `(batch, 2 * channels)` each.
     """
 
     pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 class SERModel(SERPreTrainedModel):
@@ -183,13 +195,17 @@ class SERModel(SERPreTrainedModel):
         input_values: torch.Tensor | None = None,
         input_mfcc: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> SERModelOutput:
+    ) -> SERModelOutput | tuple:
         """
         Args:
             input_values (`torch.Tensor` of shape `(batch, n_mels, frames)`): normalised log-mel spectrogram.
             input_mfcc (`torch.Tensor` of shape `(batch, n_mfcc, frames)`): normalised MFCCs.
             attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*): 1 on real frames.
+            output_hidden_states (`bool`, *optional*): also return each branch's pooled features.
+            return_dict (`bool`, *optional*): a `SERModelOutput` (default, `config.return_dict`) or a tuple.
         """
         reference = input_values if input_values is not None else input_mfcc
         if reference is None:
@@ -206,7 +222,10 @@ class SERModel(SERPreTrainedModel):
             if input_mfcc is None:
                 raise ValueError("This model has an MFCC branch: pass input_mfcc.")
             embeddings.append(self.mfcc_encoder(input_mfcc, attention_mask))
-        return SERModelOutput(pooler_output=torch.cat(embeddings, dim=1))
+        output = SERModelOutput(pooler_output=torch.cat(embeddings, dim=1),
+                                hidden_states=tuple(embeddings) if _resolve(output_hidden_states, self.config,
+                                                                            "output_hidden_states") else None)
+        return output if _resolve(return_dict, self.config, "return_dict") else output.to_tuple()
 
 
 class SERForAudioClassification(SERPreTrainedModel):
@@ -224,24 +243,49 @@ class SERForAudioClassification(SERPreTrainedModel):
         input_mfcc: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> SequenceClassifierOutput:
+    ) -> SequenceClassifierOutput | tuple:
         """
         Args:
             input_values, input_mfcc, attention_mask: as in [`SERModel.forward`].
-            labels (`torch.LongTensor` of shape `(batch,)`, *optional*): class ids; when given, `loss`
-                is the cross-entropy.
+            labels (`torch.LongTensor` of shape `(batch,)`, *optional*): class ids; when given, `loss` is
+                `classification_loss(logits, labels)`.
+            output_hidden_states (`bool`, *optional*): also return the embeddings, for people who want
+                them: each branch's pooled features, then the fused embedding (the head's hidden layer,
+                `(batch, fusion_hidden_size)`).
+            return_dict (`bool`, *optional*): a `SequenceClassifierOutput` (default) or a tuple.
 
         Returns:
-            [`SequenceClassifierOutput`] with `logits` of shape `(batch, num_labels)` and `loss` when labels are given.
+            [`SequenceClassifierOutput`] with `logits` of shape `(batch, num_labels)`, already divided by
+            `config.calibration_temperature` so that their softmax is calibrated, `loss` when labels are
+            given and `hidden_states` when asked for.
         """
-        embedding = self.ser(input_values, input_mfcc, attention_mask).pooler_output
-        logits = self.head(embedding)
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        encoded = self.ser(input_values, input_mfcc, attention_mask, output_hidden_states=output_hidden_states,
+                           return_dict=True)
+        logits, fused = self.head(encoded.pooler_output)
+        logits = logits / self.config.calibration_temperature
+        loss = classification_loss(logits, labels) if labels is not None else None
+        hidden_states = encoded.hidden_states + (fused,) if encoded.hidden_states is not None else None
+        output = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states)
+        return output if _resolve(return_dict, self.config, "return_dict") else output.to_tuple()
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss `forward` returns with `labels`: cross-entropy over all `num_labels` classes, what
+    fine-tuning with `Trainer` on one's own fully labelled data needs. (Training on corpora with
+    fewer emotions scores each clip over its corpus' classes instead: `ser_model.trainer`.)"""
+    return nn.functional.cross_entropy(logits, labels)
+
+
+def _resolve(value: bool | None, config: SERConfig, name: str) -> bool:
+    """An explicit argument, else the config's setting of the same name (transformers' convention)."""
+    return getattr(config, name) if value is None else value
 
 
 __all__ = [
+    "classification_loss",
     "SERPreTrainedModel",
     "SERModel",
     "SERForAudioClassification",

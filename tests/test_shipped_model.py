@@ -61,7 +61,8 @@ CLASSIFY = textwrap.dedent(
 def test_pipeline_reproduces_the_reported_accuracy_on_held_out_actors(tmp_path):
     data_dir = data_dir_or_skip("ravdess")
     split = load_split(MODEL / "split.json")
-    test = [r for r in apply_split(discover(data_dir.parent), split)["test"] if r.corpus == "ravdess"]
+    ravdess = [r for r in discover(data_dir.parent) if r.corpus == "ravdess"]
+    test = apply_split(ravdess, split)["test"]
     assert {r.speaker for r in test}.isdisjoint(split.corpora["ravdess"]["speakers"]["train"])
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": ""}
