@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import InputError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -59,7 +60,7 @@ MAX_SAMPLE_MAGNITUDE = 1e20
 _FFMPEG_INSTALL_HINT = "apt-get install ffmpeg"
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """Bad or unreadable audio; `str(err)` is one sentence a person understands."""
 
 

@@ -10,16 +10,18 @@ windows are classified as they fill, so memory does not grow with the length of 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration, silence_error, stream_audio,
                        to_mono_16k, validate_waveform)
 from .configuration import SERConfig
+from .errors import InputError
 from .feature_extractor import SERFeatureExtractor
 from .modeling import SERForAudioClassification
 
@@ -103,13 +105,18 @@ class EmotionRecognizer:
         """
         if name_or_path is None:
             name_or_path, revision = model_source()
-        if _looks_like_path(str(name_or_path)) and not (Path(name_or_path).expanduser() / "config.json").is_file():
-            # Say so plainly instead of transformers' "Repo id must use alphanumeric chars" error.
-            raise OSError(f"No model folder at {name_or_path} (a folder with config.json and model.safetensors).")
+        _check_source(name_or_path)
         model = SERForAudioClassification.from_pretrained(name_or_path, revision=revision)
         feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(model, feature_extractor, **kwargs)
+
+    @staticmethod
+    def load_labels(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str]:
+        """The labels of a saved model, in order, from its config alone (no weights are loaded)."""
+        _check_source(name_or_path)
+        config = SERConfig.from_pretrained(name_or_path, revision=revision)
+        return [config.id2label[i] for i in range(config.num_labels)]
 
     @property
     def sampling_rate(self) -> int:
@@ -191,6 +198,24 @@ class EmotionRecognizer:
         logits = self.model(**{k: v.to(device) for k, v in features.items()}).logits
         probabilities = logits.float().softmax(dim=-1).cpu().numpy()
         return [dict(zip(self.labels, map(float, row))) for row in probabilities]
+
+
+def _check_source(name_or_path: str | os.PathLike) -> None:
+    """Plain sentences instead of transformers' errors for a missing folder or a malformed Hub id."""
+    name = str(name_or_path)
+    if _looks_like_path(name):
+        if not (Path(name).expanduser() / "config.json").is_file():
+            raise OSError(f"No model folder at {name} (a folder with config.json and model.safetensors).")
+    elif not _is_hub_id(name):
+        raise InputError(f"'{name}' is neither a model folder nor a Hub id such as org/name.")
+
+
+def _is_hub_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _looks_like_path(name: str) -> bool:
