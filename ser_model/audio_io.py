@@ -10,6 +10,7 @@ Every failure is an `AudioError` whose message is one sentence naming the file b
 """
 
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -131,7 +132,7 @@ def stream_audio(path, sampling_rate=16000, block_seconds=30.0) -> Iterator[np.n
     # A plain function returning a generator, so a bad path fails here, not at the first block.
     path = _checked_path(path)
     block_samples = max(1, round(block_seconds * sampling_rate))
-    sound = _open_soundfile(path)
+    sound = _open_checked_soundfile(path)
     if sound is None:
         chunks = _ffmpeg_chunks(_require_ffmpeg(path), path, sampling_rate, block_samples)
     else:
@@ -299,12 +300,49 @@ def _open_soundfile(path) -> Optional[sf.SoundFile]:
 
 def _header_duration(path) -> Optional[float]:
     """Duration recorded in the file's header, or `None` where neither decoder can tell cheaply."""
-    sound = _open_soundfile(path)
+    sound = _open_checked_soundfile(path)
     if sound is not None:
         with sound:
-            # libsndfile clamps a truncated WAV's frame count to the data actually present.
             return sound.frames / sound.samplerate
     return _ffprobe_duration(path)
+
+
+def _open_checked_soundfile(path) -> Optional[sf.SoundFile]:
+    """`_open_soundfile`, refusing a truncated WAV: libsndfile quietly clamps its frame count to the
+    data present, so a cut-off recording would otherwise be classified as a shorter clip."""
+    sound = _open_soundfile(path)
+    if sound is not None and sound.format in ("WAV", "WAVEX"):
+        promised = _wav_promised_frames(path)
+        if promised is not None and promised > sound.frames:
+            rate, frames = sound.samplerate, sound.frames
+            sound.close()
+            raise AudioError(
+                f"'{path.name}' is truncated: its header promises {format_duration(promised / rate)} of audio "
+                f"but the file holds only {format_duration(frames / rate)}."
+            )
+    return sound
+
+
+def _wav_promised_frames(path) -> Optional[int]:
+    """Frames a RIFF WAV's `data` chunk declares, from its `fmt ` block size; `None` when the header
+    does not say (no data chunk found, or the 0 / 0xFFFFFFFF "unknown size" that recorders write
+    while streaming)."""
+    block_align = None
+    with open(path, "rb") as f:
+        if f.read(4) != b"RIFF" or len(f.read(4)) < 4 or f.read(4) not in (b"WAVE",):
+            return None
+        while len(header := f.read(8)) == 8:
+            chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk == b"fmt " and size >= 14:
+                block_align = struct.unpack("<H", f.read(14)[12:14])[0]
+                f.seek(size - 14 + size % 2, 1)
+            elif chunk == b"data":
+                if block_align in (None, 0) or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + size % 2, 1)  # chunks are padded to an even size
+    return None
 
 
 def _soundfile_chunks(sound, path, sampling_rate, block_samples) -> Iterator[np.ndarray]:

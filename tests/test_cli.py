@@ -9,6 +9,7 @@ import soundfile as sf
 from ser_model import cli
 from ser_model.cli import main
 
+from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import REPO, speechlike
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -109,3 +110,10 @@ def test_every_error_predict_reports_derives_from_the_project_exception():
 
     assert issubclass(AudioError, InputError)
     assert cli.USER_ERRORS == (InputError, OSError)
+
+
+def test_a_truncated_wav_gets_its_sentence_in_its_row(tiny_model_dir, tmp_path, capsys):
+    path = write_truncated_wav(tmp_path / "cut.wav")
+    assert main(["predict", str(path), "--model", str(tiny_model_dir), "--format", "json"]) == 1
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["error"] == TRUNCATED_SENTENCE

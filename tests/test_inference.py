@@ -7,6 +7,7 @@ import soundfile as sf
 from ser_model.audio_io import AudioError
 from ser_model.inference import EmotionRecognizer, _sliding_windows
 
+from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import speechlike
 
 
@@ -124,3 +125,28 @@ def test_too_short_files_and_streams_are_refused_before_the_model(recognizer, tm
         recognizer.predict_file(tmp_path / "blip.wav")
     with pytest.raises(AudioError, match="too short"):
         recognizer.predict_stream([speechlike(seconds)])
+
+
+def test_a_name_that_is_neither_folder_nor_hub_id_is_one_sentence():
+    from ser_model.errors import InputError
+
+    with pytest.raises(InputError, match="'my model' is neither a model folder nor a Hub id"):
+        EmotionRecognizer.from_pretrained("my model")
+
+
+def test_a_truncated_wav_is_refused_with_both_durations(recognizer, tmp_path):
+    path = write_truncated_wav(tmp_path / "cut.wav", seconds=3.0, kept=0.5)
+    assert sf.info(path).frames == 24_000  # libsndfile alone would read the 1.5 s silently
+    with pytest.raises(AudioError) as raised:
+        recognizer.predict_file(path)
+    assert str(raised.value) == TRUNCATED_SENTENCE
+
+
+def test_a_wav_with_the_streaming_unknown_size_is_not_called_truncated(recognizer, tmp_path):
+    # Recorders that stream a WAV write 0xFFFFFFFF as the data size until they finish.
+    path = tmp_path / "streamed.wav"
+    sf.write(path, speechlike(1.5), 16_000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[40:44] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    assert recognizer.predict_file(path).duration == pytest.approx(1.5)
