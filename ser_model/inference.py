@@ -70,6 +70,49 @@ class Prediction:
         return cls(data["label"], data["probabilities"], data["duration"], windows)
 
 
+@dataclass
+class Segment:
+    """Consecutive windows with the same emotion, merged: the stretch of time they speak for, and
+    the mean probability of that emotion over them. `label` is None for a silent stretch."""
+
+    start: float
+    end: float
+    label: str | None
+    confidence: float | None
+
+
+def window_spans(windows: Sequence[WindowPrediction]) -> list[tuple[float, float]]:
+    """The stretch of time each window speaks for, so that overlapping windows tile the audio.
+
+    Windows overlap (4 s every 2 s, and the last one is aligned to the end), so each is given the
+    time nearer to its centre than to any other window's: boundaries sit halfway between
+    consecutive centres, the first span starts where the audio starts and the last ends where it
+    ends. A 4.1 s file's windows 0-4 and 0.1-4.1 become 0-2.05 and 2.05-4.1.
+    """
+    if not windows:
+        return []
+    centres = [(w.start + w.end) / 2 for w in windows]
+    bounds = [windows[0].start] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [windows[-1].end]
+    return list(zip(bounds, bounds[1:]))
+
+
+def merge_segments(windows: Sequence[WindowPrediction]) -> list[Segment]:
+    """Consecutive windows (in time order) with the same top emotion, or all silent, as one segment each."""
+    segments: list[Segment] = []
+    confidences: list[list[float]] = []
+    for window, (start, end) in zip(windows, window_spans(windows)):
+        if segments and segments[-1].label == window.label:
+            segments[-1].end = end
+        else:
+            segments.append(Segment(start, end, window.label, None))
+            confidences.append([])
+        if window.label is not None:
+            confidences[-1].append(window.probabilities[window.label])
+    for segment, values in zip(segments, confidences):
+        segment.confidence = float(np.mean(values)) if values else None
+    return segments
+
+
 def model_source() -> tuple[str, str | None]:
     """The model to load: `SER_MODEL` (a folder or Hub id) and `SER_MODEL_REVISION`, else the bundled model."""
     return os.environ.get("SER_MODEL") or str(BUNDLED_MODEL), os.environ.get("SER_MODEL_REVISION") or None
@@ -252,4 +295,5 @@ def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Ite
         yield start, buffer[start - buffer_start:].copy(), total
 
 
-__all__ = ["BUNDLED_MODEL", "EmotionRecognizer", "Prediction", "WindowPrediction", "model_source"]
+__all__ = ["BUNDLED_MODEL", "EmotionRecognizer", "Prediction", "Segment", "WindowPrediction", "merge_segments",
+           "model_source", "window_spans"]
