@@ -32,10 +32,9 @@ MAX_FILE_SIZE = "200mb"
 # Requests served at the same time; the rest wait in the queue, so one long file never blocks all.
 CONCURRENCY = 4
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-# Live mode: the browser sends the microphone's audio every second, and the newest window is
-# classified at once (about 30 ms of CPU per update). One live session ends after 10 minutes so that
+# Live mode: the browser sends the microphone's audio every 0.1 s, and once per second of new audio
+# the newest window is classified (about 30 ms of CPU per update; see ser_model.live). One live session ends after 10 minutes so that
 # a forgotten tab does not hold the Space; its timeline keeps the last MAX_HISTORY_SECONDS.
-LIVE_EVERY_SECONDS = 1.0
 LIVE_TIME_LIMIT = 600
 
 
@@ -107,6 +106,8 @@ def live_step(chunk, session: LiveSession | None):
     except AudioError as error:
         raise gr.Error(str(error)) from None
     clock = format_duration(session.seconds)
+    if window is None and session.history:
+        return session, gr.skip(), gr.skip(), gr.skip()  # between two decisions: only the buffer grew
     if window is None:
         now = f"**{clock}**: listening…"
     elif window.probabilities is None:
@@ -114,7 +115,7 @@ def live_step(chunk, session: LiveSession | None):
     else:
         now = f"**{clock}**: {describe(window.probabilities)}"
     history = list(session.history)
-    return session, now, segment_band_html(history), segment_rows(history)
+    return session, now, segment_band_html(history, heard=session.seconds), segment_rows(history)
 
 
 def live_finish(session: LiveSession | None):
@@ -220,9 +221,11 @@ with gr.Blocks(title="Speech emotion recognition") as demo:
     live_outputs = [live_state, live_now, live_band, live_segments]
     live_audio.start_recording(live_reset, outputs=live_outputs + [live_overall, live_summary, live_timeline],
                                api_name=False, queue=False)
-    # Live updates have their own queue slots, so a long upload never delays them, nor they it.
+    # Live chunks have their own queue, apart from uploads, and are handled one at a time, in order:
+    # each changes its session, and a chunk costs milliseconds except once a second (one window).
+    # stream_every=0.1 is what Gradio 6.31's audio frontend sends anyway; LiveSession decides each second.
     live_audio.stream(live_step, inputs=[live_audio, live_state], outputs=live_outputs, api_name=False,
-                      stream_every=LIVE_EVERY_SECONDS, time_limit=LIVE_TIME_LIMIT, concurrency_limit=CONCURRENCY,
+                      stream_every=0.1, time_limit=LIVE_TIME_LIMIT, concurrency_limit=1,
                       concurrency_id="live", show_progress="hidden")
     live_audio.stop_recording(live_finish, inputs=live_state, outputs=[live_overall, live_summary, live_timeline],
                               api_name=False, concurrency_id="live")

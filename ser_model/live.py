@@ -18,6 +18,10 @@ import numpy as np
 from .audio_io import SILENCE_PEAK, to_mono_16k
 from .inference import EmotionRecognizer, Prediction, WindowPrediction
 
+# How often the newest window is classified, in seconds of new audio. Gradio 6.31's audio component
+# sends the microphone every 0.1 s whatever `stream_every` says (its frontend sets it), and a person
+# cannot follow ten updates a second, so chunks in between only fill the buffer.
+CLASSIFY_EVERY_SECONDS = 1.0
 # Timeline windows kept per session: 5 minutes of history at one window per second is 300 small
 # dicts (about 100 kB); older windows drop off the timeline but still count in the overall emotion.
 MAX_HISTORY_SECONDS = 300.0
@@ -33,6 +37,7 @@ class LiveSession:
         min_samples (`int`): the least audio worth classifying (the model's minimum duration).
         labels (`list[str]`): the model's labels, in order.
         max_history_seconds (`float`, *optional*, defaults to `MAX_HISTORY_SECONDS`): timeline kept.
+        every_seconds (`float`, *optional*, defaults to `CLASSIFY_EVERY_SECONDS`): new audio between two decisions.
     """
 
     sampling_rate: int
@@ -40,6 +45,8 @@ class LiveSession:
     min_samples: int
     labels: list[str]
     max_history_seconds: float = MAX_HISTORY_SECONDS
+    every_seconds: float = CLASSIFY_EVERY_SECONDS
+    classified_at: int = 0  # total_samples when the newest window was classified
     buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     total_samples: int = 0
     history: deque = field(default_factory=deque)
@@ -59,7 +66,8 @@ class LiveSession:
 
     def add_chunk(self, recognizer: EmotionRecognizer, samples: np.ndarray,
                   sampling_rate: int) -> WindowPrediction | None:
-        """Appends a chunk and classifies the newest window; None while there is too little audio.
+        """Appends a chunk and classifies the newest window once `every_seconds` of new audio has come
+        (at once for the first window); None otherwise, or while there is too little audio.
 
         Args:
             recognizer (`EmotionRecognizer`): the loaded model (not kept: sessions stay small and copyable).
@@ -71,6 +79,9 @@ class LiveSession:
         self.buffer = np.concatenate([self.buffer, chunk])[-self.window_samples:]
         if len(self.buffer) < self.min_samples or len(chunk) == 0:
             return None
+        if self.history and self.total_samples - self.classified_at < self.every_seconds * self.sampling_rate:
+            return None
+        self.classified_at = self.total_samples
         start = (self.total_samples - len(self.buffer)) / self.sampling_rate
         probabilities = None
         if np.abs(self.buffer).max() >= SILENCE_PEAK:
@@ -99,4 +110,4 @@ class LiveSession:
         return Prediction(max(overall, key=overall.get), overall, self.seconds, list(self.history))
 
 
-__all__ = ["MAX_HISTORY_SECONDS", "LiveSession"]
+__all__ = ["CLASSIFY_EVERY_SECONDS", "MAX_HISTORY_SECONDS", "LiveSession"]

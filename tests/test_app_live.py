@@ -22,7 +22,7 @@ def int16_chunks(audio: np.ndarray, rate: int, seconds: float = 0.5):
 
 
 def test_each_chunk_classifies_the_newest_window(recognizer):
-    session = LiveSession.for_recognizer(recognizer)
+    session = LiveSession.for_recognizer(recognizer, every_seconds=0.5)
     chunks = int16_chunks(speechlike(3.0, 48_000), 48_000)
     windows = [session.add_chunk(recognizer, chunk, 48_000) for chunk in chunks]
     # The first chunk is all there is (0.5 s); from 1 s on, the last 1 s window.
@@ -33,11 +33,20 @@ def test_each_chunk_classifies_the_newest_window(recognizer):
 
 def test_the_live_window_is_classified_as_the_same_audio_from_a_file(recognizer):
     audio = speechlike(2.5, 16_000, seed=4)
-    session = LiveSession.for_recognizer(recognizer)
+    session = LiveSession.for_recognizer(recognizer, every_seconds=0.5)
     for chunk in int16_chunks(audio, 16_000):
         window = session.add_chunk(recognizer, chunk, 16_000)
     last_second = (audio * 32767).astype(np.int16)[-16_000:].astype(np.float32) / 32768
     assert window.probabilities == pytest.approx(recognizer.classify_batch([last_second])[0], abs=1e-6)
+
+
+def test_chunks_of_a_tenth_of_a_second_give_one_decision_per_second_of_audio(recognizer):
+    session = LiveSession.for_recognizer(recognizer)
+    decided = [session.add_chunk(recognizer, chunk, 16_000) is not None
+               for chunk in int16_chunks(speechlike(3.0), 16_000, seconds=0.1)]
+    # The first as soon as there is enough audio (0.1 s), then at 1.1 and 2.1 s.
+    assert [i for i, d in enumerate(decided) if d] == [0, 10, 20]
+    assert [w.end for w in session.history] == pytest.approx([0.1, 1.1, 2.1])
 
 
 def test_too_little_audio_and_silence_are_not_classified(recognizer):
@@ -49,7 +58,7 @@ def test_too_little_audio_and_silence_are_not_classified(recognizer):
 
 
 def test_memory_stays_bounded_while_the_overall_emotion_counts_everything(recognizer):
-    session = LiveSession.for_recognizer(recognizer, max_history_seconds=5.0)
+    session = LiveSession.for_recognizer(recognizer, max_history_seconds=5.0, every_seconds=1.0)
     chunks = int16_chunks(speechlike(20.0, 16_000), 16_000, seconds=1.0)
     sums = np.zeros(len(recognizer.labels))
     for chunk in chunks:
