@@ -21,7 +21,7 @@ from ser_model.analysis import (NOT_SURE_BELOW, SEGMENT_COLUMNS, analyze_file, d
                                 segment_band_html, segment_rows, sentiment)
 from ser_model.audio_io import AudioError, format_duration
 from ser_model.inference import EmotionRecognizer, Prediction, model_source
-from ser_model.live import MAX_HISTORY_SECONDS, LiveSession
+from ser_model.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
 from ser_model.plots import timeline_figure
 
 # Longest recording the app accepts: long enough for a conversation turn or a voice memo, short
@@ -95,19 +95,20 @@ def draw(audio_path: str, prediction: dict, progress=gr.Progress()):
             gr.update(visible=long))
 
 
-def live_step(chunk, session: LiveSession | None):
-    """Adds one chunk of the microphone's stream and classifies the newest window."""
+def live_step(chunk: str | None, session: LiveSession | None):
+    """Adds one chunk of the microphone's stream (a short WAV file) and, once per second of new
+    audio, classifies the newest window."""
     if chunk is None:
         return session, gr.skip(), gr.skip(), gr.skip()
     session = session or LiveSession.for_recognizer(RECOGNIZER)
-    sampling_rate, samples = chunk
     try:
+        samples, sampling_rate = read_chunk(chunk)
         window = session.add_chunk(RECOGNIZER, samples, sampling_rate)
     except AudioError as error:
         raise gr.Error(str(error)) from None
-    clock = format_duration(session.seconds)
     if window is None and session.history:
         return session, gr.skip(), gr.skip(), gr.skip()  # between two decisions: only the buffer grew
+    clock = format_duration(session.seconds)
     if window is None:
         now = f"**{clock}**: listening…"
     elif window.probabilities is None:
@@ -115,7 +116,9 @@ def live_step(chunk, session: LiveSession | None):
     else:
         now = f"**{clock}**: {describe(window.probabilities)}"
     history = list(session.history)
-    return session, now, segment_band_html(history, heard=session.seconds), segment_rows(history)
+    # The chunk's upload folder names it: bench/live_latency.py matches each update to the chunk it answers.
+    band = segment_band_html(history, data={"chunk": Path(chunk).parent.name, "heard": f"{session.seconds:.3f}"})
+    return session, now, band, segment_rows(history)
 
 
 def live_finish(session: LiveSession | None):
@@ -194,7 +197,7 @@ with gr.Blocks(title="Speech emotion recognition") as demo:
         gr.Markdown(LIVE_DESCRIPTION)
         with gr.Row():
             with gr.Column(scale=1):
-                live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
+                live_audio = gr.Audio(sources=["microphone"], type="filepath", streaming=True, label="Microphone")
                 live_now = gr.Markdown("Press Record to start.", elem_id="live-now")
             with gr.Column(scale=1):
                 # No heading: the summary above says "not sure" where the top class alone would overstate.

@@ -7,11 +7,10 @@ session running.
 The real app (`python app.py`, started as the tests start it) serves the model; headless Chromium
 opens the Live tab with its fake microphone playing real RAVDESS speech (Chromium's
 `--use-file-for-fake-audio-capture`), exactly as a person's browser would stream it. Gradio 6.31's
-audio component sends a chunk every 0.1 s; the app classifies once per second of new audio and writes
-the seconds heard so far into the band's `data-heard` attribute. The script records when the page
-sent each chunk (Playwright's request events) and when each update reached the page (a
-MutationObserver), reads each chunk's duration from the file the server saved, and pairs every update
-with the chunk whose arrival brought the total to that many seconds: delay = update shown - chunk sent.
+audio component sends a chunk every 0.1 s; the app classifies once per second of new audio and names
+the chunk that completed the second in the band's `data-chunk` attribute. The script records when the
+page sent each chunk (Playwright's request events) and when each update reached the page (a
+MutationObserver): delay = update shown - that chunk sent.
 
 The upload path is `/predict` called by gradio_client on a 3 s clip, one request at a time, first
 with no live session, then while the live session streams. Needs Chromium (`apt-get install
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import _common  # noqa: F401  (sets up sys.path before ser_model is imported)
 import numpy as np
+import psutil
 import soundfile as sf
 from _common import (DEFAULT_DATA_DIR, environment_lines, load_recognizer, percentile, ravdess_clips,
                      resolve_model, run_script)
@@ -43,13 +43,13 @@ CHROMIUM = os.environ.get("SER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-# Records (Date.now(), seconds heard) each time the live band is redrawn.
+# Records (Date.now(), chunk id, seconds heard) each time the live band is redrawn.
 OBSERVE_UPDATES = """() => {
     window.__updates = [];
     const target = document.querySelector('#live-band');
     new MutationObserver(() => {
         const band = target.querySelector('.segment-band');
-        if (band && band.dataset.heard) window.__updates.push([Date.now(), parseFloat(band.dataset.heard)]);
+        if (band && band.dataset.chunk) window.__updates.push([Date.now(), band.dataset.chunk, parseFloat(band.dataset.heard)]);
     }).observe(target, {subtree: true, childList: true, attributes: true});
 }"""
 
@@ -84,15 +84,37 @@ def main(argv=None) -> int:
                 upload_latencies(client, clip, args.requests, start_after=3.0)))
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                  args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone}"])
+            cpu_before = cpu_by_kind()
             try:
                 sent, updates = live_session(browser, url, args.seconds, uploads)
+                cpu = {kind: seconds - cpu_before.get(kind, 0.0) for kind, seconds in cpu_by_kind().items()}
             finally:
                 browser.close()
                 uploads.join()
             client.close()
         delays, unmatched = pair(sent, updates)
+        sent_seconds = sum(sf.info(path).duration for _, path in {p: (t, p) for t, p in sent}.values())
+        heard = max((update[2] for update in updates), default=0.0)
     report(delays, unmatched, alone, during)
+    print(f"audio: {sent_seconds:.1f} s sent in {len({path for _, path in sent})} chunks; {heard:.1f} s classified "
+          "(Gradio gives a stream's function only the newest chunk: the rest were skipped under load)")
+    print(f"CPU during the live phase ({args.seconds:g} s, /predict included): "
+          + ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(cpu.items())))
     return 0
+
+
+def cpu_by_kind() -> dict[str, float]:
+    """CPU seconds used so far by this script's child processes: the app server, and the browser
+    (which on a real Space runs on the visitor's machine, not next to the app)."""
+    totals: dict[str, float] = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            name = "browser" if "chrom" in child.name() or "node" in child.name() else "app"
+            times = child.cpu_times()
+            totals[name] = totals.get(name, 0.0) + times.user + times.system
+        except psutil.Error:
+            continue
+    return totals
 
 
 def model_folder(name: str | None, workdir: Path) -> tuple[str, str]:
@@ -135,7 +157,8 @@ def upload_latencies(client: Client, clip: Path, count: int, start_after: float 
 
 def live_session(browser, url: str, seconds: float, uploads: threading.Thread):
     """Streams the fake microphone for `seconds` while `uploads` runs; returns the chunks sent
-    (wall time in ms, the server's file for the chunk) and the updates shown (wall time in ms, seconds heard)."""
+    (wall time in ms, the server's file for the chunk) and the updates shown (wall time in ms, chunk
+    id, seconds heard)."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.set_default_timeout(120_000)
     sent = []
@@ -162,22 +185,22 @@ def live_session(browser, url: str, seconds: float, uploads: threading.Thread):
 
 
 def pair(sent, updates) -> tuple[list[float], int]:
-    """Delay of each update after the chunk that brought the audio heard to its `data-heard` value."""
-    arrived, total = [], 0.0
+    """Delay of each update after its chunk was sent (the chunk named by the band's `data-chunk`).
+
+    Gradio hands a stream's function the newest chunk when it is ready for one, so under load some
+    chunks are never processed: the count of chunks sent and processed is reported too."""
+    sent_at = {}
     for sent_ms, path in sent:
-        total += sf.info(path).duration
-        arrived.append((round(total, 3), sent_ms))
-    by_total = dict(arrived)
+        sent_at.setdefault(Path(path).parent.name, sent_ms)  # a chunk re-sent keeps its first time
     delays, unmatched, seen = [], 0, set()
-    for shown_ms, heard in updates:
-        if heard in seen:  # one redraw fires several mutation records: keep the first
+    for shown_ms, chunk, _ in updates:
+        if chunk in seen:  # one redraw fires several mutation records: keep the first
             continue
-        seen.add(heard)
-        sent_ms = by_total.get(round(heard, 3))
-        if sent_ms is None:
-            unmatched += 1
+        seen.add(chunk)
+        if chunk in sent_at:
+            delays.append((shown_ms - sent_at[chunk]) / 1000)
         else:
-            delays.append((shown_ms - sent_ms) / 1000)
+            unmatched += 1
     return delays, unmatched
 
 

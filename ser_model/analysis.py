@@ -88,11 +88,11 @@ def segment_rows(windows) -> list[list]:
              None if s.confidence is None else round(s.confidence, 3)] for s in merge_segments(windows)]
 
 
-def segment_band_html(windows, heard: float | None = None) -> str:
+def segment_band_html(windows, data: dict[str, str] | None = None) -> str:
     """The merged segments as a band of coloured blocks, one per segment, as wide as its share of the
     time: the live timeline, redrawn each second as HTML because a matplotlib picture costs about
-    300 ms to draw and this a fraction of a millisecond. `heard` (seconds of audio received) is kept
-    in a `data-heard` attribute, which lets bench/live_latency.py tell which chunk an update answers."""
+    300 ms to draw and this a fraction of a millisecond. `data` becomes `data-*` attributes of the band
+    (the live mode names the chunk an update answers, which bench/live_latency.py reads)."""
     segments = merge_segments(windows)
     if not segments:
         return ""
@@ -105,8 +105,8 @@ def segment_band_html(windows, heard: float | None = None) -> str:
         text = html.escape(f"{segment.start:.1f}-{segment.end:.1f} s: {name}")
         caption = html.escape(name) if share >= 12 else ""
         blocks.append(f'<div class="segment" title="{text}" style="flex:{share:.3f};background:{color}">{caption}</div>')
-    heard_attribute = "" if heard is None else f' data-heard="{heard:.4f}"'
-    return (f'<div class="segment-band"{heard_attribute}>{"".join(blocks)}</div>'
+    attributes = "".join(f' data-{name}="{html.escape(value)}"' for name, value in (data or {}).items())
+    return (f'<div class="segment-band"{attributes}>{"".join(blocks)}</div>'
             f'<div class="segment-axis"><span>{segments[0].start:.0f} s</span><span>{segments[-1].end:.0f} s</span></div>')
 
 

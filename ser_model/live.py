@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio_io import SILENCE_PEAK, to_mono_16k
+import soundfile as sf
+
+from .audio_io import SILENCE_PEAK, AudioError, to_mono_16k
 from .inference import EmotionRecognizer, Prediction, WindowPrediction
 
 # How often the newest window is classified, in seconds of new audio. Gradio 6.31's audio component
@@ -110,4 +112,17 @@ class LiveSession:
         return Prediction(max(overall, key=overall.get), overall, self.seconds, list(self.history))
 
 
-__all__ = ["CLASSIFY_EVERY_SECONDS", "MAX_HISTORY_SECONDS", "LiveSession"]
+def read_chunk(path) -> tuple[np.ndarray, int]:
+    """The samples and rate of one chunk the browser recorded (a short WAV file), channels last.
+
+    Read directly rather than through `audio_io.load_audio`: a chunk is a tenth of a second, below
+    the minimum a whole recording must last, and `LiveSession` converts and checks it itself.
+    """
+    try:
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError("The microphone sent audio that could not be read; please start again.") from error
+    return samples, rate
+
+
+__all__ = ["CLASSIFY_EVERY_SECONDS", "MAX_HISTORY_SECONDS", "LiveSession", "read_chunk"]

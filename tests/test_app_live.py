@@ -71,3 +71,17 @@ def test_memory_stays_bounded_while_the_overall_emotion_counts_everything(recogn
     assert [overall[label] for label in recognizer.labels] == pytest.approx(sums / len(chunks))
     prediction = session.prediction()
     assert prediction.duration == pytest.approx(20.0) and prediction.windows == list(session.history)
+
+
+def test_a_chunk_file_is_read_with_its_rate_and_channels(tmp_path):
+    import soundfile as sf
+
+    from ser_model.audio_io import AudioError
+    from ser_model.live import read_chunk
+
+    sf.write(tmp_path / "chunk.wav", np.stack([speechlike(0.1, 48_000)] * 2, axis=1), 48_000, subtype="PCM_16")
+    samples, rate = read_chunk(tmp_path / "chunk.wav")
+    assert rate == 48_000 and samples.shape == (4_800, 2)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really")
+    with pytest.raises(AudioError, match="could not be read"):
+        read_chunk(tmp_path / "bad.wav")
