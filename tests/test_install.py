@@ -54,6 +54,7 @@ def test_the_readme_python_lines_run_from_outside_the_repository(tmp_path):
     assert str(site) in subprocess.run(
         [sys.executable, "-c", "import ser_model; print(ser_model.__file__)"], cwd=elsewhere, capture_output=True,
         text=True, env={**env, "PYTHONPATH": str(site)}).stdout  # the installed copy, not the checkout
-    label_line, windows_line = done.stdout.strip().splitlines()[-2:]
+    label_line, windows_line, segments_line = done.stdout.strip().splitlines()[-3:]
     assert label_line.split()[0] in tiny_config().id2label.values() and " {'angry': " in label_line
     assert windows_line.startswith("[(0.0, 1.0, '")  # the tiny model's 1 s windows
+    assert segments_line.startswith("[(0.0, ") and segments_line.endswith(")]")
