@@ -36,6 +36,8 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # the newest window is classified (about 30 ms of CPU per update; see ser_model.live). One live session ends after 10 minutes so that
 # a forgotten tab does not hold the Space; its timeline keeps the last MAX_HISTORY_SECONDS.
 LIVE_TIME_LIMIT = 600
+# Above this share of missed audio the live result says so (the first chunk's upload alone misses a little).
+LIVE_SKIP_NOTICE = 0.2
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -129,6 +131,9 @@ def live_finish(session: LiveSession | None):
     figure = timeline_figure(prediction.windows, RECOGNIZER.labels) if len(prediction.windows) > 1 else None
     summary = (f"**Whole recording ({format_duration(prediction.duration)})**: {describe(prediction.probabilities)}; "
                f"{max(sentiment(prediction.probabilities).items(), key=lambda item: item[1])[0]} overall.")
+    if session.skipped_fraction() > LIVE_SKIP_NOTICE:
+        summary += (f" The server was busy and missed about {session.skipped_fraction():.0%} of the audio; "
+                    "upload the recording for a complete result.")
     return prediction.probabilities, summary, gr.update(value=figure, visible=figure is not None)
 
 

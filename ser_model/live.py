@@ -10,6 +10,7 @@ over every window ever classified. No UI code here: the app wires it to Gradio.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ class LiveSession:
     max_history_seconds: float = MAX_HISTORY_SECONDS
     every_seconds: float = CLASSIFY_EVERY_SECONDS
     classified_at: int = 0  # total_samples when the newest window was classified
+    started: float = field(default_factory=time.monotonic)
     buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     total_samples: int = 0
     history: deque = field(default_factory=deque)
@@ -65,6 +67,12 @@ class LiveSession:
     def seconds(self) -> float:
         """Audio received so far, in seconds."""
         return self.total_samples / self.sampling_rate
+
+    def skipped_fraction(self) -> float:
+        """Share of the time since the session started whose audio never arrived here: Gradio gives a
+        stream only its newest chunk when the server is busy, and the page should say so."""
+        elapsed = time.monotonic() - self.started
+        return max(0.0, 1.0 - self.seconds / elapsed) if elapsed > 0 else 0.0
 
     def add_chunk(self, recognizer: EmotionRecognizer, samples: np.ndarray,
                   sampling_rate: int) -> WindowPrediction | None:

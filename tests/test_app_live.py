@@ -85,3 +85,10 @@ def test_a_chunk_file_is_read_with_its_rate_and_channels(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really")
     with pytest.raises(AudioError, match="could not be read"):
         read_chunk(tmp_path / "bad.wav")
+
+
+def test_the_session_tells_how_much_audio_never_arrived(recognizer):
+    session = LiveSession.for_recognizer(recognizer)
+    session.started -= 4.0  # four seconds since the session started...
+    session.add_chunk(recognizer, (speechlike(2.0) * 32767).astype(np.int16), 16_000)  # ...but 2 s arrived
+    assert session.skipped_fraction() == pytest.approx(0.5, abs=0.05)
