@@ -174,6 +174,7 @@ def test_every_example_shows_a_result_and_no_error(playwright, app_url, artifact
     try:
         page = open_page(browser, app_url, errors)
         examples = page.locator(".gallery-item")
+        examples.first.wait_for()  # count() does not wait for the gallery to render
         assert examples.count() == len(list((REPO / "examples").glob("*.flac")))
         previous = None
         for index in range(examples.count()):
