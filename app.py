@@ -13,13 +13,14 @@ import argparse
 import importlib.util
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import gradio as gr
 
 from ser_model.analysis import (NOT_SURE_BELOW, SEGMENT_COLUMNS, analyze_file, describe, draw_pictures,
                                 segment_band_html, segment_rows, sentiment)
-from ser_model.audio_io import AudioError, format_duration
+from ser_model.audio_io import AudioError, TruncatedAudioWarning, format_duration
 from ser_model.inference import EmotionRecognizer, Prediction, model_source
 from ser_model.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
 from ser_model.plots import timeline_figure
@@ -31,6 +32,9 @@ MAX_AUDIO_SECONDS = 600
 MAX_FILE_SIZE = "200mb"
 # Requests served at the same time; the rest wait in the queue, so one long file never blocks all.
 CONCURRENCY = 4
+# The app shows a truncated file's sentence itself (a toast, and the prediction's "warnings"); set
+# once here because warnings.catch_warnings is not thread-safe and requests run in threads.
+warnings.filterwarnings("ignore", category=TruncatedAudioWarning)
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Live mode: the browser sends the microphone's audio every 0.1 s, and once per second of new audio
 # the newest window is classified (about 30 ms of CPU per update; see ser_model.live). One live session ends after 10 minutes so that
@@ -72,7 +76,8 @@ def predict(audio_path: str | None, progress=gr.Progress()):
         emotions: the top emotion and the probability of each of the 7; sentiment: the positive /
         neutral / negative summary; segments: start (s), end (s), emotion and mean confidence of each
         run of windows with the same emotion (empty for audio of one window); prediction: the whole
-        result as JSON (label, probabilities, duration, and each window's start, end and probabilities).
+        result as JSON (label, probabilities, duration, each window's start, end and probabilities, and
+        warnings: sentences about a result that covers less than the file promised, e.g. a truncated WAV).
     """
     if not audio_path:
         raise gr.Error("Record or upload some speech first.", duration=None)
@@ -83,8 +88,10 @@ def predict(audio_path: str | None, progress=gr.Progress()):
     except AudioError as error:
         # duration=None: the sentence stays until dismissed, so nobody misses why nothing appeared.
         raise gr.Error(str(error), duration=None) from None
+    for notice in analysis.notices:
+        gr.Warning(notice, duration=None)
     return (analysis.prediction.probabilities, analysis.sentiment, analysis.segments,
-            analysis.prediction.to_dict(timeline=True))
+            {**analysis.prediction.to_dict(timeline=True), "warnings": analysis.notices})
 
 
 def draw(audio_path: str, prediction: dict, progress=gr.Progress()):

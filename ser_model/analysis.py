@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from .audio_io import load_audio
+from .audio_io import load_audio, truncation_notice
 from .inference import EmotionRecognizer, Prediction, ProgressCallback, merge_segments
 from .plots import EMOTION_COLORS, probability_figure, signal_figure, timeline_figure
 
@@ -62,6 +62,7 @@ class Analysis:
     prediction: Prediction
     sentiment: dict[str, float]
     segments: list[list]  # `SEGMENT_COLUMNS` rows: windows with the same emotion merged; none for short audio
+    notices: list[str]  # sentences about a result that stands but covers less than asked (a truncated WAV)
 
     @property
     def is_long(self) -> bool:
@@ -127,8 +128,9 @@ def analyze_file(recognizer: EmotionRecognizer, path: str, max_seconds: float | 
     waveform = load_audio(path, config.sampling_rate, max_seconds=max_seconds, min_seconds=config.min_audio_seconds)
     prediction = recognizer.predict_waveform(waveform, config.sampling_rate, progress=progress)
     long = len(prediction.windows) > 1
+    notice = truncation_notice(path)
     return Analysis(prediction=prediction, sentiment=sentiment(prediction.probabilities),
-                    segments=segment_rows(prediction.windows) if long else [])
+                    segments=segment_rows(prediction.windows) if long else [], notices=[notice] if notice else [])
 
 
 def draw_pictures(recognizer: EmotionRecognizer, path: str, prediction: Prediction) -> Pictures:

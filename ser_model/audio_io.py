@@ -13,6 +13,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -26,6 +27,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "FFMPEG_EXTENSIONS",
     "AudioError",
+    "TruncatedAudioWarning",
     "audio_duration",
     "check_duration",
     "format_duration",
@@ -33,6 +35,7 @@ __all__ = [
     "silence_error",
     "stream_audio",
     "to_mono_16k",
+    "truncation_notice",
     "validate_waveform",
 ]
 
@@ -63,6 +66,12 @@ _FFMPEG_INSTALL_HINT = "apt-get install ffmpeg"
 
 class AudioError(InputError):
     """Bad or unreadable audio; `str(err)` is one sentence a person understands."""
+
+
+class TruncatedAudioWarning(UserWarning):
+    """A WAV holds less audio than its header promises; `str(warning)` is one sentence with both
+    durations. The samples present are used (an interrupted recording is still worth classifying),
+    but the person must learn that the result covers only part of what they meant to send."""
 
 
 def load_audio(path, sampling_rate=16000, max_seconds=None, min_seconds=0.25) -> np.ndarray:
@@ -132,7 +141,10 @@ def stream_audio(path, sampling_rate=16000, block_seconds=30.0) -> Iterator[np.n
     # A plain function returning a generator, so a bad path fails here, not at the first block.
     path = _checked_path(path)
     block_samples = max(1, round(block_seconds * sampling_rate))
-    sound = _open_checked_soundfile(path)
+    notice = truncation_notice(path)
+    if notice is not None:
+        warnings.warn(TruncatedAudioWarning(notice), stacklevel=2)
+    sound = _open_soundfile(path)
     if sound is None:
         chunks = _ffmpeg_chunks(_require_ffmpeg(path), path, sampling_rate, block_samples)
     else:
@@ -300,27 +312,33 @@ def _open_soundfile(path) -> Optional[sf.SoundFile]:
 
 def _header_duration(path) -> Optional[float]:
     """Duration recorded in the file's header, or `None` where neither decoder can tell cheaply."""
-    sound = _open_checked_soundfile(path)
+    sound = _open_soundfile(path)
     if sound is not None:
         with sound:
             return sound.frames / sound.samplerate
     return _ffprobe_duration(path)
 
 
-def _open_checked_soundfile(path) -> Optional[sf.SoundFile]:
-    """`_open_soundfile`, refusing a truncated WAV: libsndfile quietly clamps its frame count to the
-    data present, so a cut-off recording would otherwise be classified as a shorter clip."""
+def truncation_notice(path) -> Optional[str]:
+    """The sentence for a WAV that holds less audio than its header promises, else None.
+
+    libsndfile quietly clamps such a file's frame count to the data present, so a cut-off recording
+    would pass as a shorter clip without anyone knowing. `stream_audio` warns with this sentence
+    (`TruncatedAudioWarning`); the CLI and the app show it to the person themselves.
+    """
+    path = Path(path)
     sound = _open_soundfile(path)
-    if sound is not None and sound.format in ("WAV", "WAVEX"):
+    if sound is None:
+        return None
+    with sound:
+        if sound.format not in ("WAV", "WAVEX"):
+            return None
         promised = _wav_promised_frames(path)
-        if promised is not None and promised > sound.frames:
-            rate, frames = sound.samplerate, sound.frames
-            sound.close()
-            raise AudioError(
-                f"'{path.name}' is truncated: its header promises {format_duration(promised / rate)} of audio "
-                f"but the file holds only {format_duration(frames / rate)}."
-            )
-    return sound
+        if promised is None or promised <= sound.frames:
+            return None
+        rate, frames = sound.samplerate, sound.frames
+    return (f"'{path.name}' is truncated: its header promises {format_duration(promised / rate)} of audio "
+            f"but the file holds only {format_duration(frames / rate)}, which is what was classified.")
 
 
 def _wav_promised_frames(path) -> Optional[int]:

@@ -32,7 +32,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from .audio_io import AudioError
+from .audio_io import AudioError, truncation_notice
 from .errors import InputError
 from .inference import EmotionRecognizer, Prediction
 
@@ -114,9 +114,14 @@ def _worker_context():
 
 def _predict_one(recognizer: EmotionRecognizer, path: Path, max_seconds: float | None) -> Result:
     try:
-        return path, recognizer.predict_file(path, max_seconds=max_seconds), None
+        prediction = recognizer.predict_file(path, max_seconds=max_seconds)
     except (AudioError, OSError) as error:
         return path, None, str(error)
+    notice = truncation_notice(path)
+    if notice is not None:
+        # Classified all the same, from the audio present; stderr, so the output file stays data only.
+        print(f"warning: {notice}", file=sys.stderr)
+    return path, prediction, None
 
 
 # One recognizer per process (this one, or each worker), loaded once by `_start_worker`.

@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,8 +98,11 @@ def output_format(requested: str | None, output: str | None) -> str:
 
 def run_predict(args: argparse.Namespace) -> int:
     from . import batch_predict
+    from .audio_io import TruncatedAudioWarning
     from .inference import EmotionRecognizer, model_source
 
+    # batch_predict prints the sentence as a "warning:" line of its own, without Python's source location.
+    warnings.filterwarnings("ignore", category=TruncatedAudioWarning)
     fmt = output_format(args.format, args.output)
     files = expand_paths(args.paths)
     if not files:

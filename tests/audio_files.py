@@ -16,4 +16,5 @@ def write_truncated_wav(path: Path, seconds: float = 3.0, kept: float = 0.5) -> 
     return path
 
 
-TRUNCATED_SENTENCE = "'cut.wav' is truncated: its header promises 3.0 s of audio but the file holds only 1.5 s."
+TRUNCATED_SENTENCE = ("'cut.wav' is truncated: its header promises 3.0 s of audio but the file holds only 1.5 s, "
+                      "which is what was classified.")

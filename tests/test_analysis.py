@@ -143,10 +143,12 @@ def test_bad_input_is_one_sentence(recognizer, tmp_path, close_figures, name, wr
     assert sentence.endswith(".") and "\n" not in sentence and "Traceback" not in sentence
 
 
-def test_a_truncated_wav_is_one_sentence_in_the_app_path(recognizer, tmp_path):
-    with pytest.raises(AudioError) as raised:
-        analyze_file(recognizer, str(write_truncated_wav(tmp_path / "cut.wav")), max_seconds=60)
-    assert str(raised.value) == TRUNCATED_SENTENCE
+def test_a_truncated_wav_is_classified_with_its_notice_for_the_app(recognizer, tmp_path):
+    with pytest.warns(UserWarning):
+        analysis = analyze_file(recognizer, str(write_truncated_wav(tmp_path / "cut.wav")), max_seconds=60)
+    assert analysis.notices == [TRUNCATED_SENTENCE]
+    assert analysis.prediction.duration == pytest.approx(1.5)
+    assert analyze_file(recognizer, write_wav(tmp_path / "whole.wav", 1.5)).notices == []
 
 
 def window(start, end, label=None, top=0.7):

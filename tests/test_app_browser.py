@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from .app_server import running_app
+from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import DATA_DIR, REPO, speechlike, tiny_config
 
 CHROMIUM = os.environ.get("SER_CHROMIUM", "/usr/bin/chromium")
@@ -249,6 +250,19 @@ def test_no_picture_is_hidden_under_a_label(playwright, app_url, long_clip, arti
     finally:
         browser.close()
     assert errors == []
+
+
+def test_a_truncated_wav_is_classified_and_the_page_says_so(playwright, app_url, artifacts, tmp_path):
+    browser = launch(playwright)
+    try:
+        page = open_page(browser, app_url, [])
+        page.get_by_label("Upload file").click()
+        page.locator("input[type=file]").set_input_files(str(write_truncated_wav(tmp_path / "cut.wav")))
+        assert wait_for_result(page) in LABELS
+        sync_api.expect(page.get_by_test_id("toast-body").first).to_contain_text(TRUNCATED_SENTENCE)
+        page.screenshot(path=artifacts / "browser-truncated.png", full_page=True)
+    finally:
+        browser.close()
 
 
 def test_bad_file_shows_the_sentence(playwright, app_url, artifacts, tmp_path):

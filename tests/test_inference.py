@@ -1,4 +1,5 @@
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -134,12 +135,15 @@ def test_a_name_that_is_neither_folder_nor_hub_id_is_one_sentence():
         EmotionRecognizer.from_pretrained("my model")
 
 
-def test_a_truncated_wav_is_refused_with_both_durations(recognizer, tmp_path):
+def test_a_truncated_wav_is_classified_with_a_warning_that_gives_both_durations(recognizer, tmp_path):
+    from ser_model.audio_io import TruncatedAudioWarning
+
     path = write_truncated_wav(tmp_path / "cut.wav", seconds=3.0, kept=0.5)
-    assert sf.info(path).frames == 24_000  # libsndfile alone would read the 1.5 s silently
-    with pytest.raises(AudioError) as raised:
-        recognizer.predict_file(path)
-    assert str(raised.value) == TRUNCATED_SENTENCE
+    assert sf.info(path).frames == 24_000  # libsndfile alone reads the 1.5 s without a word
+    with pytest.warns(TruncatedAudioWarning) as caught:
+        prediction = recognizer.predict_file(path)
+    assert [str(w.message) for w in caught] == [TRUNCATED_SENTENCE]
+    assert prediction.duration == pytest.approx(1.5)
 
 
 def test_a_wav_with_the_streaming_unknown_size_is_not_called_truncated(recognizer, tmp_path):
@@ -149,4 +153,6 @@ def test_a_wav_with_the_streaming_unknown_size_is_not_called_truncated(recognize
     data = bytearray(path.read_bytes())
     data[40:44] = b"\xff\xff\xff\xff"
     path.write_bytes(bytes(data))
-    assert recognizer.predict_file(path).duration == pytest.approx(1.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no truncation warning
+        assert recognizer.predict_file(path).duration == pytest.approx(1.5)
