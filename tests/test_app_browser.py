@@ -212,7 +212,8 @@ def test_live_session_updates_the_emotion_and_ends_with_a_timeline(playwright, a
                 updates.add(band.first.get_attribute("data-chunk"))
             if len(updates) >= 4:
                 break
-        assert len(updates) >= 3, updates
+        assert len(updates) >= 3, (updates, page.locator("#live-now").inner_text(),
+                                   page.get_by_test_id("toast-body").all_inner_texts())
         sync_api.expect(page.locator("#live-now")).to_contain_text(
             re.compile(r"\d+\.\d s: (not sure: \w+ \(\d+%\) or \w+ \(\d+%\)|\w+ \(\d+%\))"))
         assert page.locator("#live-band .segment").count() >= 1
@@ -220,7 +221,7 @@ def test_live_session_updates_the_emotion_and_ends_with_a_timeline(playwright, a
         page.get_by_role("button", name="Stop", exact=True).last.click()
         sync_api.expect(page.locator("#live-timeline img")).to_be_visible()
         sync_api.expect(page.locator("#live-summary")).to_contain_text("Whole recording")
-        assert error_badges(page) == 0
+        assert error_badges(page) == 0, page.get_by_test_id("toast-body").all_inner_texts()
         page.screenshot(path=artifacts / "browser-live-stopped.png", full_page=True)
     finally:
         browser.close()
