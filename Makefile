@@ -6,13 +6,17 @@ PORT ?= 7860
 
 .PHONY: app test test-fast train evaluate export clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# The first install downloads about 3 GB (torch) and takes a few minutes: pip shows its progress.
+# The project itself is installed too (editable), so `import ser_model` works from any folder.
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	@echo "Installing the requirements into $(VENV): a few minutes the first time."
+	$(BIN)/pip install --upgrade --progress-bar on pip
+	$(BIN)/pip install --progress-bar on -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --no-deps --no-build-isolation -e .
 	touch $@
 
-## Start the demo on the bundled model at http://127.0.0.1:$(PORT)
+## Start the demo on the bundled model at http://127.0.0.1:$(PORT) (`make app PORT=8080` for another port)
 app: $(BIN)/.installed
 	$(BIN)/python app.py --port $(PORT)
 

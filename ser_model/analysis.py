@@ -9,12 +9,13 @@ numbers) stays fast under load and a person sees the emotion before the pictures
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Any
 
-from .audio_io import load_audio
-from .inference import EmotionRecognizer, Prediction, ProgressCallback
-from .plots import radar_figure, signal_figure, timeline_figure
+from .audio_io import load_audio, truncation_notice
+from .inference import EmotionRecognizer, Prediction, ProgressCallback, merge_segments
+from .plots import EMOTION_COLORS, probability_figure, signal_figure, timeline_figure
 
 # The 3-way sentiment summary is the sum of the emotion probabilities on each side. Valence as in
 # Russell's circumplex model: happy is positive; angry, disgust, fear and sad are negative.
@@ -32,6 +33,20 @@ SENTIMENT_OF_EMOTION = {
 }
 
 
+# Below this top probability a decision is reported as "not sure", naming the two likeliest emotions:
+# under one half, the model gives the other six emotions together more weight than its first choice,
+# so announcing that choice alone would overstate what it knows. (Chance level with 7 classes is 0.14.)
+NOT_SURE_BELOW = 0.5
+
+
+def describe(probabilities: dict[str, float]) -> str:
+    """'happy (72%)', or 'not sure: happy (38%) or sad (31%)' when the top probability is below `NOT_SURE_BELOW`."""
+    (first, p1), (second, p2) = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)[:2]
+    if p1 >= NOT_SURE_BELOW:
+        return f"{first} ({p1:.0%})"
+    return f"not sure: {first} ({p1:.0%}) or {second} ({p2:.0%})"
+
+
 def sentiment(probabilities: dict[str, float]) -> dict[str, float]:
     """Positive / neutral / negative probabilities from the emotion probabilities."""
     totals = {"positive": 0.0, "neutral": 0.0, "negative": 0.0}
@@ -46,7 +61,8 @@ class Analysis:
 
     prediction: Prediction
     sentiment: dict[str, float]
-    segments: list[list]  # one row per window (start, end, emotion, confidence, sentiment); none for short audio
+    segments: list[list]  # `SEGMENT_COLUMNS` rows: windows with the same emotion merged; none for short audio
+    notices: list[str]  # sentences about a result that stands but covers less than asked (a truncated WAV)
 
     @property
     def is_long(self) -> bool:
@@ -58,22 +74,41 @@ class Pictures:
     """The pictures the app displays for one recording (matplotlib Figures)."""
 
     signal: Any
-    radar: Any
+    probabilities: Any
     timeline: Any | None  # only for audio longer than one window
 
 
-SEGMENT_COLUMNS = ["start (s)", "end (s)", "emotion", "confidence", "sentiment"]
+SEGMENT_COLUMNS = ["start (s)", "end (s)", "emotion", "mean confidence"]
+SILENT = "(silent)"
 
 
-def segment_rows(prediction: Prediction) -> list[list]:
-    rows = []
-    for window in prediction.windows:
-        if window.probabilities is None:
-            rows.append([round(window.start, 1), round(window.end, 1), "(silent)", None, None])
-        else:
-            rows.append([round(window.start, 1), round(window.end, 1), window.label,
-                         round(window.probabilities[window.label], 3), SENTIMENT_OF_EMOTION[window.label]])
-    return rows
+def segment_rows(windows) -> list[list]:
+    """One row per segment (`ser_model.inference.merge_segments`): start and end rounded to 0.1 s,
+    the emotion (or "(silent)") and its mean probability over the merged windows."""
+    return [[round(s.start, 1), round(s.end, 1), s.label or SILENT,
+             None if s.confidence is None else round(s.confidence, 3)] for s in merge_segments(windows)]
+
+
+def segment_band_html(windows, data: dict[str, str] | None = None) -> str:
+    """The merged segments as a band of coloured blocks, one per segment, as wide as its share of the
+    time: the live timeline, redrawn each second as HTML because a matplotlib picture costs about
+    300 ms to draw and this a fraction of a millisecond. `data` becomes `data-*` attributes of the band
+    (the live mode names the chunk an update answers, which bench/live_latency.py reads)."""
+    segments = merge_segments(windows)
+    if not segments:
+        return ""
+    total = segments[-1].end - segments[0].start or 1.0
+    blocks = []
+    for segment in segments:
+        name = segment.label or SILENT
+        color = EMOTION_COLORS.get(segment.label, "#dddddd")
+        share = 100 * (segment.end - segment.start) / total
+        text = html.escape(f"{segment.start:.1f}-{segment.end:.1f} s: {name}")
+        caption = html.escape(name) if share >= 12 else ""
+        blocks.append(f'<div class="segment" title="{text}" style="flex:{share:.3f};background:{color}">{caption}</div>')
+    attributes = "".join(f' data-{name}="{html.escape(value)}"' for name, value in (data or {}).items())
+    return (f'<div class="segment-band"{attributes}>{"".join(blocks)}</div>'
+            f'<div class="segment-axis"><span>{segments[0].start:.0f} s</span><span>{segments[-1].end:.0f} s</span></div>')
 
 
 def analyze_file(recognizer: EmotionRecognizer, path: str, max_seconds: float | None = None,
@@ -93,8 +128,9 @@ def analyze_file(recognizer: EmotionRecognizer, path: str, max_seconds: float | 
     waveform = load_audio(path, config.sampling_rate, max_seconds=max_seconds, min_seconds=config.min_audio_seconds)
     prediction = recognizer.predict_waveform(waveform, config.sampling_rate, progress=progress)
     long = len(prediction.windows) > 1
+    notice = truncation_notice(path)
     return Analysis(prediction=prediction, sentiment=sentiment(prediction.probabilities),
-                    segments=segment_rows(prediction) if long else [])
+                    segments=segment_rows(prediction.windows) if long else [], notices=[notice] if notice else [])
 
 
 def draw_pictures(recognizer: EmotionRecognizer, path: str, prediction: Prediction) -> Pictures:
@@ -110,6 +146,6 @@ def draw_pictures(recognizer: EmotionRecognizer, path: str, prediction: Predicti
     return Pictures(
         signal=signal_figure(waveform, config.sampling_rate, features["input_values"][0], features["input_mfcc"][0],
                              config.hop_length),
-        radar=radar_figure(prediction.probabilities),
+        probabilities=probability_figure(prediction.probabilities),
         timeline=timeline_figure(prediction.windows, recognizer.labels) if long else None,
     )

@@ -10,8 +10,10 @@ Every failure is an `AudioError` whose message is one sentence naming the file b
 """
 
 import shutil
+import struct
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -19,11 +21,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import InputError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "FFMPEG_EXTENSIONS",
     "AudioError",
+    "TruncatedAudioWarning",
     "audio_duration",
     "check_duration",
     "format_duration",
@@ -31,6 +35,7 @@ __all__ = [
     "silence_error",
     "stream_audio",
     "to_mono_16k",
+    "truncation_notice",
     "validate_waveform",
 ]
 
@@ -59,8 +64,14 @@ MAX_SAMPLE_MAGNITUDE = 1e20
 _FFMPEG_INSTALL_HINT = "apt-get install ffmpeg"
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """Bad or unreadable audio; `str(err)` is one sentence a person understands."""
+
+
+class TruncatedAudioWarning(UserWarning):
+    """A WAV holds less audio than its header promises; `str(warning)` is one sentence with both
+    durations. The samples present are used (an interrupted recording is still worth classifying),
+    but the person must learn that the result covers only part of what they meant to send."""
 
 
 def load_audio(path, sampling_rate=16000, max_seconds=None, min_seconds=0.25) -> np.ndarray:
@@ -130,6 +141,9 @@ def stream_audio(path, sampling_rate=16000, block_seconds=30.0) -> Iterator[np.n
     # A plain function returning a generator, so a bad path fails here, not at the first block.
     path = _checked_path(path)
     block_samples = max(1, round(block_seconds * sampling_rate))
+    notice = truncation_notice(path)
+    if notice is not None:
+        warnings.warn(TruncatedAudioWarning(notice), stacklevel=2)
     sound = _open_soundfile(path)
     if sound is None:
         chunks = _ffmpeg_chunks(_require_ffmpeg(path), path, sampling_rate, block_samples)
@@ -301,9 +315,52 @@ def _header_duration(path) -> Optional[float]:
     sound = _open_soundfile(path)
     if sound is not None:
         with sound:
-            # libsndfile clamps a truncated WAV's frame count to the data actually present.
             return sound.frames / sound.samplerate
     return _ffprobe_duration(path)
+
+
+def truncation_notice(path) -> Optional[str]:
+    """The sentence for a WAV that holds less audio than its header promises, else None.
+
+    libsndfile quietly clamps such a file's frame count to the data present, so a cut-off recording
+    would pass as a shorter clip without anyone knowing. `stream_audio` warns with this sentence
+    (`TruncatedAudioWarning`); the CLI and the app show it to the person themselves.
+    """
+    path = Path(path)
+    sound = _open_soundfile(path)
+    if sound is None:
+        return None
+    with sound:
+        if sound.format not in ("WAV", "WAVEX"):
+            return None
+        promised = _wav_promised_frames(path)
+        if promised is None or promised <= sound.frames:
+            return None
+        rate, frames = sound.samplerate, sound.frames
+    return (f"'{path.name}' is truncated: its header promises {format_duration(promised / rate)} of audio "
+            f"but the file holds only {format_duration(frames / rate)}, which is what was classified.")
+
+
+def _wav_promised_frames(path) -> Optional[int]:
+    """Frames a RIFF WAV's `data` chunk declares, from its `fmt ` block size; `None` when the header
+    does not say (no data chunk found, or the 0 / 0xFFFFFFFF "unknown size" that recorders write
+    while streaming)."""
+    block_align = None
+    with open(path, "rb") as f:
+        if f.read(4) != b"RIFF" or len(f.read(4)) < 4 or f.read(4) not in (b"WAVE",):
+            return None
+        while len(header := f.read(8)) == 8:
+            chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk == b"fmt " and size >= 14:
+                block_align = struct.unpack("<H", f.read(14)[12:14])[0]
+                f.seek(size - 14 + size % 2, 1)
+            elif chunk == b"data":
+                if block_align in (None, 0) or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + size % 2, 1)  # chunks are padded to an even size
+    return None
 
 
 def _soundfile_chunks(sound, path, sampling_rate, block_samples) -> Iterator[np.ndarray]:

@@ -1,7 +1,9 @@
 """Command line: `python -m ser_model predict PATH...` and the project's other commands.
 
 Every command turns expected failures (bad audio, missing files, bad arguments) into one sentence
-on stderr and a non-zero exit status; tracebacks are for bugs only.
+on stderr and a non-zero exit status; tracebacks are for bugs only. Expected failures are the
+project's `InputError` (bad audio is its subclass `AudioError`) and `OSError` (a missing model folder,
+an unreadable or unwritable path); a plain `ValueError` is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,14 +12,24 @@ import argparse
 import csv
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .audio_io import AUDIO_EXTENSIONS, AudioError
+from .audio_io import AUDIO_EXTENSIONS
+from .errors import InputError
+
+# What `predict` reports as one sentence. The train, evaluate, export and publish modules still raise
+# plain `ValueError` (and `PublishError(ValueError)`) for bad input; until they raise `InputError`, those
+# commands alone keep treating every `ValueError` as the user's mistake.
+USER_ERRORS = (InputError, OSError)
+LEGACY_USER_ERRORS = (ValueError, OSError)
+FORMATS = ("table", "json", "csv")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ser_model", description="Speech emotion recognition.")
+    parser.set_defaults(user_errors=LEGACY_USER_ERRORS)
     commands = parser.add_subparsers(dest="command", required=True)
     add_predict_parser(commands)
     # Imported here, not at the top, so that `import ser_model.cli` stays light.
@@ -30,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (AudioError, ValueError, OSError) as error:
+    except args.user_errors as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -48,7 +60,8 @@ def add_predict_parser(commands) -> None:
     predict.add_argument("--model", default=None,
                          help="model folder or Hub id (default: $SER_MODEL, else the bundled model/)")
     predict.add_argument("--revision", default=None, help="Hub revision to pin (default: $SER_MODEL_REVISION)")
-    predict.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
+    predict.add_argument("--format", choices=FORMATS, default=None,
+                         help="output format (default: from the --output extension, .json or .csv, else table)")
     predict.add_argument("--timeline", action="store_true", help="also print the per-window predictions")
     predict.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     predict.add_argument("--max-seconds", type=float, default=None, help="refuse files longer than this")
@@ -56,7 +69,7 @@ def add_predict_parser(commands) -> None:
     predict.add_argument("--workers", type=int, default=1,
                          help="worker processes, each with its own model copy (default 1); under torchrun or "
                               "accelerate launch the files are split across the processes and this is per process")
-    predict.set_defaults(run=run_predict)
+    predict.set_defaults(run=run_predict, user_errors=USER_ERRORS)
 
 
 def expand_paths(paths: Sequence[str]) -> list[Path]:
@@ -75,18 +88,30 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
     return files
 
 
+def output_format(requested: str | None, output: str | None) -> str:
+    """`--format` when given; else what the `--output` file's extension names (`.json`, `.csv`); else a table."""
+    if requested:
+        return requested
+    suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+    return suffix if suffix in ("json", "csv") else "table"
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from . import batch_predict
+    from .audio_io import TruncatedAudioWarning
     from .inference import EmotionRecognizer, model_source
 
+    # batch_predict prints the sentence as a "warning:" line of its own, without Python's source location.
+    warnings.filterwarnings("ignore", category=TruncatedAudioWarning)
+    fmt = output_format(args.format, args.output)
     files = expand_paths(args.paths)
     if not files:
-        raise ValueError("no audio files to classify")
+        raise InputError("There are no audio files to classify.")
     name, revision = model_source()
     model, revision = args.model or name, args.revision or revision
-    recognizer = EmotionRecognizer.from_pretrained(model, revision=revision, batch_size=args.batch_size,
-                                                   device=batch_predict.process_device())
-    results = batch_predict.predict(files, recognizer, model, revision, max_seconds=args.max_seconds,
+    # The labels come from the config alone: with --workers the model is loaded in the workers only.
+    labels = EmotionRecognizer.load_labels(model, revision=revision)
+    results = batch_predict.predict(files, model, revision, batch_size=args.batch_size, max_seconds=args.max_seconds,
                                     workers=args.workers)
     if not batch_predict.is_main_process():
         # The main process writes the merged results and gives the status: a launcher stops every
@@ -96,8 +121,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
-        {"table": write_table, "json": write_json, "csv": write_csv}[args.format](
-            results, recognizer.labels, args.timeline, out)
+        {"table": write_table, "json": write_json, "csv": write_csv}[fmt](
+            results, labels, args.timeline, out)
     finally:
         if args.output:
             out.close()
@@ -107,7 +132,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def write_table(results, labels, timeline, out) -> None:
-    header = f"{'file':<40} {'emotion':<9} " + " ".join(f"{label[:7]:>7}" for label in labels)
+    header = f"{'file':<40} {'emotion':<9} " + " ".join(f"{label:>{_column_width(label)}}" for label in labels)
     print(header, file=out)
     for path, prediction, error in results:
         name = _shorten(str(path), 40)
@@ -148,8 +173,13 @@ def write_csv(results, labels, timeline, out) -> None:
             writer.writerow([path, f"{start:.2f}", f"{end:.2f}", label, *values, ""])
 
 
+def _column_width(label: str) -> int:
+    # "100.0%" and a space need 7 characters; a longer label ("surprise") widens its column rather than being cut.
+    return max(7, len(label))
+
+
 def _percentages(probabilities: dict[str, float], labels: Sequence[str]) -> str:
-    return " ".join(f"{100 * probabilities[label]:6.1f}%" for label in labels)
+    return " ".join(f"{f'{100 * probabilities[label]:.1f}%':>{_column_width(label)}}" for label in labels)
 
 
 def _shorten(text: str, width: int) -> str:

@@ -10,16 +10,18 @@ windows are classified as they fill, so memory does not grow with the length of 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration, silence_error, stream_audio,
                        to_mono_16k, validate_waveform)
 from .configuration import SERConfig
+from .errors import InputError
 from .feature_extractor import SERFeatureExtractor
 from .modeling import SERForAudioClassification
 
@@ -68,6 +70,49 @@ class Prediction:
         return cls(data["label"], data["probabilities"], data["duration"], windows)
 
 
+@dataclass
+class Segment:
+    """Consecutive windows with the same emotion, merged: the stretch of time they speak for, and
+    the mean probability of that emotion over them. `label` is None for a silent stretch."""
+
+    start: float
+    end: float
+    label: str | None
+    confidence: float | None
+
+
+def window_spans(windows: Sequence[WindowPrediction]) -> list[tuple[float, float]]:
+    """The stretch of time each window speaks for, so that overlapping windows tile the audio.
+
+    Windows overlap (4 s every 2 s, and the last one is aligned to the end), so each is given the
+    time nearer to its centre than to any other window's: boundaries sit halfway between
+    consecutive centres, the first span starts where the audio starts and the last ends where it
+    ends. A 4.1 s file's windows 0-4 and 0.1-4.1 become 0-2.05 and 2.05-4.1.
+    """
+    if not windows:
+        return []
+    centres = [(w.start + w.end) / 2 for w in windows]
+    bounds = [windows[0].start] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [windows[-1].end]
+    return list(zip(bounds, bounds[1:]))
+
+
+def merge_segments(windows: Sequence[WindowPrediction]) -> list[Segment]:
+    """Consecutive windows (in time order) with the same top emotion, or all silent, as one segment each."""
+    segments: list[Segment] = []
+    confidences: list[list[float]] = []
+    for window, (start, end) in zip(windows, window_spans(windows)):
+        if segments and segments[-1].label == window.label:
+            segments[-1].end = end
+        else:
+            segments.append(Segment(start, end, window.label, None))
+            confidences.append([])
+        if window.label is not None:
+            confidences[-1].append(window.probabilities[window.label])
+    for segment, values in zip(segments, confidences):
+        segment.confidence = float(np.mean(values)) if values else None
+    return segments
+
+
 def model_source() -> tuple[str, str | None]:
     """The model to load: `SER_MODEL` (a folder or Hub id) and `SER_MODEL_REVISION`, else the bundled model."""
     return os.environ.get("SER_MODEL") or str(BUNDLED_MODEL), os.environ.get("SER_MODEL_REVISION") or None
@@ -103,13 +148,18 @@ class EmotionRecognizer:
         """
         if name_or_path is None:
             name_or_path, revision = model_source()
-        if _looks_like_path(str(name_or_path)) and not (Path(name_or_path).expanduser() / "config.json").is_file():
-            # Say so plainly instead of transformers' "Repo id must use alphanumeric chars" error.
-            raise OSError(f"No model folder at {name_or_path} (a folder with config.json and model.safetensors).")
+        _check_source(name_or_path)
         model = SERForAudioClassification.from_pretrained(name_or_path, revision=revision)
         feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(model, feature_extractor, **kwargs)
+
+    @staticmethod
+    def load_labels(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str]:
+        """The labels of a saved model, in order, from its config alone (no weights are loaded)."""
+        _check_source(name_or_path)
+        config = SERConfig.from_pretrained(name_or_path, revision=revision)
+        return [config.id2label[i] for i in range(config.num_labels)]
 
     @property
     def sampling_rate(self) -> int:
@@ -193,6 +243,24 @@ class EmotionRecognizer:
         return [dict(zip(self.labels, map(float, row))) for row in probabilities]
 
 
+def _check_source(name_or_path: str | os.PathLike) -> None:
+    """Plain sentences instead of transformers' errors for a missing folder or a malformed Hub id."""
+    name = str(name_or_path)
+    if _looks_like_path(name):
+        if not (Path(name).expanduser() / "config.json").is_file():
+            raise OSError(f"No model folder at {name} (a folder with config.json and model.safetensors).")
+    elif not _is_hub_id(name):
+        raise InputError(f"'{name}' is neither a model folder nor a Hub id such as org/name.")
+
+
+def _is_hub_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def _looks_like_path(name: str) -> bool:
     """A Hub id is `name` or `org/name`; anything else, or anything that exists here, is a path."""
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or Path(name).exists()
@@ -227,4 +295,5 @@ def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Ite
         yield start, buffer[start - buffer_start:].copy(), total
 
 
-__all__ = ["BUNDLED_MODEL", "EmotionRecognizer", "Prediction", "WindowPrediction", "model_source"]
+__all__ = ["BUNDLED_MODEL", "EmotionRecognizer", "Prediction", "Segment", "WindowPrediction", "merge_segments",
+           "model_source", "window_spans"]

@@ -9,6 +9,7 @@ from several worker threads at once, and pyplot's global figure registry is not 
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 # One colour per emotion, the same in every picture (angry red, sad blue, ...).
@@ -56,68 +57,98 @@ def _envelope(waveform: np.ndarray, points: int = 4000) -> tuple[np.ndarray, np.
     return np.arange(points) * blocks.shape[1], blocks.min(axis=1), blocks.max(axis=1)
 
 
+# The app shows figures scaled to the page: a 6.4-inch figure is drawn at about 330 px on a 390 px
+# phone, half its size, so text is set large enough (13 pt) to stay readable there.
+READABLE = {"font.size": 13, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11,
+            "ytick.labelsize": 11, "legend.fontsize": 11}
+
+
+def _app_figure(width: float, height: float) -> Figure:
+    with rc_context(READABLE):
+        return Figure(figsize=(width, height), layout="constrained")
+
+
 def signal_figure(waveform: np.ndarray, sampling_rate: int, log_mel: np.ndarray, mfcc: np.ndarray,
                   hop_length: int):
     """Waveform, normalised log-mel spectrogram and MFCCs on one time axis: what the model hears."""
     seconds = len(waveform) / sampling_rate
-    fig = Figure(figsize=(9, 6.4))
-    axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.6, 1.2]})
-    index, low, high = _envelope(waveform)
-    axes[0].fill_between(index / sampling_rate, low, high, color="#4c72b0", linewidth=0.4)
-    axes[0].set_ylabel("amplitude")
-    axes[0].set_ylim(-1.05 * max(1e-3, np.abs(waveform).max()), 1.05 * max(1e-3, np.abs(waveform).max()))
-    axes[0].set_title("Waveform")
-    frame_seconds = log_mel.shape[1] * hop_length / sampling_rate
-    mel_image = axes[1].imshow(log_mel, origin="lower", aspect="auto", cmap="magma",
-                               extent=(0, frame_seconds, 0, log_mel.shape[0]))
-    axes[1].set_ylabel("mel band")
-    axes[1].set_title("Log-mel spectrogram (normalised): input of the DenseNet")
-    fig.colorbar(mel_image, ax=axes[1], pad=0.01)
-    mfcc_image = axes[2].imshow(mfcc, origin="lower", aspect="auto", cmap="coolwarm", vmin=-3, vmax=3,
-                                extent=(0, frame_seconds, 0, mfcc.shape[0]))
-    axes[2].set_ylabel("coefficient")
-    axes[2].set_xlabel("time (s)")
-    axes[2].set_title("MFCCs (mean/variance normalised): input of the MFCC CNN")
-    fig.colorbar(mfcc_image, ax=axes[2], pad=0.01)
-    axes[2].set_xlim(0, seconds)
-    fig.tight_layout()
+    with rc_context(READABLE):
+        fig = _app_figure(6.4, 7.0)
+        axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.5, 1.2]})
+        index, low, high = _envelope(waveform)
+        peak = 1.05 * max(1e-3, float(np.abs(waveform).max()))
+        axes[0].fill_between(index / sampling_rate, low, high, color="#4c72b0", linewidth=0.4)
+        axes[0].set_ylim(-peak, peak)
+        axes[0].set_yticks([])
+        axes[0].set_title("Waveform")
+        frame_seconds = log_mel.shape[1] * hop_length / sampling_rate
+        axes[1].imshow(log_mel, origin="lower", aspect="auto", cmap="magma", extent=(0, frame_seconds, 0, log_mel.shape[0]))
+        axes[1].set_ylabel("mel band")
+        axes[1].set_title("Log-mel spectrogram (DenseNet input)")
+        axes[2].imshow(mfcc, origin="lower", aspect="auto", cmap="coolwarm", vmin=-3, vmax=3,
+                       extent=(0, frame_seconds, 0, mfcc.shape[0]))
+        axes[2].set_ylabel("MFCC")
+        axes[2].set_xlabel("time (s)")
+        axes[2].set_title("MFCCs (CNN input)")
+        axes[2].set_xlim(0, seconds)
     return fig
 
 
-def radar_figure(probabilities: dict[str, float]):
-    """The probability of each emotion on a polar chart: the shape shows mixtures at a glance."""
+def probability_figure(probabilities: dict[str, float]):
+    """The probability of each emotion as a wedge on a polar chart with a fixed 0-1 radius.
+
+    Wedges rather than a radar polygon: when one emotion takes nearly everything a polygon collapses
+    to a single line, while wedges still show each emotion's share; and the fixed radius keeps
+    charts of different recordings comparable.
+    """
     labels = list(probabilities)
-    values = [probabilities[label] for label in labels]
+    values = np.array([probabilities[label] for label in labels])
     angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False)
-    fig = Figure(figsize=(4.6, 4.6))
-    ax = fig.add_subplot(projection="polar")
-    ax.plot(np.append(angles, angles[0]), np.append(values, values[0]), color="#4c72b0", linewidth=2)
-    ax.fill(np.append(angles, angles[0]), np.append(values, values[0]), color="#4c72b0", alpha=0.25)
-    ax.scatter(angles, values, c=[EMOTION_COLORS.get(label, "#333333") for label in labels], s=40, zorder=3)
-    ax.set_xticks(angles, labels)
-    ax.set_ylim(0, max(0.5, max(values)))
-    ax.set_yticks([0.25, 0.5, 0.75, 1.0][: 1 + int(max(0.5, max(values)) // 0.25)])
-    ax.set_title("Emotion probabilities", pad=18)
-    fig.tight_layout()
+    with rc_context(READABLE):
+        fig = _app_figure(5.2, 5.2)
+        ax = fig.add_subplot(projection="polar")
+        ax.set_theta_offset(np.pi / 2)  # first emotion at the top, so no label sits at the chart's left or right edge
+        ax.bar(angles, values, width=2 * np.pi / len(labels) * 0.9, bottom=0.0, alpha=0.85,
+               color=[EMOTION_COLORS.get(label, "#333333") for label in labels], edgecolor="white")
+        ax.set_xticks(angles, [f"{label}\n{value:.0%}" for label, value in zip(labels, values)])
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["", "50%", "", "100%"])
+        ax.set_rlabel_position(180 / len(labels))  # the ring labels halfway between two wedges
+        ax.set_title("Emotion probabilities")
     return fig
 
 
 def timeline_figure(windows, labels: list[str]):
-    """Probability of each emotion over time, one point per window (at its centre); silent
-    windows leave gaps."""
-    fig = Figure(figsize=(9, 3.6))
-    ax = fig.subplots()
-    centres = np.array([(w.start + w.end) / 2 for w in windows])
-    for label in labels:
-        values = np.array([np.nan if w.probabilities is None else w.probabilities[label] for w in windows])
-        ax.plot(centres, values, label=label, color=EMOTION_COLORS.get(label), linewidth=1.8, marker="o",
-                markersize=3)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("probability")
-    ax.set_ylim(0, 1)
-    ax.set_xlim(0, max(w.end for w in windows))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    ax.set_title("Emotion over time")
-    fig.tight_layout()
+    """The emotion over time: each window's probabilities stacked over the stretch of time it speaks
+    for (`ser_model.inference.window_spans`), and under them a band of the merged segments coloured
+    by emotion (grey hatching where silent)."""
+    from .inference import merge_segments, window_spans
+
+    spans = window_spans(windows)
+    with rc_context(READABLE):
+        fig = _app_figure(7.2, 4.2)
+        top, band = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+        # Step edges: window i's values hold from edges[i] to edges[i + 1] (the last value is repeated
+        # because a "post" step needs one more point than it has steps).
+        edges = [spans[0][0]] + [end for _, end in spans]
+        bottom = np.zeros(len(edges))
+        for label in labels:
+            values = np.array([0.0 if w.probabilities is None else w.probabilities[label] for w in windows])
+            values = np.append(values, values[-1])
+            top.fill_between(edges, bottom, bottom + values, step="post", color=EMOTION_COLORS.get(label),
+                             linewidth=0, label=label)
+            bottom += values
+        top.set_ylim(0, 1)
+        top.set_ylabel("probability")
+        top.set_title("Emotion over time")
+        fig.legend(loc="outside lower center", ncol=7, frameon=False, handlelength=1.2, columnspacing=1.0)
+        for segment in merge_segments(windows):
+            if segment.label is None:
+                band.axvspan(segment.start, segment.end, facecolor="white", edgecolor="#999999", hatch="//")
+            else:
+                band.axvspan(segment.start, segment.end, color=EMOTION_COLORS.get(segment.label))
+        band.set_yticks([])
+        band.set_ylabel("segments", rotation=0, ha="right", va="center")
+        band.set_xlabel("time (s)")
+        band.set_xlim(windows[0].start, windows[-1].end)
     return fig

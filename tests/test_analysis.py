@@ -8,11 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from ser_model.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, analyze_file, draw_pictures, segment_rows,
-                                sentiment)
+from ser_model.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, analyze_file, describe, draw_pictures,
+                                segment_band_html, segment_rows, sentiment)
 from ser_model.audio_io import AudioError
-from ser_model.inference import EmotionRecognizer
+from ser_model.inference import EmotionRecognizer, WindowPrediction, merge_segments, window_spans
+from ser_model.plots import probability_figure, timeline_figure
 
+from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import speechlike, tiny_config
 
 LABELS = list(tiny_config().id2label.values())
@@ -75,11 +77,11 @@ def test_short_file_gives_one_decision_and_no_timeline(recognizer, tmp_path, clo
     assert analysis.segments == []
     assert calls and calls[-1] == pytest.approx((0.8, 0.8))
     pictures = draw_pictures(recognizer, str(tmp_path / "short.wav"), analysis.prediction)
-    assert isinstance(pictures.radar, Figure) and isinstance(pictures.signal, Figure)
+    assert isinstance(pictures.probabilities, Figure) and isinstance(pictures.signal, Figure)
     assert pictures.timeline is None
 
 
-def test_file_longer_than_a_window_gets_a_timeline_and_one_row_per_window(recognizer, tmp_path, close_figures):
+def test_file_longer_than_a_window_gets_a_timeline_and_merged_segments(recognizer, tmp_path, close_figures):
     config = recognizer.config
     seconds = 3.0
     calls = []
@@ -87,23 +89,13 @@ def test_file_longer_than_a_window_gets_a_timeline_and_one_row_per_window(recogn
                             progress=lambda done, total: calls.append((done, total)))
     # Windows start every hop and the last one ends at the end: (3 - 1) / 0.5 + 1 = 5 windows.
     expected_windows = round((seconds - config.window_seconds) / config.window_hop_seconds) + 1
-    assert analysis.is_long
+    assert analysis.is_long and len(analysis.prediction.windows) == expected_windows
     pictures = draw_pictures(recognizer, str(tmp_path / "long.wav"), analysis.prediction)
     assert isinstance(pictures.timeline, Figure)
-    # One line per emotion, one point per window, at the window centres.
-    lines = pictures.timeline.axes[0].get_lines()
-    assert [line.get_label() for line in lines] == list(recognizer.labels)
-    centres = [(w.start + w.end) / 2 for w in analysis.prediction.windows]
-    assert list(lines[0].get_xdata()) == pytest.approx(centres)
-    assert len(analysis.prediction.windows) == expected_windows
-    assert len(analysis.segments) == expected_windows
-    assert analysis.segments == segment_rows(analysis.prediction)
-    for row, window in zip(analysis.segments, analysis.prediction.windows):
-        assert len(row) == len(SEGMENT_COLUMNS)
-        start, end, emotion, confidence, side = row
-        assert (start, end) == pytest.approx((window.start, window.end), abs=0.05)
-        assert emotion in LABELS and 0.0 <= confidence <= 1.0
-        assert side == SENTIMENT_OF_EMOTION[emotion]
+    assert analysis.segments == segment_rows(analysis.prediction.windows)
+    assert analysis.segments[0][0] == 0.0 and analysis.segments[-1][1] == seconds
+    for row in analysis.segments:
+        assert len(row) == len(SEGMENT_COLUMNS) and row[2] in LABELS and 0.0 <= row[3] <= 1.0
     assert sum(analysis.prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert calls and calls[-1] == pytest.approx((seconds, seconds))
 
@@ -149,3 +141,88 @@ def test_bad_input_is_one_sentence(recognizer, tmp_path, close_figures, name, wr
     assert name in sentence  # names the file, by its base name only
     assert str(tmp_path) not in sentence
     assert sentence.endswith(".") and "\n" not in sentence and "Traceback" not in sentence
+
+
+def test_a_truncated_wav_is_classified_with_its_notice_for_the_app(recognizer, tmp_path):
+    with pytest.warns(UserWarning):
+        analysis = analyze_file(recognizer, str(write_truncated_wav(tmp_path / "cut.wav")), max_seconds=60)
+    assert analysis.notices == [TRUNCATED_SENTENCE]
+    assert analysis.prediction.duration == pytest.approx(1.5)
+    assert analyze_file(recognizer, write_wav(tmp_path / "whole.wav", 1.5)).notices == []
+
+
+def window(start, end, label=None, top=0.7):
+    """A window whose top emotion is `label` with probability `top` (the rest spread evenly); silent when None."""
+    if label is None:
+        return WindowPrediction(start, end, None)
+    rest = (1 - top) / (len(LABELS) - 1)
+    return WindowPrediction(start, end, {name: top if name == label else rest for name in LABELS})
+
+
+def test_a_4_1_s_file_is_one_segment_when_both_windows_agree():
+    # The two windows of a 4.1 s file (4 s windows, the last aligned to the end) used to be two
+    # overlapping rows, 0-4 and 0.1-4.1.
+    windows = [window(0.0, 4.0, "happy", 0.8), window(0.1, 4.1, "happy", 0.6)]
+    assert segment_rows(windows) == [[0.0, 4.1, "happy", 0.7]]
+
+
+def test_a_4_1_s_file_splits_halfway_between_the_window_centres():
+    windows = [window(0.0, 4.0, "happy", 0.8), window(0.1, 4.1, "sad", 0.6)]
+    segments = merge_segments(windows)
+    assert [(s.start, s.end, s.label) for s in segments] == [(0.0, 2.05, "happy"), (2.05, 4.1, "sad")]
+    assert [s.confidence for s in segments] == pytest.approx([0.8, 0.6])
+
+
+def test_consecutive_windows_with_the_same_emotion_merge_and_silence_is_its_own_segment():
+    # 4 s windows every 2 s over 12 s: centres 2, 4, 6, 8, 10, so boundaries at 3, 5, 7, 9.
+    windows = [window(0, 4, "angry", 0.9), window(2, 6, "angry", 0.5), window(4, 8, None),
+               window(6, 10, "sad", 0.6), window(8, 12, "sad", 0.8)]
+    assert segment_rows(windows) == [[0.0, 5.0, "angry", 0.7], [5.0, 7.0, "(silent)", None],
+                                     [7.0, 12.0, "sad", 0.7]]
+    assert [span for span in window_spans(windows)] == [(0, 3), (3, 5), (5, 7), (7, 9), (9, 12)]
+
+
+def test_a_two_minute_file_gives_a_few_segments_not_sixty_rows():
+    labels = ["neutral"] * 20 + ["angry"] * 15 + ["neutral"] * 24
+    windows = [window(2 * i, 2 * i + 4, label) for i, label in enumerate(labels)]
+    rows = segment_rows(windows)
+    assert [(row[0], row[1], row[2]) for row in rows] == [(0.0, 41.0, "neutral"), (41.0, 71.0, "angry"),
+                                                          (71.0, 120.0, "neutral")]
+
+
+def test_no_windows_no_segments():
+    assert merge_segments([]) == [] and segment_band_html([]) == ""
+
+
+def test_the_band_has_one_block_per_segment_in_proportion():
+    windows = [window(0, 4, "angry"), window(2, 6, "angry"), window(4, 8, "sad")]
+    band = segment_band_html(windows)
+    assert band.count('class="segment"') == 2
+    assert "flex:62.500" in band and "flex:37.500" in band  # 0-5 s and 5-8 s of 8 s
+
+
+@pytest.mark.parametrize("probabilities, expected", [
+    ({"happy": 0.72, "sad": 0.2, "angry": 0.08}, "happy (72%)"),
+    ({"happy": 0.5, "sad": 0.3, "angry": 0.2}, "happy (50%)"),
+    ({"happy": 0.38, "sad": 0.31, "angry": 0.31}, "not sure: happy (38%) or sad (31%)"),
+    ({"angry": 0.2, "sad": 0.45, "happy": 0.35}, "not sure: sad (45%) or happy (35%)"),
+])
+def test_a_low_top_probability_is_not_sure_and_names_the_two_likeliest(probabilities, expected):
+    assert describe(probabilities) == expected
+
+
+def test_the_timeline_stacks_probabilities_over_the_whole_audio_and_draws_the_band(close_figures):
+    windows = [window(0.0, 4.0, "happy", 0.8), window(0.1, 4.1, "sad", 0.6)]
+    figure = timeline_figure(windows, LABELS)
+    top, band = figure.axes
+    assert top.get_xlim() == pytest.approx((0.0, 4.1))  # not two points at 2.0 and 2.05
+    assert len(band.patches) == 2  # one coloured span per segment
+    assert [p.get_x() for p in band.patches] == pytest.approx([0.0, 2.05])
+
+
+def test_the_probability_chart_keeps_a_fixed_scale_and_a_wedge_per_emotion(close_figures):
+    for top in (0.99, 0.4):
+        figure = probability_figure({name: top if name == "sad" else (1 - top) / 6 for name in LABELS})
+        (ax,) = figure.axes
+        assert ax.get_ylim() == (0.0, 1.0)
+        assert len(ax.patches) == len(LABELS)

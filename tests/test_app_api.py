@@ -9,6 +9,7 @@ from gradio_client.exceptions import AppError
 from ser_model.analysis import SEGMENT_COLUMNS
 
 from .app_server import running_app
+from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import data_dir_or_skip, speechlike, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,7 @@ def clips(tmp_path_factory):
     sf.write(folder / "short.wav", speechlike(0.8), 16_000, subtype="PCM_16")
     sf.write(folder / "long.wav", speechlike(3.0, seed=1), 16_000, subtype="PCM_16")
     sf.write(folder / "silence.wav", np.zeros(32_000, np.int16), 16_000, subtype="PCM_16")
+    write_truncated_wav(folder / "cut.wav")
     (folder / "noise.wav").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     return folder
 
@@ -62,26 +64,42 @@ def test_short_clip_gives_emotions_and_sentiment_without_segments(client, clips)
     emotions, sentiment, segments, prediction = result
     confidences = check_confidences(emotions, LABELS)
     check_confidences(sentiment, {"positive", "neutral", "negative"})
-    assert segments["visible"] is False
+    # Plain data, never a Gradio update wrapper: a table with no rows for audio of one window.
+    assert segments == {"headers": SEGMENT_COLUMNS, "data": [], "metadata": None}
     assert prediction["label"] == emotions["label"]
     assert prediction["probabilities"] == pytest.approx(confidences, abs=1e-6)
     assert len(prediction["windows"]) == 1 and prediction["duration"] == pytest.approx(0.8)
 
 
-def test_long_file_gives_one_segment_per_window(client, clips):
+def test_long_file_gives_merged_segments_that_tile_the_audio(client, clips):
     *_, segments, prediction = predict(client, clips / "long.wav")
-    assert segments["visible"] is True
-    assert segments["value"]["headers"] == SEGMENT_COLUMNS
-    # 3 s in 1 s windows every 0.5 s: starts 0, 0.5, ..., 2.0.
-    assert [row[0] for row in segments["value"]["data"]] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert set(segments) == {"headers", "data", "metadata"} and segments["headers"] == SEGMENT_COLUMNS
+    # 3 s in 1 s windows every 0.5 s: starts 0, 0.5, ..., 2.0; the segments cover 0-3 s without overlap.
     assert [window["start"] for window in prediction["windows"]] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    rows = segments["data"]
+    assert rows[0][0] == 0.0 and rows[-1][1] == 3.0
+    assert all(a[1] == b[0] and a[2] != b[2] for a, b in zip(rows, rows[1:]))
+    assert all(row[2] in LABELS and 0.0 <= row[3] <= 1.0 for row in rows)
 
 
-def test_the_api_lists_predict_with_one_audio_input(client):
+def test_a_truncated_wav_is_classified_and_the_prediction_carries_the_warning(client, clips):
+    emotions, _, _, prediction = predict(client, clips / "cut.wav")
+    check_confidences(emotions, LABELS)
+    assert prediction["duration"] == pytest.approx(1.5)
+    assert prediction["warnings"] == [TRUNCATED_SENTENCE]
+    *_, whole = predict(client, clips / "short.wav")
+    assert whole["warnings"] == []
+
+
+def test_the_api_lists_predict_with_named_outputs(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert list(endpoints) == ["/predict"]
     (parameter,) = endpoints["/predict"]["parameters"]
     assert parameter["component"] == "Audio"
+    returns = endpoints["/predict"]["returns"]
+    assert [(r["label"], r["component"]) for r in returns] == [
+        ("Emotion", "Label"), ("Sentiment (positive / neutral / negative)", "Label"), ("Segments", "Dataframe"),
+        ("prediction", "Json")]
 
 
 def test_real_clip(client):

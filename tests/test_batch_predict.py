@@ -58,7 +58,7 @@ def test_zero_workers_is_one_sentence(batch, capsys):
     clips, model, _ = batch
     assert main(["predict", str(clips / "00.wav"), "--model", str(model), "--workers", "0"]) == 2
     err = capsys.readouterr().err
-    assert "--workers must be at least 1, got 0" in err and "Traceback" not in err
+    assert err.strip() == "error: --workers must be at least 1, got 0." and "Traceback" not in err
 
 
 @pytest.mark.slow

@@ -3,10 +3,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import soundfile as sf
 
+from ser_model import cli
 from ser_model.cli import main
 
+from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import REPO, speechlike
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -51,7 +54,7 @@ def test_table_output_lists_every_emotion(tiny_model_dir, tmp_path, capsys):
     clips = write_clips(tmp_path / "clips")
     assert main(["predict", str(clips / "nested"), "--model", str(tiny_model_dir), "--timeline"]) == 0
     out = capsys.readouterr().out
-    assert all(label[:7] in out.splitlines()[0] for label in LABELS)
+    assert out.splitlines()[0].split()[2:] == LABELS  # whole names: "surprise" is not cut to "surpris"
     assert "b.flac" in out and out.count("%") >= 7 * 2
 
 
@@ -68,4 +71,52 @@ def test_no_audio_in_arguments_is_one_sentence(tiny_model_dir, tmp_path, capsys)
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty"), "--model", str(tiny_model_dir)]) == 2
     err = capsys.readouterr().err
-    assert "no audio files" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "error: There are no audio files to classify."
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("name, fmt, check", [
+    ("out.json", None, lambda text: json.loads(text)[0]["label"] in LABELS),
+    ("out.csv", None, lambda text: text.splitlines()[0].startswith("path,start,end,label,angry")),
+    ("out.txt", None, lambda text: text.split()[:2] == ["file", "emotion"]),
+    ("out.json", "csv", lambda text: text.startswith("path,")),  # --format wins over the extension
+    ("OUT.CSV", None, lambda text: text.startswith("path,")),
+])
+def test_the_output_extension_chooses_the_format_unless_format_is_given(tiny_model_dir, tmp_path, workers, name,
+                                                                         fmt, check):
+    clips = write_clips(tmp_path / "clips")
+    out = tmp_path / name
+    args = ["predict", str(clips), "--model", str(tiny_model_dir), "--workers", workers, "-o", str(out)]
+    assert main(args + (["--format", fmt] if fmt else [])) == 0
+    assert check(out.read_text())
+
+
+def test_a_bug_keeps_its_traceback_while_bad_input_is_one_sentence(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    clips = write_clips(tmp_path / "clips")
+
+    def broken(*args, **kwargs):
+        raise ValueError("a programming error, not the user's")
+
+    monkeypatch.setattr("ser_model.batch_predict.predict", broken)
+    with pytest.raises(ValueError, match="programming error"):
+        main(["predict", str(clips), "--model", str(tiny_model_dir)])
+    assert main(["predict", str(clips), "--model", str(tmp_path / "no-model")]) == 2
+    assert capsys.readouterr().err.startswith("error: No model folder at")
+
+
+def test_every_error_predict_reports_derives_from_the_project_exception():
+    from ser_model.audio_io import AudioError
+    from ser_model.errors import InputError
+
+    assert issubclass(AudioError, InputError)
+    assert cli.USER_ERRORS == (InputError, OSError)
+
+
+def test_a_truncated_wav_is_classified_with_a_warning_line(tiny_model_dir, tmp_path, capsys):
+    path = write_truncated_wav(tmp_path / "cut.wav")
+    assert main(["predict", str(path), "--model", str(tiny_model_dir), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    (record,) = json.loads(captured.out)
+    assert record["duration"] == 1.5 and "error" not in record
+    assert f"warning: {TRUNCATED_SENTENCE}" in captured.err.splitlines()
+    assert "TruncatedAudioWarning" not in captured.err  # one sentence, not Python's warning format

@@ -1,4 +1,5 @@
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import soundfile as sf
 from ser_model.audio_io import AudioError
 from ser_model.inference import EmotionRecognizer, _sliding_windows
 
+from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import speechlike
 
 
@@ -124,3 +126,33 @@ def test_too_short_files_and_streams_are_refused_before_the_model(recognizer, tm
         recognizer.predict_file(tmp_path / "blip.wav")
     with pytest.raises(AudioError, match="too short"):
         recognizer.predict_stream([speechlike(seconds)])
+
+
+def test_a_name_that_is_neither_folder_nor_hub_id_is_one_sentence():
+    from ser_model.errors import InputError
+
+    with pytest.raises(InputError, match="'my model' is neither a model folder nor a Hub id"):
+        EmotionRecognizer.from_pretrained("my model")
+
+
+def test_a_truncated_wav_is_classified_with_a_warning_that_gives_both_durations(recognizer, tmp_path):
+    from ser_model.audio_io import TruncatedAudioWarning
+
+    path = write_truncated_wav(tmp_path / "cut.wav", seconds=3.0, kept=0.5)
+    assert sf.info(path).frames == 24_000  # libsndfile alone reads the 1.5 s without a word
+    with pytest.warns(TruncatedAudioWarning) as caught:
+        prediction = recognizer.predict_file(path)
+    assert [str(w.message) for w in caught] == [TRUNCATED_SENTENCE]
+    assert prediction.duration == pytest.approx(1.5)
+
+
+def test_a_wav_with_the_streaming_unknown_size_is_not_called_truncated(recognizer, tmp_path):
+    # Recorders that stream a WAV write 0xFFFFFFFF as the data size until they finish.
+    path = tmp_path / "streamed.wav"
+    sf.write(path, speechlike(1.5), 16_000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[40:44] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no truncation warning
+        assert recognizer.predict_file(path).duration == pytest.approx(1.5)

@@ -1,0 +1,94 @@
+"""The live mode's session (`ser_model.live`), checked without Gradio on the tiny model (1 s windows)."""
+
+import numpy as np
+import pytest
+
+from ser_model.inference import EmotionRecognizer
+from ser_model.live import LiveSession
+
+from .conftest import speechlike
+
+
+@pytest.fixture
+def recognizer(tiny_model_dir):
+    return EmotionRecognizer.from_pretrained(tiny_model_dir)
+
+
+def int16_chunks(audio: np.ndarray, rate: int, seconds: float = 0.5):
+    """The audio as the browser streams it: int16 chunks at the microphone's rate."""
+    pcm = (audio * 32767).astype(np.int16)
+    step = round(seconds * rate)
+    return [pcm[i:i + step] for i in range(0, len(pcm), step)]
+
+
+def test_each_chunk_classifies_the_newest_window(recognizer):
+    session = LiveSession.for_recognizer(recognizer, every_seconds=0.5)
+    chunks = int16_chunks(speechlike(3.0, 48_000), 48_000)
+    windows = [session.add_chunk(recognizer, chunk, 48_000) for chunk in chunks]
+    # The first chunk is all there is (0.5 s); from 1 s on, the last 1 s window.
+    spans = [value for w in windows for value in (w.start, w.end)]
+    assert spans == pytest.approx([0, 0.5, 0, 1, 0.5, 1.5, 1, 2, 1.5, 2.5, 2, 3])
+    assert session.seconds == pytest.approx(3.0)
+
+
+def test_the_live_window_is_classified_as_the_same_audio_from_a_file(recognizer):
+    audio = speechlike(2.5, 16_000, seed=4)
+    session = LiveSession.for_recognizer(recognizer, every_seconds=0.5)
+    for chunk in int16_chunks(audio, 16_000):
+        window = session.add_chunk(recognizer, chunk, 16_000)
+    last_second = (audio * 32767).astype(np.int16)[-16_000:].astype(np.float32) / 32768
+    assert window.probabilities == pytest.approx(recognizer.classify_batch([last_second])[0], abs=1e-6)
+
+
+def test_chunks_of_a_tenth_of_a_second_give_one_decision_per_second_of_audio(recognizer):
+    session = LiveSession.for_recognizer(recognizer)
+    decided = [session.add_chunk(recognizer, chunk, 16_000) is not None
+               for chunk in int16_chunks(speechlike(3.0), 16_000, seconds=0.1)]
+    # The first as soon as there is enough audio (0.1 s), then at 1.1 and 2.1 s.
+    assert [i for i, d in enumerate(decided) if d] == [0, 10, 20]
+    assert [w.end for w in session.history] == pytest.approx([0.1, 1.1, 2.1])
+
+
+def test_too_little_audio_and_silence_are_not_classified(recognizer):
+    session = LiveSession.for_recognizer(recognizer)
+    assert session.add_chunk(recognizer, np.zeros(800, np.int16), 16_000) is None  # 50 ms < the 0.1 s minimum
+    silent = session.add_chunk(recognizer, np.zeros(16_000, np.int16), 16_000)
+    assert silent is not None and silent.probabilities is None
+    assert session.overall() is None and session.prediction() is None
+
+
+def test_memory_stays_bounded_while_the_overall_emotion_counts_everything(recognizer):
+    session = LiveSession.for_recognizer(recognizer, max_history_seconds=5.0, every_seconds=1.0)
+    chunks = int16_chunks(speechlike(20.0, 16_000), 16_000, seconds=1.0)
+    sums = np.zeros(len(recognizer.labels))
+    for chunk in chunks:
+        window = session.add_chunk(recognizer, chunk, 16_000)
+        sums += [window.probabilities[label] for label in recognizer.labels]
+        assert len(session.buffer) <= session.window_samples  # one window of audio, however long the talk
+    assert len(session.history) <= 6 and session.history[-1].end == pytest.approx(20.0)
+    assert session.history[0].end >= 20.0 - 5.0
+    overall = session.overall()
+    assert [overall[label] for label in recognizer.labels] == pytest.approx(sums / len(chunks))
+    prediction = session.prediction()
+    assert prediction.duration == pytest.approx(20.0) and prediction.windows == list(session.history)
+
+
+def test_a_chunk_file_is_read_with_its_rate_and_channels(tmp_path):
+    import soundfile as sf
+
+    from ser_model.audio_io import AudioError
+    from ser_model.live import read_chunk
+
+    sf.write(tmp_path / "chunk.wav", np.stack([speechlike(0.1, 48_000)] * 2, axis=1), 48_000, subtype="PCM_16")
+    samples, rate = read_chunk(tmp_path / "chunk.wav")
+    assert rate == 48_000 and samples.shape == (4_800, 2)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really")
+    with pytest.raises(AudioError, match="could not be read"):
+        read_chunk(tmp_path / "bad.wav")
+
+
+def test_the_session_tells_how_much_audio_never_arrived(recognizer):
+    session = LiveSession.for_recognizer(recognizer)
+    session.started -= 4.0  # four seconds since the session started...
+    session.add_chunk(recognizer, (speechlike(2.0) * 32767).astype(np.int16), 16_000)  # ...but 2 s arrived
+    assert session.skipped_fraction() == pytest.approx(0.5, abs=0.05)
