@@ -19,17 +19,14 @@ from pathlib import Path
 from .audio_io import AUDIO_EXTENSIONS
 from .errors import InputError
 
-# What `predict` reports as one sentence. The train, evaluate, export and publish modules still raise
-# plain `ValueError` (and `PublishError(ValueError)`) for bad input; until they raise `InputError`, those
-# commands alone keep treating every `ValueError` as the user's mistake.
+# What every command reports as one sentence: the project's input errors (bad audio, a corpus folder
+# that is not one, a bad flag, a failed publish) and OS errors (a missing or unwritable path).
 USER_ERRORS = (InputError, OSError)
-LEGACY_USER_ERRORS = (ValueError, OSError)
 FORMATS = ("table", "json", "csv")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ser_model", description="Speech emotion recognition.")
-    parser.set_defaults(user_errors=LEGACY_USER_ERRORS)
     commands = parser.add_subparsers(dest="command", required=True)
     add_predict_parser(commands)
     # Imported here, not at the top, so that `import ser_model.cli` stays light.
@@ -42,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except args.user_errors as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -69,7 +66,7 @@ def add_predict_parser(commands) -> None:
     predict.add_argument("--workers", type=int, default=1,
                          help="worker processes, each with its own model copy (default 1); under torchrun or "
                               "accelerate launch the files are split across the processes and this is per process")
-    predict.set_defaults(run=run_predict, user_errors=USER_ERRORS)
+    predict.set_defaults(run=run_predict)
 
 
 def expand_paths(paths: Sequence[str]) -> list[Path]:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from .audio_io import AUDIO_EXTENSIONS
 from .configuration import EMOTIONS
+from .errors import InputError
 
 
 logger = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def _audio_files(folder, recursive=True):
 def _check_folder(root, corpus):
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"{corpus} folder {str(root)!r} does not exist or is not a directory")
+        raise InputError(f"{corpus} folder {str(root)!r} does not exist or is not a directory")
     return root.resolve()
 
 
@@ -443,7 +444,7 @@ def _read_nemo_table(root):
     """Returns `{file stem: row}` from nEMO's `data.tsv`, with the speaker's padding stripped."""
     table = root / "data.tsv"
     if not table.is_file():
-        raise ValueError(f"nEMO folder {str(root)!r} has no data.tsv: it holds the speakers and labels")
+        raise InputError(f"nEMO folder {str(root)!r} has no data.tsv: it holds the speakers and labels")
     with open(table, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     return {Path(row["file_id"].strip()).stem: {k: (v or "").strip() for k, v in row.items()} for row in rows}
@@ -537,7 +538,7 @@ def _normalize_gender(value, where):
         return "male"
     if key in ("f", "female", "woman"):
         return "female"
-    raise ValueError(f"{where}: gender must be male, female or empty, got {value!r}")
+    raise InputError(f"{where}: gender must be male, female or empty, got {value!r}")
 
 
 def read_manifest(csv_path):
@@ -561,14 +562,14 @@ def read_manifest(csv_path):
     """
     csv_path = Path(csv_path).resolve()
     if not csv_path.is_file():
-        raise ValueError(f"manifest {str(csv_path)!r} does not exist")
+        raise InputError(f"manifest {str(csv_path)!r} does not exist")
     base = csv_path.parent
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = [c.strip().lower() for c in reader.fieldnames or []]
         missing = [c for c in ("path", "label") if c not in columns]
         if missing:
-            raise ValueError(f"manifest {csv_path.name} needs a header with path and label, got {columns}")
+            raise InputError(f"manifest {csv_path.name} needs a header with path and label, got {columns}")
         rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     if not any(row.get("speaker") for row in rows):
         logger.warning(
@@ -585,14 +586,14 @@ def read_manifest(csv_path):
         where = f"manifest {csv_path.name} line {line}"
         label = normalize_label(row["label"])
         if label is None:
-            raise ValueError(f"{where}: label {row['label']!r} is not one of {', '.join(LABELS)} or a known synonym")
+            raise InputError(f"{where}: label {row['label']!r} is not one of {', '.join(LABELS)} or a known synonym")
         if not row["path"]:
-            raise ValueError(f"{where}: path is empty")
+            raise InputError(f"{where}: path is empty")
         path = (base / row["path"]).resolve()
         if not path.is_file():
-            raise ValueError(f"{where}: file {row['path']!r} does not exist (looked at {str(path)!r})")
+            raise InputError(f"{where}: file {row['path']!r} does not exist (looked at {str(path)!r})")
         if not _is_audio(path.name):
-            raise ValueError(f"{where}: file {row['path']!r} does not have an audio extension")
+            raise InputError(f"{where}: file {row['path']!r} does not have an audio extension")
         speaker = row.get("speaker") or path.stem
         records.append(
             Record(
@@ -631,7 +632,7 @@ def _find_corpus_folders(data_dir):
             if entry.name.lower() in names:
                 if corpus in found:
                     # Two copies would give every clip twice under one key.
-                    raise ValueError(
+                    raise InputError(
                         f"{str(data_dir)!r} holds two {corpus} folders, {found[corpus].name!r} and "
                         f"{entry.name!r}; keep one"
                     )
@@ -658,12 +659,12 @@ def discover(data_dir=DEFAULT_DATA_DIR):
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise ValueError(f"data directory {str(data_dir)!r} does not exist")
+        raise InputError(f"data directory {str(data_dir)!r} does not exist")
     data_dir = data_dir.resolve()
     folders = _find_corpus_folders(data_dir)
     manifest = data_dir / MANIFEST_NAME
     if not folders and not manifest.is_file():
-        raise ValueError(
+        raise InputError(
             f"found no corpus in {str(data_dir)!r}: expected a folder named {', '.join(_CORPUS_FOLDERS)} "
             f"or a {MANIFEST_NAME}"
         )
@@ -673,7 +674,7 @@ def discover(data_dir=DEFAULT_DATA_DIR):
     if manifest.is_file():
         records.extend(read_manifest(manifest))
     if not records:
-        raise ValueError(f"found no audio clips in the corpus folders of {str(data_dir)!r}")
+        raise InputError(f"found no audio clips in the corpus folders of {str(data_dir)!r}")
     return sorted(records, key=lambda r: r.path)
 
 

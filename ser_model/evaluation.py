@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from .audio_io import load_audio
 from .calibration import reliability, reliability_figure
 from .corpora import DEFAULT_DATA_DIR, Record, discover
+from .errors import InputError
 from .inference import EmotionRecognizer, Prediction
 from .metrics import classification_metrics, confusion_matrix, per_class_recall
 from .robustness import conditions, missing_conditions
@@ -148,7 +149,7 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
     if max_clips_per_part:
         parts = subsample_parts(parts, max_clips_per_part)
     if not parts["test"]:
-        raise ValueError("the test part of the split is empty: there is nothing to evaluate on")
+        raise InputError("the test part of the split is empty: there is nothing to evaluate on")
 
     recognizer = EmotionRecognizer.from_pretrained(model_dir)
     rate, labels = recognizer.sampling_rate, recognizer.labels

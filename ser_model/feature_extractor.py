@@ -200,7 +200,9 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
             if peak > 1.0:
                 waveform = waveform / peak
         with torch.no_grad():
-            log_mel = torch.log(self._mel_spectrogram(torch.from_numpy(waveform)) + LOG_FLOOR)
+            # pipeline(...) can hand over a read-only buffer, which torch.from_numpy warns about.
+            samples = torch.from_numpy(np.require(waveform, requirements="W"))
+            log_mel = torch.log(self._mel_spectrogram(samples) + LOG_FLOOR)
             mfcc = self._dct.T @ log_mel
             log_mel = (log_mel - log_mel.mean()) / (log_mel.std(correction=0) + NORM_EPS)
             mfcc = (mfcc - mfcc.mean(dim=1, keepdim=True)) / (mfcc.std(dim=1, keepdim=True, correction=0) + NORM_EPS)

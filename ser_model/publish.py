@@ -24,6 +24,7 @@ from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from . import load_check
+from .errors import InputError
 from .export import DEFAULT_REPO_ID, export_model, pip_install_line
 from .inference import BUNDLED_MODEL
 from .load_check import LoadCheck
@@ -35,7 +36,7 @@ _CHILD_ENV_DROP = ("PYTHONPATH", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN
                    "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_MODULES_CACHE")
 
 
-class PublishError(ValueError):
+class PublishError(InputError):
     """A publishing failure told to the person publishing in one sentence (the CLI prints it, no traceback)."""
 
 

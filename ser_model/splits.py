@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .corpora import LABELS
+from .errors import InputError
 
 
 logger = logging.getLogger(__name__)
@@ -80,19 +81,19 @@ class SplitPolicy:
         for name in ("test_fraction", "validation_fraction"):
             value = getattr(self, name)
             if not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
+                raise InputError(f"{name} must be in [0, 1), got {value}")
         if self.test_fraction + self.validation_fraction >= 1:
-            raise ValueError(
+            raise InputError(
                 f"test_fraction + validation_fraction must be below 1, got "
                 f"{self.test_fraction + self.validation_fraction}"
             )
         for name in ("min_manifest_speakers", "min_clips"):
             value = getattr(self, name)
             if value < 0:
-                raise ValueError(f"{name} must be non-negative, got {value}")
+                raise InputError(f"{name} must be non-negative, got {value}")
         for corpus, counts in self.speaker_counts.items():
             if len(counts) != 2 or any(not isinstance(n, int) or n < 0 for n in counts):
-                raise ValueError(f"speaker_counts[{corpus!r}] must be [test, validation] counts >= 0, got {counts!r}")
+                raise InputError(f"speaker_counts[{corpus!r}] must be [test, validation] counts >= 0, got {counts!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "SplitPolicy":
@@ -299,7 +300,7 @@ def make_split(records, seed=0, policy=None):
     for record in records:
         key = record_key(record)
         if key in seen:
-            raise ValueError(f"two records share the split key {key!r}; is a clip listed twice?")
+            raise InputError(f"two records share the split key {key!r}; is a clip listed twice?")
         seen.add(key)
         by_corpus[record.corpus].append(record)
 
@@ -347,10 +348,10 @@ def load_split(path):
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     version = data.get("format_version") if isinstance(data, dict) else None
     if version != SPLIT_FORMAT_VERSION:
-        raise ValueError(f"{path} is not a split file of format {SPLIT_FORMAT_VERSION}, got format {version!r}")
+        raise InputError(f"{path} is not a split file of format {SPLIT_FORMAT_VERSION}, got format {version!r}")
     bad = sorted({part for part in data["assignments"].values() if part not in PARTS})
     if bad:
-        raise ValueError(f"{path} assigns clips to unknown parts {bad}; expected {PARTS}")
+        raise InputError(f"{path} assigns clips to unknown parts {bad}; expected {PARTS}")
     return Split(
         data["assignments"],
         seed=data["seed"],
@@ -377,7 +378,7 @@ def apply_split(records, split):
         else:
             missing.append(key)
     if missing:
-        raise ValueError(f"{len(missing)} clip(s) are not in the split, e.g. {missing[0]!r}; make a new split")
+        raise InputError(f"{len(missing)} clip(s) are not in the split, e.g. {missing[0]!r}; make a new split")
     return parts
 
 

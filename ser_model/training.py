@@ -28,6 +28,7 @@ from .augment import AugmentationSettings, Augmenter
 from .calibration import fit_temperature, reliability, softmax
 from .configuration import PRESETS, SERConfig
 from .corpora import DEFAULT_DATA_DIR, LABELS, discover
+from .errors import InputError
 from .feature_extractor import SERFeatureExtractor
 from .mel_init import load_mel_init
 from .modeling import SERForAudioClassification
@@ -126,27 +127,31 @@ class TrainingConfig:
 
     def __post_init__(self):
         if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+            raise InputError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         for name in self.PROBABILITIES:
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise InputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.weight_average_decay < 1.0:
-            raise ValueError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
+            raise InputError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
         for name in ("batch_size", "epochs", "samples_per_epoch", "train_crop_seconds"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
         if isinstance(self.model_overrides, dict):
             self.model_overrides = json.dumps(self.model_overrides)
         try:
             overrides = json.loads(self.model_overrides)
         except json.JSONDecodeError as e:
-            raise ValueError(f"model_overrides must be a JSON object, got {self.model_overrides!r}") from e
+            raise InputError(f"model_overrides must be a JSON object, got {self.model_overrides!r}") from e
         if not isinstance(overrides, dict):
-            raise ValueError(f"model_overrides must be a JSON object, got {self.model_overrides!r}")
+            raise InputError(f"model_overrides must be a JSON object, got {self.model_overrides!r}")
+        self.model_config()  # a bad model setting is refused before any data is read
 
     def model_config(self) -> SERConfig:
         overrides = {**json.loads(self.model_overrides), **({"branches": self.branches} if self.branches else {})}
-        return SERConfig.from_preset(self.preset, **overrides)
+        try:
+            return SERConfig.from_preset(self.preset, **overrides)
+        except ValueError as error:  # the Hub file cannot import InputError; here the values came from flags
+            raise InputError(str(error)) from error
 
     def augmentation(self, model_config: SERConfig) -> AugmentationSettings:
         """The waveform augmentation settings, from the fields of the same names."""
@@ -169,13 +174,13 @@ def prepare_data(cfg: TrainingConfig):
     found = {r.corpus for r in records}
     unknown = (set(cfg.corpora or []) | set(cfg.exclude_corpora)) - found
     if unknown:
-        raise ValueError(f"no clips of {sorted(unknown)} in {cfg.data_dir}; found {sorted(found)}")
+        raise InputError(f"no clips of {sorted(unknown)} in {cfg.data_dir}; found {sorted(found)}")
     parts = apply_split(kept, split)
     if cfg.max_clips_per_part:
         parts = subsample_parts(parts, cfg.max_clips_per_part)
     for name in ("train", "validation"):
         if not parts[name]:
-            raise ValueError(f"the {name} part of the split is empty: add corpora with more speakers")
+            raise InputError(f"the {name} part of the split is empty: add corpora with more speakers")
     return kept, split, parts
 
 

@@ -137,3 +137,11 @@ def test_running_again_resumes_from_the_last_checkpoint_and_keeps_the_clock(trai
     assert again["wall_seconds"] > first["wall_seconds"]
     steps = [entry["step"] for entry in again["log_history"] if "loss" in entry]
     assert steps[-1] == 40 and steps[0] == 5  # the history of the first 30 steps came back too
+
+
+def test_bad_input_to_train_is_one_sentence_not_a_traceback(tmp_path, capsys):
+    assert cli_main(["train", "--data_dir", str(tmp_path / "absent"), "--output_dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: data directory {str(tmp_path / 'absent')!r} does not exist"
+    assert cli_main(["train", "--preset", "cpu-small", "--model_overrides", '{"n_mfcc": 0}',
+                     "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "run")]) == 2
+    assert "n_mfcc must be a positive integer" in capsys.readouterr().err
