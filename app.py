@@ -21,6 +21,7 @@ import gradio as gr
 from ser_model.analysis import (NOT_SURE_BELOW, SEGMENT_COLUMNS, analyze_file, describe, draw_pictures,
                                 segment_band_html, segment_rows, sentiment)
 from ser_model.audio_io import AudioError, TruncatedAudioWarning, format_duration
+from ser_model.export import describe_training_data
 from ser_model.inference import EmotionRecognizer, Prediction, model_source
 from ser_model.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
 from ser_model.plots import timeline_figure
@@ -64,6 +65,9 @@ if ARGS.mcp and importlib.util.find_spec("mcp") is None:
 _default_model, _default_revision = model_source()
 RECOGNIZER = EmotionRecognizer.from_pretrained(ARGS.model or _default_model,
                                                revision=ARGS.revision or _default_revision)
+# Read from the model's own training record, so the page's sentence about its data stays true.
+TRAINING_DATA = describe_training_data(EmotionRecognizer.load_training_corpora(
+    ARGS.model or _default_model, revision=ARGS.revision or _default_revision))
 
 
 def predict(audio_path: str | None, progress=gr.Progress()):
@@ -161,8 +165,8 @@ MFCCs; their fused decision is shown below. Recordings longer than
 {RECOGNIZER.config.window_seconds:g} s are read in overlapping windows and get an emotion timeline.
 Up to {format_duration(MAX_AUDIO_SECONDS)} of audio.
 
-*Trained on acted English speech (RAVDESS, TESS): it is less reliable on spontaneous
-conversation, other languages and noisy recordings. Not for decisions about people.*
+*Trained on {TRAINING_DATA}: it is less reliable on spontaneous conversation, other languages
+and noisy recordings. Not for decisions about people.*
 """
 
 LIVE_DESCRIPTION = f"""

@@ -62,6 +62,19 @@ CORPORA = {
     "manifest": (None, None, "the user's own recordings listed in a manifest", "Own data: see its owner's terms."),
 }
 LANGUAGE_NAMES = {"en": "English", "am": "Amharic", "pl": "Polish", "tr": "Turkish", "de": "German"}
+DISPLAY_NAMES = {"ravdess": "RAVDESS", "tess": "TESS", "crema-d": "CREMA-D", "savee": "SAVEE", "ased": "ASED",
+                 "nemo": "nEMO", "turev": "TurEV-DB", "emodb": "EmoDB", "manifest": "your own recordings"}
+
+
+def describe_training_data(corpora: list[str] | None) -> str:
+    """'acted speech in English, Amharic, ... (RAVDESS, TESS, ASED, ...)', what the app tells people."""
+    if not corpora:
+        return "acted speech (its training corpora were not recorded with it)"
+    languages = sorted({CORPORA[c][1] for c in corpora if CORPORA.get(c, (None, None))[1]},
+                       key=lambda code: (code != "en", code))
+    named = [LANGUAGE_NAMES[code] for code in languages]
+    spoken = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named) or "several languages"
+    return f"acted speech in {spoken} ({', '.join(DISPLAY_NAMES.get(c, c) for c in corpora)})"
 EVALUATION_FILES = ("report.json", "report.md", "confusion_matrix.png", "reliability.png")
 
 

@@ -155,6 +155,24 @@ class EmotionRecognizer:
         return cls(model, feature_extractor, **kwargs)
 
     @staticmethod
+    def load_training_corpora(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str] | None:
+        """The corpora a saved model was trained on, from the `training.json` saved with it (or, for
+        models saved before it named them, the corpora of its `split.json`); `None` when the folder
+        or Hub repository holds neither."""
+        import json
+
+        from transformers.utils import cached_file
+
+        for name, read in (("training.json", lambda data: data.get("corpora")),
+                           ("split.json", lambda data: sorted(data.get("corpora", {})) or None)):
+            path = cached_file(str(name_or_path), name, revision=revision, _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False)
+            corpora = read(json.loads(Path(path).read_text())) if path else None
+            if corpora:
+                return corpora
+        return None
+
+    @staticmethod
     def load_labels(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str]:
         """The labels of a saved model, in order, from its config alone (no weights are loaded)."""
         _check_source(name_or_path)

@@ -44,3 +44,17 @@ def test_a_new_import_in_a_code_file_reaches_the_requirements(tmp_path, monkeypa
         modeling.write("import not_an_installed_module\n")
     with pytest.raises(RuntimeError, match="not_an_installed_module, imported by the Hub code files, is not installed"):
         hub_requirements()
+
+
+def test_the_training_data_sentence_names_languages_and_corpora(tiny_model_dir):
+    from ser_model.export import describe_training_data
+    from ser_model.inference import EmotionRecognizer
+
+    assert describe_training_data(["ravdess", "ased", "nemo"]) == "acted speech in English, Amharic and Polish " \
+                                                                 "(RAVDESS, ASED, nEMO)"
+    assert describe_training_data(["tess"]) == "acted speech in English (TESS)"
+    assert EmotionRecognizer.load_training_corpora(tiny_model_dir) is None
+    (tiny_model_dir / "split.json").write_text('{"corpora": {"tess": {}, "ravdess": {}}}')
+    assert EmotionRecognizer.load_training_corpora(tiny_model_dir) == ["ravdess", "tess"]
+    (tiny_model_dir / "training.json").write_text('{"corpora": ["turev"]}')  # the record of the run wins
+    assert EmotionRecognizer.load_training_corpora(tiny_model_dir) == ["turev"]
