@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -25,7 +26,8 @@ from .metrics import classification_metrics
 
 
 def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor | None = None,
-                            weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+                            weight: torch.Tensor | None = None, label_smoothing: float = 0.0,
+                            out_of_set_weight: float = 0.0) -> torch.Tensor:
     """Cross-entropy over each clip's own label set, class-weighted and label-smoothed.
 
     Logits outside a clip's set are removed before the softmax, so they neither change the
@@ -41,11 +43,19 @@ def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_ma
             classes the clip's corpus can contain; all classes when omitted.
         weight (`torch.Tensor` of shape `(num_labels,)`, *optional*): per-class weights.
         label_smoothing (`float`, *optional*, defaults to 0.0): in [0, 1).
+        out_of_set_weight (`float`, *optional*, defaults to 0.0): how much the classes outside the set
+            still count in the softmax's denominator, in [0, 1]: 0 removes them (no gradient), 1 is the
+            plain cross-entropy. In between they are pushed down, but that much more gently, so a corpus
+            without disgust still teaches a little that its clips are not disgust. Without any push, the
+            first multi-corpus run called most TurEV-DB and nEMO validation clips disgust, a class those
+            corpora do not have.
     """
     if label_mask is None:
         label_mask = torch.ones_like(logits, dtype=torch.bool)
     label_mask = label_mask.to(logits.device)
-    log_probs = torch.log_softmax(logits.masked_fill(~label_mask, float("-inf")), dim=-1)
+    # Adding log(w) to a logit weighs its exp() by w in the softmax; log(0) = -inf removes it.
+    offset = math.log(out_of_set_weight) if out_of_set_weight > 0 else float("-inf")
+    log_probs = torch.log_softmax(torch.where(label_mask, logits, logits + offset), dim=-1)
     log_probs = log_probs.masked_fill(~label_mask, 0.0)  # -inf * 0 would be NaN below
     targets = torch.nn.functional.one_hot(labels, logits.shape[-1]).to(logits.dtype)
     if label_smoothing > 0:
@@ -108,7 +118,8 @@ class SERTrainer(Trainer):
         cfg = self.training_config
         if not model.training:
             outputs = model(**inputs)
-            loss = label_set_cross_entropy(outputs.logits, labels, mask, self.class_weights)
+            loss = label_set_cross_entropy(outputs.logits, labels, mask, self.class_weights,
+                                           out_of_set_weight=cfg.out_of_set_weight)
             return (loss, outputs) if return_outputs else loss
         spec_augment(inputs, cfg.time_masks, cfg.time_mask_frames, cfg.freq_masks, cfg.freq_mask_bands,
                      self.spec_generator)
@@ -125,7 +136,9 @@ class SERTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _training_loss(self, logits, labels, mask):
-        return label_set_cross_entropy(logits, labels, mask, self.class_weights, self.training_config.label_smoothing)
+        cfg = self.training_config
+        return label_set_cross_entropy(logits, labels, mask, self.class_weights, cfg.label_smoothing,
+                                       cfg.out_of_set_weight)
 
 
 class EpochDraws(TrainerCallback):

@@ -79,6 +79,8 @@ class TrainingConfig:
         "corpus share ~ training speakers ** this: 0 equal corpora, 1 equal speakers"))
     label_set_loss: bool = field(default=True, metadata=_help(
         "score each clip over its corpus' label set only; off: a plain 7-way loss"))
+    out_of_set_weight: float = field(default=0.0, metadata=_help(
+        "with the label-set loss, how much the classes outside a clip's set still count (0: not at all, 1: plain)"))
     label_smoothing: float = field(default=0.1, metadata=_help(
         "acted emotions overlap; softer targets generalise better"))
     # Optimisation.
@@ -123,7 +125,7 @@ class TrainingConfig:
 
     PROBABILITIES = ("speed_probability", "noise_probability", "codec_probability", "reverb_probability",
                      "babble_probability", "narrow_band_probability", "level_probability", "label_smoothing",
-                     "mixup_probability")
+                     "mixup_probability", "out_of_set_weight")
 
     def __post_init__(self):
         if self.preset not in PRESETS:

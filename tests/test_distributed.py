@@ -24,7 +24,7 @@ def test_two_processes_train_the_same_model(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={free_port()}",
                "-m", "ser_model", "train", "--data-dir", str(data_dir), "--output-dir", str(out),
                "--model-overrides", json.dumps(TINY), "--max-steps", "6", "--max-clips-per-part", "24",
-               "--batch-size", "4", "--logging-steps", "2"]
+               "--samples-per-epoch", "24", "--batch-size", "4", "--logging-steps", "2", "--cache-dir", ""]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -32,7 +32,7 @@ def test_two_processes_train_the_same_model(tmp_path):
     best = out / "best"
     record = json.loads((best / "training.json").read_text())
     assert record["processes"] == 2 and record["weights_identical_across_processes"] is True
-    # 24 clips split over 2 processes of 4 clips a step: 3 steps an epoch, so 6 steps are 2 epochs.
+    # 24 draws an epoch split over 2 processes of 4 clips a step: 3 steps an epoch, so 6 steps are 2 epochs.
     assert record["epochs_run"] == pytest.approx(2.0)
     model = SERForAudioClassification.from_pretrained(best)
     assert weights_digest(model) == record["weights_sha256"]  # the file holds what every process held

@@ -102,3 +102,21 @@ def test_selection_averages_the_speaker_held_out_corpora_equally():
     assert scores["turev_macro_recall"] == pytest.approx(1.0)
     assert scores[ValidationMetrics.SELECTION] == pytest.approx(0.75)
     assert scores["accuracy"] == pytest.approx(3 / 6)
+
+
+def test_out_of_set_weight_runs_from_the_masked_loss_to_the_plain_one():
+    torch.manual_seed(2)
+    logits = torch.randn(4, 7)
+    labels = torch.tensor([LABELS.index(label) for label in ("angry", "sad", "happy", "neutral")])
+    mask = TUREV.expand(4, 7)
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    assert label_set_cross_entropy(logits, labels, mask, out_of_set_weight=1.0).item() == pytest.approx(plain.item())
+    losses, pushes = [], []
+    for w in (0.0, 0.1, 1.0):
+        leaf = logits.clone().requires_grad_(True)
+        loss = label_set_cross_entropy(leaf, labels, mask, out_of_set_weight=w)
+        loss.backward()
+        losses.append(loss.item())
+        pushes.append(leaf.grad[:, ~TUREV].sum().item())  # positive: the out-of-set logits are pushed down
+    assert losses[0] < losses[1] < losses[2]
+    assert pushes[0] == 0.0 and 0.0 < pushes[1] < pushes[2]
