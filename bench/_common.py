@@ -27,7 +27,7 @@ from ser_model.inference import BUNDLED_MODEL, EmotionRecognizer, model_source  
 
 # The corpora live next to the repository (see /work/shared/data/README.md), never inside it;
 # SER_DATA_DIR moves them, as for the tests (tests/conftest.py).
-DEFAULT_DATA_DIR = Path(os.environ.get("SER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+from ser_model.corpora import DEFAULT_DATA_DIR  # noqa: E402  (SER_DATA_DIR, else ../shared/data)
 # The preset the project trains by default; a random model of it stands in when model/ is missing.
 DEFAULT_PRESET = "cpu-small"
 # "Loading weights" bars would interleave with the benchmarks' own progress bars and tables.

@@ -1,16 +1,16 @@
 """Shared fixtures: tiny configs and models so that most tests run in well under a second, and the
 location of the real corpora (SER_DATA_DIR, default ../shared/data) for the tests that need them."""
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification
+from ser_model.corpora import DEFAULT_DATA_DIR
 
 REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("SER_DATA_DIR", REPO.parent / "shared" / "data"))
+DATA_DIR = DEFAULT_DATA_DIR  # SER_DATA_DIR, else ../shared/data: the one definition, in ser_model.corpora
 
 TINY = dict(n_mels=16, n_mfcc=8, n_fft=256, hop_length=128, window_seconds=1.0, window_hop_seconds=0.5,
             min_audio_seconds=0.1, growth_rate=4, block_config=[1, 1], mfcc_channels=[8], fusion_hidden_size=8)

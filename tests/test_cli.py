@@ -58,6 +58,7 @@ def test_table_output_lists_every_emotion(tiny_model_dir, tmp_path, capsys):
     assert "b.flac" in out and out.count("%") >= 7 * 2
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_module_entry_point_end_to_end(tiny_model_dir, tmp_path):
     clips = write_clips(tmp_path / "clips")
     done = subprocess.run([sys.executable, "-m", "ser_model", "predict", str(clips / "a.wav"), "--model",

@@ -84,6 +84,7 @@ def peak_allocation(recognizer, path, **kwargs):
     return prediction, peak
 
 
+@pytest.mark.slow  # ten minutes of audio through the model
 def test_ten_minute_file_streams_in_bounded_memory(recognizer, tmp_path):
     # A 10-minute file through the long-audio path: every window classified, in order, while
     # memory stays flat in the length (the decoded audio alone would be 38 MB).
