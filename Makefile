@@ -28,11 +28,11 @@ test: $(BIN)/.installed
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -m "not slow"
 
-## Train the default preset from scratch on ../shared/data (about 20 minutes on 2 CPU cores)
+## Train the default preset from scratch on every corpus in ../shared/data (about 1.5 hours on 2 idle CPU cores; run it again to resume)
 train: $(BIN)/.installed
 	$(BIN)/python -m ser_model train --output-dir runs/cpu-small
 
-## Score it on the held-out speakers, with the baseline
+## Score it on the held-out speakers per corpus, with the baseline, the robustness table and calibration
 evaluate: $(BIN)/.installed
 	$(BIN)/python -m ser_model evaluate --model runs/cpu-small/best
 
