@@ -26,7 +26,7 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArgume
 
 from .augment import AugmentationSettings, Augmenter
 from .calibration import fit_temperature, reliability, softmax
-from .configuration import PRESETS, SERConfig
+from .configuration import PRESETS, SERConfig, seconds_to_samples
 from .corpora import DEFAULT_DATA_DIR, LABELS, discover
 from .errors import InputError
 from .feature_extractor import SERFeatureExtractor
@@ -159,7 +159,7 @@ class TrainingConfig:
         """The waveform augmentation settings, from the fields of the same names."""
         names = {f.name for f in dataclasses.fields(AugmentationSettings)} - {"window", "sampling_rate"}
         values = {n: tuple(v) if isinstance(v := getattr(self, n), list) else v for n in names if hasattr(self, n)}
-        window = min(model_config.window_samples, round(self.train_crop_seconds * model_config.sampling_rate))
+        window = min(model_config.window_samples, seconds_to_samples(self.train_crop_seconds, model_config.sampling_rate))
         return AugmentationSettings(window=window, sampling_rate=model_config.sampling_rate, **values)
 
 
