@@ -76,8 +76,11 @@ def test_label_mask_follows_the_label_set():
     assert [label for label, on in zip(LABELS, label_mask(record)) if on] == list(LABEL_SETS["turev"])
 
 
+CLIPS = [speechlike(0.3, seed=i) for i in range(5)]
+
+
 def epochs(records, samples=50, seed=0):
-    clips = [speechlike(0.3, seed=i % 5) for i in range(len(records))]
+    clips = [CLIPS[i % 5] for i in range(len(records))]
     settings = AugmentationSettings(window=16_000, sampling_rate=16_000, speed_probability=0.0, noise_probability=0.0)
     return BalancedEpochs(clips, records, sampling_weights(records, 0.5), samples, Augmenter(settings, [], seed),
                           seed=seed)
