@@ -47,7 +47,7 @@ def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_ma
             still count in the softmax's denominator, in [0, 1]: 0 removes them (no gradient), 1 is the
             plain cross-entropy. In between they are pushed down, but that much more gently, so a corpus
             without disgust still teaches a little that its clips are not disgust. Without any push, the
-            first multi-corpus run called most TurEV-DB and nEMO validation clips disgust, a class those
+            first multi-corpus run called about half the TurEV-DB and nEMO validation clips disgust, a class those
             corpora do not have.
     """
     if label_mask is None:
