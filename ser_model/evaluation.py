@@ -31,7 +31,6 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
-from .audio_io import load_audio
 from .calibration import reliability, reliability_figure
 from .corpora import DEFAULT_DATA_DIR, Record, discover
 from .errors import InputError
@@ -39,6 +38,7 @@ from .inference import EmotionRecognizer, Prediction
 from .metrics import classification_metrics, confusion_matrix, per_class_recall
 from .robustness import conditions, missing_conditions
 from .splits import apply_split, load_split, subsample_parts
+from .train_data import load_clips
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +139,10 @@ def evaluation_parts(records: list[Record], split, training: dict | None) -> tup
 
 def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
              split_path: str | None = None, max_clips_per_part: int | None = None,
-             robustness: bool = True) -> dict:
+             robustness: bool = True, cache_dir: str | None = None) -> dict:
     """Scores the model, the ablations and the baseline (see the module docstring) and writes the report.
-    `max_clips_per_part` evaluates on a spread-out subset (smoke tests only)."""
+    `max_clips_per_part` evaluates on a spread-out subset (smoke tests only); `cache_dir` keeps decoded
+    clips as training does (`train_data.load_clips`)."""
     split = load_split(split_path or Path(model_dir) / "split.json")
     training_file = Path(model_dir) / "training.json"
     training = json.loads(training_file.read_text()) if training_file.is_file() else None
@@ -155,8 +156,8 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
     rate, labels = recognizer.sampling_rate, recognizer.labels
 
     def load(name):
-        return [load_audio(r.path, sampling_rate=rate, min_seconds=0.0)
-                for r in tqdm(parts[name], desc=f"loading {name}", unit="clip")]
+        # The training run's cache of decoded clips, where one exists, saves decoding them again.
+        return load_clips(parts[name], rate, f"loading {name}", cache_dir)
 
     waves = {name: load(name) for name in ("test", "validation")}
     test_predictions = predict_all(recognizer, waves["test"], "fusion")
@@ -307,6 +308,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=DIR",
                         help="also score this model, e.g. mel_only=runs/mel/best (repeatable)")
     parser.add_argument("--no-robustness", action="store_true", help="skip the robustness table")
+    parser.add_argument("--cache-dir", default="runs/cache",
+                        help="decoded clips kept between runs, shared with training (empty to turn off)")
     parser.set_defaults(run=_run)
 
 
@@ -314,7 +317,8 @@ def _run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ablations = dict(item.split("=", 1) for item in args.ablation)
     output_dir = args.output_dir or str(Path(args.model) / "evaluation")
-    report = evaluate(args.model, args.data_dir, output_dir, ablations, args.split, robustness=not args.no_robustness)
+    report = evaluate(args.model, args.data_dir, output_dir, ablations, args.split, robustness=not args.no_robustness,
+                      cache_dir=args.cache_dir or None)
     print(markdown_report(report).split("## Per-class")[0])
     print(f"report written to {output_dir}")
     return 0

@@ -9,6 +9,7 @@ windows are classified as they fill, so memory does not grow with the length of 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers.utils import cached_file
 
 from .audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration, silence_error, stream_audio,
                        to_mono_16k, validate_waveform)
@@ -159,9 +161,6 @@ class EmotionRecognizer:
         """The corpora a saved model was trained on, from the `training.json` saved with it (or, for
         models saved before it named them, the corpora of its `split.json`); `None` when the folder
         or Hub repository holds neither."""
-        import json
-
-        from transformers.utils import cached_file
 
         for name, read in (("training.json", lambda data: data.get("corpora")),
                            ("split.json", lambda data: sorted(data.get("corpora", {})) or None)):

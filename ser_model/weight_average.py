@@ -31,7 +31,7 @@ class WeightAverage(TrainerCallback):
         self.decay = decay
         self.average: dict[str, torch.Tensor] | None = None
         self.updates = 0
-        self._swapped = None
+        self._training: dict[str, torch.Tensor] | None = None  # the weights set aside while swapped in
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         # A resumed run starts its average from the loaded checkpoint, which holds the average.
@@ -59,14 +59,18 @@ class WeightAverage(TrainerCallback):
         self.average = None
 
     def _swap_in_if_due(self, control, model) -> None:
-        if (control.should_evaluate or control.should_save) and self.average is not None and not self._swapped:
-            self._swapped = self.swapped_in(model)
-            self._swapped.__enter__()
+        if control.should_evaluate or control.should_save:
+            self._swap_in(model)
+
+    def _swap_in(self, model) -> None:
+        if self.average is not None and self._training is None:
+            self._training = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+            model.load_state_dict(self.average)
 
     def _swap_back(self, model) -> None:
-        if self._swapped:
-            swapped, self._swapped = self._swapped, None
-            swapped.__exit__(None, None, None)
+        if self._training is not None:
+            model.load_state_dict(self._training)
+            self._training = None
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
@@ -85,12 +89,9 @@ class WeightAverage(TrainerCallback):
     @contextmanager
     def swapped_in(self, model: torch.nn.Module):
         """Within the block the model holds the average; the training weights come back after it."""
-        if self.average is None:
-            yield
-            return
-        training_weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-        model.load_state_dict(self.average)
+        self._swap_in(model)
         try:
             yield
         finally:
-            model.load_state_dict(training_weights)
+            self._swap_back(model)
+
