@@ -36,6 +36,7 @@ from .splits import apply_split, load_split, make_split, save_split, subsample_p
 from .train_data import (BalancedEpochs, ClipDataset, FeatureCollator, class_weights, codec_versions, load_clips,
                          sampling_weights)
 from .trainer import EpochDraws, SERTrainer, ValidationMetrics, WallClock
+from .warm_start import load_warm_start
 from .weight_average import WeightAverage
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class TrainingConfig:
     mel_init: str | None = field(default=None, metadata=_help(
         "start the mel DenseNet from 'imagenet' (timm densenet121.tv_in1k, needs internet and the densenet121 "
         "preset) or a local timm/torchvision checkpoint path"))
+    init_model: str | None = field(default=None, metadata=_help(
+        "start from the weights of a model folder this project trained (e.g. model/, the RAVDESS+TESS model) "
+        "instead of random ones; same preset (ser_model.warm_start)"))
     # Data.
     data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata=_help("folder holding the corpora"))
     corpora: list[str] | None = field(default=None, metadata=_help("only these corpora (default: every one found)"))
@@ -246,6 +250,8 @@ def build_trainer(cfg: TrainingConfig, split, parts, output_dir: str | os.PathLi
     model = SERForAudioClassification(model_config)
     if cfg.mel_init:
         logger.info("mel branch: %d tensors from %s", len(load_mel_init(model, cfg.mel_init)), cfg.mel_init)
+    if cfg.init_model:
+        logger.info("warm start: %d tensors from %s", load_warm_start(model, cfg.init_model), cfg.init_model)
     held_out_by = {corpus: info["held_out_by"] for corpus, info in split.corpora.items()}
     trainer = SERTrainer(
         model=model,

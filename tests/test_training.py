@@ -14,7 +14,7 @@ from ser_model.export import CODE_FILES, export_model, stale_code_files
 from ser_model.splits import load_split
 from ser_model.train_data import ClipDataset, FeatureCollator, load_clips
 from ser_model.trainer import label_set_cross_entropy
-from ser_model.training import TrainingConfig, prepare_data, train
+from ser_model.training import TrainingConfig, build_trainer, prepare_data, train
 
 from .conftest import TINY, data_dir_or_skip
 
@@ -35,10 +35,11 @@ def test_every_field_is_a_flag_of_the_train_command(monkeypatch):
     seen = {}
     monkeypatch.setattr("ser_model.training.train", lambda cfg: seen.setdefault("cfg", cfg) and "best")
     cli_main(["train", "--epochs", "3", "--no_label_set_loss", "--speed-range", "0.8", "1.2", "--corpora", "ravdess",
-              "tess", "--model_overrides", '{"growth_rate": 8}', "--mel-init", "weights.pth"])
+              "tess", "--model_overrides", '{"growth_rate": 8}', "--mel-init", "weights.pth",
+              "--init-model", "model"])
     cfg = seen["cfg"]
     assert (cfg.epochs, cfg.label_set_loss, cfg.speed_range, cfg.corpora) == (3, False, [0.8, 1.2], ["ravdess", "tess"])
-    assert cfg.model_config().growth_rate == 8 and cfg.mel_init == "weights.pth"
+    assert cfg.model_config().growth_rate == 8 and cfg.mel_init == "weights.pth" and cfg.init_model == "model"
     assert cfg.balanced_sampling is True and cfg.samples_per_epoch == TrainingConfig().samples_per_epoch
 
 
@@ -52,6 +53,17 @@ def trained(tmp_path_factory):
                          output_dir=str(out), max_steps=30, logging_steps=5, batch_size=8, learning_rate=1e-2,
                          max_clips_per_part=24, cache_dir=None, samples_per_epoch=240, **NO_AUGMENTATION)
     return train(cfg), data_dir
+
+
+@pytest.mark.slow
+def test_a_run_can_start_from_a_model_trained_before(trained, tmp_path):
+    best, data_dir = trained
+    first = json.loads((best / "training.json").read_text())["config"]
+    cfg = TrainingConfig(**{**first, "output_dir": str(tmp_path), "init_model": str(best)})
+    _, split, parts = prepare_data(cfg)
+    model = build_trainer(cfg, split, parts, tmp_path).model
+    saved = SERForAudioClassification.from_pretrained(best).state_dict()
+    assert all(torch.equal(tensor, saved[name]) for name, tensor in model.state_dict().items())
 
 
 def training_loss(model, cfg: TrainingConfig) -> float:
