@@ -334,17 +334,22 @@ def _training_description(training: dict | None) -> str:
     sampling = (f"{cfg['samples_per_epoch']} draws per epoch balanced over corpora (share ~ speakers ** "
                 f"{cfg['corpus_balance_exponent']}) and speakers" if cfg.get("balanced_sampling") else
                 "clips drawn uniformly")
-    loss = ("each clip scored over its own corpus' emotions (a corpus without disgust teaches nothing about "
-            "disgust)" if cfg.get("label_set_loss") else "a plain 7-way loss")
+    loss = ("each clip scored over its own corpus' emotions (a corpus without disgust teaches little about "
+            f"disgust: out-of-set weight {cfg.get('out_of_set_weight', 0.0)})" if cfg.get("label_set_loss")
+            else "a plain 7-way loss")
+    start = (f"Continued from the weights of an earlier model (`--init-model {cfg['init_model']}`)"
+             if cfg.get("init_model") else "From scratch")
+    average = (f" The weights evaluated and shipped are their moving average (decay {cfg['weight_average_decay']})."
+               if cfg.get("weight_average_decay") else "")
     return (
-        f"From scratch with `python -m ser_model train` (preset `{cfg['preset']}`, seed {cfg['seed']}): AdamW, "
+        f"{start} with `python -m ser_model train` (preset `{cfg['preset']}`, seed {cfg['seed']}): AdamW, "
         f"learning rate {cfg['learning_rate']}, batch {cfg['batch_size']}, cosine schedule, label smoothing "
         f"{cfg['label_smoothing']}, class-weighted loss, {loss}; {sampling}. Augmentation: speed "
         f"{cfg['speed_range']} (p={cfg['speed_probability']}), white noise (p={cfg['noise_probability']})"
         f"{', ' + channel if channel else ''}, random crops, SpecAugment{mixup}. Early stopping on the validation "
         f"speakers' macro recall, averaged over corpora (patience {cfg['patience']}); best {selection:.3f} after "
         f"{training['epochs_run']:.0f} epochs, {training['wall_seconds'] / 60:.1f} minutes on "
-        f"{training.get('device', 'CPU')}."
+        f"{training.get('device', 'CPU')}.{average}"
     )
 
 

@@ -58,3 +58,17 @@ def test_the_training_data_sentence_names_languages_and_corpora(tiny_model_dir):
     assert EmotionRecognizer.load_training_corpora(tiny_model_dir) == ["ravdess", "tess"]
     (tiny_model_dir / "training.json").write_text('{"corpora": ["turev"]}')  # the record of the run wins
     assert EmotionRecognizer.load_training_corpora(tiny_model_dir) == ["turev"]
+
+
+def test_the_card_says_how_the_weights_were_started_and_averaged():
+    from ser_model.export import _training_description
+    from ser_model.training import TrainingConfig
+
+    config = {**TrainingConfig().__dict__, "init_model": None, "weight_average_decay": 0.0}
+    record = {"config": config, "epochs_run": 12.0, "wall_seconds": 600.0, "best_validation_selection_macro_recall": 0.5}
+    assert _training_description(record).startswith("From scratch with")
+    assert "moving average" not in _training_description(record)
+    record["config"] = {**config, "init_model": "model-ravdess-tess", "weight_average_decay": 0.995}
+    described = _training_description(record)
+    assert described.startswith("Continued from the weights of an earlier model (`--init-model model-ravdess-tess`)")
+    assert described.endswith("their moving average (decay 0.995).")
