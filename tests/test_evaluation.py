@@ -30,3 +30,15 @@ def test_without_a_training_record_every_corpus_is_scored_by_its_split():
     assert set(held_out_by.values()) == {"speaker"}
     assert {r.corpus for r in parts["train"]} == {"ravdess", "turev"}
     assert all(split[f"{r.corpus}/{r.relpath[:-4]}"] == "test" for r in parts["test"])
+
+
+def test_the_validation_table_has_a_row_per_model_and_the_mean_over_speaker_held_out_corpora():
+    from ser_model.evaluation import validation_table
+
+    validation = {"fusion": {"ravdess": {"macro_recall": 0.6}, "turev": {"macro_recall": 0.4},
+                             "tess": {"macro_recall": 1.0}, SPEAKER_INDEPENDENT: {"macro_recall": 0.5}},
+                  "plain": {"ravdess": {"macro_recall": 0.3}, "turev": {"macro_recall": 0.2}}}
+    held_out_by = {"ravdess": "speaker", "turev": "speaker", "tess": "utterance"}
+    lines = validation_table(validation, held_out_by)
+    assert lines[4] == "| model | ravdess | turev | mean |"  # TESS (held out by word) and the pooled group left out
+    assert lines[6:] == ["| fusion | 60.0% | 40.0% | 50.0% |", "| plain | 30.0% | 20.0% | 25.0% |"]
