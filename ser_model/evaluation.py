@@ -12,7 +12,7 @@ sampling rate), and writes `report.json`, `report.md`, `confusion_matrix.png` an
 - **Baseline**: an MFCC-statistics + SVM model trained on the same training clips (the corpora the
   model was trained on), C chosen on the same validation speakers; scored on the same test clips.
 - **Validation**: the model and each `--ablation` on the validation speakers, the figures recipes
-  are chosen by.
+  are chosen by; `--validation-only` scores just these, never touching the test speakers.
 - **Robustness** (`ser_model.robustness`): the RAVDESS test actors through codecs, a telephone
   band, babble, a room and a quiet microphone: accuracy and top-1 agreement with the clean clip.
 - **Calibration**: expected calibration error on the test speakers with and without the model's
@@ -168,8 +168,7 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
         if name != "fusion":
             predicted = [p.label for p in predict_all(model, waves["test"], name)]
             results[name] = evaluate_predictions(parts["test"], predicted, labels, held_out_by)
-        predicted = [p.label for p in predict_all(model, waves["validation"], f"{name} (validation)")]
-        validation[name] = evaluate_predictions(parts["validation"], predicted, labels, held_out_by)
+        validation[name] = validation_results(model, parts["validation"], waves["validation"], held_out_by, name)
     results[BASELINE] = baseline_results(recognizer, parts, waves, load("train"), held_out_by)
 
     report = {
@@ -185,6 +184,41 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
     if robustness:
         report["robustness"] = robustness_results(recognizer, parts, waves)
     write_report(report, Path(output_dir))
+    return report
+
+
+def validation_results(recognizer: EmotionRecognizer, records: list[Record], waves: list[np.ndarray],
+                       held_out_by: dict[str, str], name: str) -> dict:
+    predicted = [p.label for p in predict_all(recognizer, waves, f"{name} (validation)")]
+    return evaluate_predictions(records, predicted, recognizer.labels, held_out_by)
+
+
+def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
+                        split_path: str | None = None, cache_dir: str | None = None,
+                        max_clips_per_part: int | None = None) -> dict:
+    """Only the validation speakers, for the model and each ablation: comparing recipes this way
+    never looks at the test speakers. Writes `validation.json` and `validation.md`."""
+    split = load_split(split_path or Path(model_dir) / "split.json")
+    training_file = Path(model_dir) / "training.json"
+    training = json.loads(training_file.read_text()) if training_file.is_file() else None
+    parts, held_out_by = evaluation_parts(discover(data_dir), split, training)
+    if max_clips_per_part:
+        parts = subsample_parts(parts, max_clips_per_part)
+    records = parts["validation"]
+    if not records:
+        raise InputError("the validation part of the split is empty: there is nothing to score")
+    waves, validation = None, {}
+    for name, folder in {"fusion": model_dir, **(ablations or {})}.items():
+        recognizer = EmotionRecognizer.from_pretrained(folder)
+        if waves is None:
+            waves = load_clips(records, recognizer.sampling_rate, "loading validation", cache_dir)
+        validation[name] = validation_results(recognizer, records, waves, held_out_by, name)
+    report = {"model": str(model_dir), "ablations": ablations or {}, "held_out_by": held_out_by,
+              "validation": validation}
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "validation.json").write_text(json.dumps(report, indent=2))
+    (output / "validation.md").write_text("\n".join(validation_table(validation, held_out_by)) + "\n")
     return report
 
 
@@ -322,6 +356,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=DIR",
                         help="also score this model, e.g. mel_only=runs/mel/best (repeatable)")
     parser.add_argument("--no-robustness", action="store_true", help="skip the robustness table")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="score the model and ablations on the validation speakers only (to compare recipes "
+                             "without looking at the test speakers); writes validation.json and validation.md")
     parser.add_argument("--cache-dir", default="runs/cache",
                         help="decoded clips kept between runs, shared with training (empty to turn off)")
     parser.set_defaults(run=_run)
@@ -331,6 +368,11 @@ def _run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ablations = dict(item.split("=", 1) for item in args.ablation)
     output_dir = args.output_dir or str(Path(args.model) / "evaluation")
+    if args.validation_only:
+        report = evaluate_validation(args.model, args.data_dir, output_dir, ablations, args.split, args.cache_dir or None)
+        print("\n".join(validation_table(report["validation"], report["held_out_by"])))
+        print(f"written to {output_dir}/validation.json and validation.md")
+        return 0
     report = evaluate(args.model, args.data_dir, output_dir, ablations, args.split, robustness=not args.no_robustness,
                       cache_dir=args.cache_dir or None)
     print(markdown_report(report).split("## Per-class")[0])

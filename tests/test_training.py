@@ -9,7 +9,7 @@ from transformers import set_seed
 
 from ser_model import SERFeatureExtractor, SERForAudioClassification
 from ser_model.cli import main as cli_main
-from ser_model.evaluation import evaluate
+from ser_model.evaluation import evaluate, evaluate_validation
 from ser_model.export import CODE_FILES, export_model, stale_code_files
 from ser_model.splits import load_split
 from ser_model.train_data import ClipDataset, FeatureCollator, load_clips
@@ -122,6 +122,18 @@ def test_evaluation_report_has_every_field(trained, tmp_path):
     assert {"telephone_8k", "babble_10db", "reverb_rt60_0.5s", "level_minus_30db"} <= set(robustness["conditions"])
     for name in ("report.json", "report.md", "confusion_matrix.png", "reliability.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_recipes_can_be_compared_on_the_validation_speakers_alone(trained, tmp_path):
+    best, data_dir = trained
+    report = evaluate_validation(str(best), str(data_dir), str(tmp_path), ablations={"same_again": str(best)},
+                                 max_clips_per_part=40)
+    assert set(report["validation"]) == {"fusion", "same_again"}
+    assert report["validation"]["fusion"] == report["validation"]["same_again"]  # both really scored
+    assert report["validation"]["fusion"]["ravdess"]["clips"] > 0
+    assert "| fusion |" in (tmp_path / "validation.md").read_text()
+    assert not (tmp_path / "report.json").exists()  # the test speakers were not scored
 
 
 @pytest.mark.slow
