@@ -42,3 +42,29 @@ def test_the_validation_table_has_a_row_per_model_and_the_mean_over_speaker_held
     lines = validation_table(validation, held_out_by)
     assert lines[4] == "| model | ravdess | turev | mean |"  # TESS (held out by word) and the pooled group left out
     assert lines[6:] == ["| fusion | 60.0% | 40.0% | 50.0% |", "| plain | 30.0% | 20.0% | 25.0% |"]
+
+
+def test_a_clip_refused_as_silent_under_a_condition_counts_as_wrong_and_is_reported():
+    import numpy as np
+
+    from ser_model.audio_io import AudioError
+    from ser_model.evaluation import robustness_results
+
+    class LoudnessOnly:
+        """Says angry for any clip, and refuses a silent one as the real recognizer does."""
+        sampling_rate = 16_000
+
+        def predict_waveform(self, waveform, sampling_rate):
+            if np.abs(waveform).max() < 1e-3:
+                raise AudioError("The audio is silent.")
+            return type("Prediction", (), {"label": "angry"})()
+
+    rng = np.random.default_rng(0)
+    loud, soft = (peak * np.sin(np.linspace(0, 2000, 16_000)).astype(np.float32) for peak in (0.5, 0.02))
+    test = [r for r in records() if r.corpus == "ravdess"][:2]
+    test = [Record(**{**r.__dict__, "label": "angry"}) for r in test]
+    others = [0.1 * rng.standard_normal(16_000).astype(np.float32) for _ in range(6)]  # babble talkers
+    result = robustness_results(LoudnessOnly(), {"test": test + records()[-6:]}, {"test": [loud, soft, *others]})
+    quiet = result["conditions"]["level_minus_30db"]
+    assert quiet["refused"] == 1 and quiet["accuracy"] == 0.5 and quiet["agreement_with_clean"] == 0.5
+    assert result["conditions"]["clean"]["refused"] == 0
