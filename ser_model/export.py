@@ -194,7 +194,7 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         config=config,
         num_parameters=f"{num_parameters:,}",
         size_mb=f"{num_parameters * 4 / 1e6:.1f}",
-        training_minutes=f"{training['wall_seconds'] / 60:.0f}" if training else "an unrecorded number of",
+        training_origin=_training_origin(training),
         split_description=_split_description(report),
         results_table=_results_table(report, ["fusion"]),
         comparison_table=_results_table(report, [m for m in (report or {}).get("results", {}) if m != "fusion"]),
@@ -223,13 +223,24 @@ def _languages(report: dict | None) -> list[str]:
     return sorted(codes, key=lambda code: (code != "en", code))
 
 
+def _training_origin(training: dict | None) -> str:
+    """'trained from scratch on CPU in 32 minutes', or how it continued from another model."""
+    if not training:
+        return "trained on CPU in an unrecorded number of minutes"
+    minutes = f"on CPU in {training['wall_seconds'] / 60:.0f} minutes"
+    if training["config"].get("init_model"):
+        return f"trained {minutes}, continuing from an earlier model of this project (see Training)"
+    return f"trained from scratch {minutes}"
+
+
 def _robustness_table(report: dict | None) -> str:
     robustness = (report or {}).get("robustness")
     if not robustness:
         return "(not measured for this model)"
     rows = [f"On the {robustness['clips']} clips of the {robustness['corpus'].upper()} test actors:", "",
-            "| condition | accuracy | same top emotion as the clean clip |", "|---|---|---|"]
-    rows += [f"| {name} | {r['accuracy']:.1%} | {r['agreement_with_clean']:.1%} |"
+            "| condition | accuracy | same top emotion as the clean clip | refused as silent (counted wrong) |",
+            "|---|---|---|---|"]
+    rows += [f"| {name} | {r['accuracy']:.1%} | {r['agreement_with_clean']:.1%} | {r.get('refused', 0)} |"
              for name, r in robustness["conditions"].items()]
     return "\n".join(rows)
 
@@ -263,7 +274,8 @@ def _eval_results(report: dict) -> list[EvalResult]:
     for group, r in report["results"]["fusion"].items():
         if group == SPEAKER_INDEPENDENT:
             continue
-        dataset = {"speaker": f"{group.upper()} ({r['speakers']} held-out speakers)",
+        speakers = f"{r['speakers']} held-out speaker{'s' if r['speakers'] != 1 else ''}"
+        dataset = {"speaker": f"{group.upper()} ({speakers})",
                    "corpus": f"{group.upper()} (a corpus left out of training, all {r['speakers']} speakers)",
                    }.get(r["held_out_by"], f"{group.upper()} (held-out words of a training speaker)")
         for metric_type, metric_name in (("accuracy", "Accuracy"), ("recall", "Unweighted average recall"),
@@ -337,8 +349,10 @@ def _training_description(training: dict | None) -> str:
     loss = ("each clip scored over its own corpus' emotions (a corpus without disgust teaches little about "
             f"disgust: out-of-set weight {cfg.get('out_of_set_weight', 0.0)})" if cfg.get("label_set_loss")
             else "a plain 7-way loss")
-    start = (f"Continued from the weights of an earlier model (`--init-model {cfg['init_model']}`)"
-             if cfg.get("init_model") else "From scratch")
+    earlier = training.get("init_model_corpora")
+    start = (("Continued from the weights of an earlier model of this project"
+              + (f" trained on {' and '.join(c.upper() for c in earlier)} alone" if earlier else "")
+              + f" (`--init-model {cfg['init_model']}`)") if cfg.get("init_model") else "From scratch")
     average = (f" The weights evaluated and shipped are their moving average (decay {cfg['weight_average_decay']})."
                if cfg.get("weight_average_decay") else "")
     return (

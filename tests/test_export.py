@@ -70,5 +70,13 @@ def test_the_card_says_how_the_weights_were_started_and_averaged():
     assert "moving average" not in _training_description(record)
     record["config"] = {**config, "init_model": "model-ravdess-tess", "weight_average_decay": 0.995}
     described = _training_description(record)
-    assert described.startswith("Continued from the weights of an earlier model (`--init-model model-ravdess-tess`)")
+    assert described.startswith("Continued from the weights of an earlier model of this project (`--init-model "
+                                "model-ravdess-tess`)")
+    record["init_model_corpora"] = ["ravdess", "tess"]
+    assert _training_description(record).startswith("Continued from the weights of an earlier model of this project "
+                                                     "trained on RAVDESS and TESS alone")
     assert described.endswith("their moving average (decay 0.995).")
+    assert export._training_origin(record) == ("trained on CPU in 10 minutes, continuing from an earlier model of "
+                                               "this project (see Training)")
+    record["config"]["init_model"] = None
+    assert export._training_origin(record) == "trained from scratch on CPU in 10 minutes"
