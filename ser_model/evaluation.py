@@ -138,18 +138,24 @@ def evaluation_parts(records: list[Record], split, training: dict | None) -> tup
     return parts, held_out_by
 
 
-def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
-             split_path: str | None = None, max_clips_per_part: int | None = None,
-             robustness: bool = True, cache_dir: str | None = None) -> dict:
-    """Scores the model, the ablations and the baseline (see the module docstring) and writes the report.
-    `max_clips_per_part` evaluates on a spread-out subset (smoke tests only); `cache_dir` keeps decoded
-    clips as training does (`train_data.load_clips`)."""
+def _model_parts(model_dir: str, data_dir: str, split_path: str | None, max_clips_per_part: int | None):
+    """The model's split (saved with it unless `split_path`), the parts to score and how each corpus was held out."""
     split = load_split(split_path or Path(model_dir) / "split.json")
     training_file = Path(model_dir) / "training.json"
     training = json.loads(training_file.read_text()) if training_file.is_file() else None
     parts, held_out_by = evaluation_parts(discover(data_dir), split, training)
     if max_clips_per_part:
         parts = subsample_parts(parts, max_clips_per_part)
+    return split, parts, held_out_by
+
+
+def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
+             split_path: str | None = None, max_clips_per_part: int | None = None,
+             robustness: bool = True, cache_dir: str | None = None) -> dict:
+    """Scores the model, the ablations and the baseline (see the module docstring) and writes the report.
+    `max_clips_per_part` evaluates on a spread-out subset (smoke tests only); `cache_dir` keeps decoded
+    clips as training does (`train_data.load_clips`)."""
+    split, parts, held_out_by = _model_parts(model_dir, data_dir, split_path, max_clips_per_part)
     if not parts["test"]:
         raise InputError("the test part of the split is empty: there is nothing to evaluate on")
 
@@ -199,12 +205,7 @@ def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablation
                         max_clips_per_part: int | None = None) -> dict:
     """Only the validation speakers, for the model and each ablation: comparing recipes this way
     never looks at the test speakers. Writes `validation.json` and `validation.md`."""
-    split = load_split(split_path or Path(model_dir) / "split.json")
-    training_file = Path(model_dir) / "training.json"
-    training = json.loads(training_file.read_text()) if training_file.is_file() else None
-    parts, held_out_by = evaluation_parts(discover(data_dir), split, training)
-    if max_clips_per_part:
-        parts = subsample_parts(parts, max_clips_per_part)
+    _, parts, held_out_by = _model_parts(model_dir, data_dir, split_path, max_clips_per_part)
     records = parts["validation"]
     if not records:
         raise InputError("the validation part of the split is empty: there is nothing to score")

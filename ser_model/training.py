@@ -61,7 +61,7 @@ class TrainingConfig:
         "start the mel DenseNet from 'imagenet' (timm densenet121.tv_in1k, needs internet and the densenet121 "
         "preset) or a local timm/torchvision checkpoint path"))
     init_model: str | None = field(default=None, metadata=_help(
-        "start from the weights of a model folder this project trained (e.g. model/, the RAVDESS+TESS model) "
+        "start from the weights of a model folder this project trained (e.g. model-ravdess-tess) "
         "instead of random ones; same preset (ser_model.warm_start)"))
     # Data.
     data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata=_help("folder holding the corpora"))

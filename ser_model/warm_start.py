@@ -1,8 +1,8 @@
 """Starting a training run from a model this project trained before (`train --init-model DIR`).
 
 From scratch on 2 CPU cores, the multi-corpus recipe needs many epochs to reach, on unseen RAVDESS
-actors, what the RAVDESS+TESS model already knows: after 9 of 25 epochs it called most clips of the
-RAVDESS validation actors angry (26% macro recall, against 68.5% for that model). Continuing from the
+actors, what the RAVDESS+TESS model already knows: after 10 of 25 epochs it called most clips of the
+RAVDESS validation actors angry (29% macro recall, against 68.5% for that model). Continuing from the
 earlier model keeps what it learned about English acted speech while the other corpora add voices,
 languages and channels. Only the weights are taken (the new run's config, label-set loss and
 calibration are its own), and the architecture must match the chosen preset exactly.
