@@ -1,8 +1,9 @@
 """The training loop: `transformers.Trainer` with the loss, augmentation and callbacks of this task.
 
-- The loss scores each clip over its corpus' label set only (`label_set_cross_entropy`): a clip
-  from a corpus without disgust says nothing about disgust, and a plain 7-way loss would teach
-  the model "never disgust" on every such clip.
+- The loss scores each clip mainly over its corpus' label set (`label_set_cross_entropy`): a plain
+  7-way loss would teach the model "never disgust" on every clip of a corpus without disgust. The
+  classes outside the set keep a small weight (`out_of_set_weight`, 0.2 in training by default):
+  with none, the model learned nothing against them and called most TurEV-DB clips disgust.
 - SpecAugment and mixup work on the feature batch, so they sit in `compute_loss`, applied only
   while the model is in training mode; validation batches are never augmented.
 - Callbacks (public hooks only): new balanced draws each epoch, the run's wall clock across

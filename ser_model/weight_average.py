@@ -94,4 +94,3 @@ class WeightAverage(TrainerCallback):
             yield
         finally:
             self._swap_back(model)
-
