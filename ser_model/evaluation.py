@@ -12,7 +12,8 @@ sampling rate), and writes `report.json`, `report.md`, `confusion_matrix.png` an
 - **Baseline**: an MFCC-statistics + SVM model trained on the same training clips (the corpora the
   model was trained on), C chosen on the same validation speakers; scored on the same test clips.
 - **Validation**: the model and each `--ablation` on the validation speakers, the figures recipes
-  are chosen by; `--validation-only` scores just these, never touching the test speakers.
+  are chosen by; `--validation-only` scores just these, never touching the test speakers, and
+  compares the models under every channel condition on those speakers too.
 - **Robustness** (`ser_model.robustness`): the RAVDESS test actors through codecs, a telephone
   band, babble, a room and a quiet microphone: accuracy and top-1 agreement with the clean clip.
 - **Calibration**: expected calibration error on the test speakers with and without the model's
@@ -189,7 +190,7 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
         "calibration": calibration_results(recognizer, parts["test"], test_predictions, held_out_by),
     }
     if robustness:
-        report["robustness"] = robustness_results(recognizer, parts, waves)
+        report["robustness"] = robustness_on_test_actors(recognizer, parts["test"], waves["test"])
     write_report(report, Path(output_dir))
     return report
 
@@ -202,25 +203,35 @@ def validation_results(recognizer: EmotionRecognizer, records: list[Record], wav
 
 def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
                         split_path: str | None = None, cache_dir: str | None = None,
-                        max_clips_per_part: int | None = None) -> dict:
+                        max_clips_per_part: int | None = None, robustness: bool = True) -> dict:
     """Only the validation speakers, for the model and each ablation: comparing recipes this way
-    never looks at the test speakers. Writes `validation.json` and `validation.md`."""
+    never looks at the test speakers. With `robustness`, each model's decisions are also compared
+    under every channel condition on the validation clips of the speaker-held-out corpora (the
+    figures a channel augmentation recipe is chosen by). Writes `validation.json` and `validation.md`."""
     _, parts, held_out_by = _model_parts(model_dir, data_dir, split_path, max_clips_per_part)
     records = parts["validation"]
     if not records:
         raise InputError("the validation part of the split is empty: there is nothing to score")
-    waves, validation = None, {}
+    waves, validation, channels = None, {}, {}
     for name, folder in {"fusion": model_dir, **(ablations or {})}.items():
         recognizer = EmotionRecognizer.from_pretrained(folder)
         if waves is None:
             waves = load_clips(records, recognizer.sampling_rate, "loading validation", cache_dir)
         validation[name] = validation_results(recognizer, records, waves, held_out_by, name)
+        if robustness:
+            chosen = [i for i, r in enumerate(records) if held_out_by.get(r.corpus) == "speaker"]
+            # Babble from every validation clip: the talkers are other speakers for nearly every clip.
+            channels[name] = robustness_results(recognizer, [waves[i] for i in chosen],
+                                                [records[i].label for i in chosen], babble_clips=waves)
     report = {"model": str(model_dir), "ablations": ablations or {}, "held_out_by": held_out_by,
-              "validation": validation}
+              "validation": validation, "robustness": channels}
+    lines = validation_table(validation, held_out_by)
+    if channels:
+        lines += ["", *robustness_comparison_table(channels)]
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "validation.json").write_text(json.dumps(report, indent=2))
-    (output / "validation.md").write_text("\n".join(validation_table(validation, held_out_by)) + "\n")
+    (output / "validation.md").write_text("\n".join(lines) + "\n")
     return report
 
 
@@ -250,26 +261,29 @@ def calibration_results(recognizer, records, predictions: list[Prediction], held
             "with_temperature": reliability(calibrated, truth)}
 
 
-def robustness_results(recognizer, parts, waves) -> dict | None:
-    """Accuracy and agreement with the clean clip under each condition, on the RAVDESS test actors;
-    babble is drawn from the test clips of the other corpora."""
-    indices = [i for i, r in enumerate(parts["test"]) if r.corpus == ROBUSTNESS_CORPUS]
-    others = [w for w, r in zip(waves["test"], parts["test"]) if r.corpus != ROBUSTNESS_CORPUS] or \
-        [waves["test"][i] for i in indices]
+def robustness_on_test_actors(recognizer, records: list[Record], waves: list[np.ndarray]) -> dict | None:
+    """The robustness table of the report: the RAVDESS test actors, with babble drawn from the test
+    clips of the other corpora (from the RAVDESS clips themselves where there are none)."""
+    indices = [i for i, r in enumerate(records) if r.corpus == ROBUSTNESS_CORPUS]
     if not indices:
         return None
-    clips = [waves["test"][i] for i in indices]
-    truth = [parts["test"][i].label for i in indices]
+    others = [w for w, r in zip(waves, records) if r.corpus != ROBUSTNESS_CORPUS] or [waves[i] for i in indices]
+    result = robustness_results(recognizer, [waves[i] for i in indices], [records[i].label for i in indices], others)
+    return {"corpus": ROBUSTNESS_CORPUS, **result}
+
+
+def robustness_results(recognizer, clips: list[np.ndarray], truth: list[str], babble_clips: list[np.ndarray]) -> dict:
+    """Accuracy, top-1 agreement with the clean clip and clips refused as silent under each condition
+    (`robustness.conditions`), babble mixed from `babble_clips`."""
     table, clean = {}, None
-    for name, channel in conditions(others).items():
+    for name, channel in conditions(babble_clips).items():
         predicted = [_label_or_refused(recognizer, channel(c)) for c in tqdm(clips, desc=f"robustness: {name}",
                                                                              unit="clip")]
         clean = clean or predicted
         table[name] = {"accuracy": float(np.mean([p == t for p, t in zip(predicted, truth)])),
                        "agreement_with_clean": float(np.mean([p == c for p, c in zip(predicted, clean)])),
                        "refused": sum(p is None for p in predicted)}
-    return {"corpus": ROBUSTNESS_CORPUS, "clips": len(clips), "conditions": table,
-            "not_measured": missing_conditions()}
+    return {"clips": len(clips), "conditions": table, "not_measured": missing_conditions()}
 
 
 def _label_or_refused(recognizer: EmotionRecognizer, waveform: np.ndarray) -> str | None:
@@ -360,6 +374,21 @@ def validation_table(validation: dict, held_out_by: dict[str, str]) -> list[str]
     return lines
 
 
+def robustness_comparison_table(by_model: dict[str, dict]) -> list[str]:
+    """Markdown lines: one row per channel condition, one column per model, each cell the top-1
+    agreement with the clean clip and, in brackets, the accuracy."""
+    names = list(by_model)
+    first = by_model[names[0]]
+    lines = [f"## Validation speakers under each channel ({first['clips']} clips)", "",
+             "Top-1 agreement with the clean clip (accuracy in brackets); a clip refused as silent counts as wrong.",
+             "", "| condition | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for condition in first["conditions"]:
+        cells = [by_model[n]["conditions"][condition] for n in names]
+        lines.append(f"| {condition} | " + " | ".join(
+            f"{c['agreement_with_clean']:.1%} ({c['accuracy']:.1%})" for c in cells) + " |")
+    return lines
+
+
 def add_parser(commands) -> None:
     parser = commands.add_parser("evaluate", help="score a model on its held-out test speakers",
                                  description=__doc__.split("\n\n")[0])
@@ -369,7 +398,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--split", default=None, help="split JSON (default: MODEL/split.json)")
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=DIR",
                         help="also score this model, e.g. mel_only=runs/mel/best (repeatable)")
-    parser.add_argument("--no-robustness", action="store_true", help="skip the robustness table")
+    parser.add_argument("--no-robustness", action="store_true", help="skip the channel conditions (the robustness tables)")
     parser.add_argument("--validation-only", action="store_true",
                         help="score the model and ablations on the validation speakers only (to compare recipes "
                              "without looking at the test speakers); writes validation.json and validation.md")
@@ -383,8 +412,9 @@ def _run(args) -> int:
     ablations = dict(item.split("=", 1) for item in args.ablation)
     output_dir = args.output_dir or str(Path(args.model) / "evaluation")
     if args.validation_only:
-        report = evaluate_validation(args.model, args.data_dir, output_dir, ablations, args.split, args.cache_dir or None)
-        print("\n".join(validation_table(report["validation"], report["held_out_by"])))
+        report = evaluate_validation(args.model, args.data_dir, output_dir, ablations, args.split, args.cache_dir or None,
+                                     robustness=not args.no_robustness)
+        print((Path(output_dir) / "validation.md").read_text())
         print(f"written to {output_dir}/validation.json and validation.md")
         return 0
     report = evaluate(args.model, args.data_dir, output_dir, ablations, args.split, robustness=not args.no_robustness,

@@ -48,7 +48,7 @@ def test_a_clip_refused_as_silent_under_a_condition_counts_as_wrong_and_is_repor
     import numpy as np
 
     from ser_model.audio_io import AudioError
-    from ser_model.evaluation import robustness_results
+    from ser_model.evaluation import robustness_on_test_actors
 
     class LoudnessOnly:
         """Says angry for any clip, and refuses a silent one as the real recognizer does."""
@@ -64,7 +64,23 @@ def test_a_clip_refused_as_silent_under_a_condition_counts_as_wrong_and_is_repor
     test = [r for r in records() if r.corpus == "ravdess"][:2]
     test = [Record(**{**r.__dict__, "label": "angry"}) for r in test]
     others = [0.1 * rng.standard_normal(16_000).astype(np.float32) for _ in range(6)]  # babble talkers
-    result = robustness_results(LoudnessOnly(), {"test": test + records()[-6:]}, {"test": [loud, soft, *others]})
+    result = robustness_on_test_actors(LoudnessOnly(), test + records()[-6:], [loud, soft, *others])
+    assert result["corpus"] == "ravdess" and result["clips"] == 2
     quiet = result["conditions"]["level_minus_30db"]
     assert quiet["refused"] == 1 and quiet["accuracy"] == 0.5 and quiet["agreement_with_clean"] == 0.5
     assert result["conditions"]["clean"]["refused"] == 0
+
+
+def test_the_channel_comparison_has_a_row_per_condition_and_a_column_per_model():
+    from ser_model.evaluation import robustness_comparison_table
+
+    def result(agreement, accuracy):
+        return {"clips": 10, "conditions": {
+            "clean": {"agreement_with_clean": 1.0, "accuracy": accuracy, "refused": 0},
+            "mp3_64k": {"agreement_with_clean": agreement, "accuracy": accuracy - 0.1, "refused": 0}}}
+
+    lines = robustness_comparison_table({"fusion": result(0.9, 0.6), "no_channel": result(0.8, 0.5)})
+    assert "(10 clips)" in lines[0]
+    assert lines[4:] == ["| condition | fusion | no_channel |", "|---|---|---|",
+                         "| clean | 100.0% (60.0%) | 100.0% (50.0%) |",
+                         "| mp3_64k | 90.0% (50.0%) | 80.0% (40.0%) |"]

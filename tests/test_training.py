@@ -132,7 +132,13 @@ def test_recipes_can_be_compared_on_the_validation_speakers_alone(trained, tmp_p
     assert set(report["validation"]) == {"fusion", "same_again"}
     assert report["validation"]["fusion"] == report["validation"]["same_again"]  # both really scored
     assert report["validation"]["fusion"]["ravdess"]["clips"] > 0
-    assert "| fusion |" in (tmp_path / "validation.md").read_text()
+    # Under the channel conditions too, on the speaker-held-out corpora's validation clips only.
+    speaker_held_out = sum(r["clips"] for c, r in report["validation"]["fusion"].items()
+                           if report["held_out_by"].get(c) == "speaker")
+    assert report["robustness"]["fusion"]["clips"] == speaker_held_out
+    assert report["robustness"]["fusion"] == report["robustness"]["same_again"]
+    markdown = (tmp_path / "validation.md").read_text()
+    assert "| fusion |" in markdown and "| level_minus_30db |" in markdown
     assert not (tmp_path / "report.json").exists()  # the test speakers were not scored
 
 
