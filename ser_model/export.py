@@ -20,7 +20,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration import SERConfig
-from .evaluation import SPEAKER_INDEPENDENT
+from .errors import InputError
+from .evaluation import BASELINE, SPEAKER_INDEPENDENT, robustness_comparison_table, validation_table
 from .feature_extractor import SERFeatureExtractor
 from .modeling import SERForAudioClassification
 
@@ -75,7 +76,10 @@ def describe_training_data(corpora: list[str] | None) -> str:
     named = [LANGUAGE_NAMES[code] for code in languages]
     spoken = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named) or "several languages"
     return f"acted speech in {spoken} ({', '.join(DISPLAY_NAMES.get(c, c) for c in corpora)})"
-EVALUATION_FILES = ("report.json", "report.md", "confusion_matrix.png", "reliability.png")
+EVALUATION_FILES = ("report.json", "report.md", "confusion_matrix.png", "reliability.png", "validation.json",
+                    "validation.md")
+# Where `--left-out-report` copies the report of a model trained without one corpus (leave-one-corpus-out).
+LEFT_OUT_FILE = "left_out_{corpus}.json"
 
 
 def stale_code_files(folder: str | Path) -> list[str]:
@@ -124,13 +128,18 @@ def pip_install_line() -> str:
 
 
 def export_model(model_dir: str | Path, output_dir: str | Path, report_dir: str | Path | None = None,
-                 repo_id: str = DEFAULT_REPO_ID) -> Path:
-    """Writes the model folder to `output_dir` (replacing it) and returns its path."""
+                 repo_id: str = DEFAULT_REPO_ID, left_out_reports: list[str | Path] = ()) -> Path:
+    """Writes the model folder to `output_dir` (replacing it) and returns its path.
+
+    `left_out_reports` are evaluation folders of models trained with the same recipe but without one
+    corpus each (`train --exclude_corpora`): the card reports how they do on that whole corpus."""
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     model = SERForAudioClassification.from_pretrained(model_dir)
     feature_extractor = SERFeatureExtractor.from_pretrained(model_dir)
     report_dir = Path(report_dir) if report_dir else model_dir / "evaluation"
-    report = json.loads((report_dir / "report.json").read_text()) if (report_dir / "report.json").is_file() else None
+    report = _read_json(report_dir / "report.json")
+    validation = _read_json(report_dir / "validation.json")
+    left_out = dict(_left_out_corpus(Path(folder)) for folder in left_out_reports)
 
     with tempfile.TemporaryDirectory(dir=output_dir.parent if output_dir.parent.exists() else None) as tmp:
         staging = Path(tmp) / "model"
@@ -147,7 +156,10 @@ def export_model(model_dir: str | Path, output_dir: str | Path, report_dir: str 
             for name in EVALUATION_FILES:
                 if (report_dir / name).is_file():
                     shutil.copy2(report_dir / name, staging / "evaluation" / name)
-        model_card(model, report, training, repo_id).save(staging / "README.md")
+            for corpus, left_out_report in left_out.items():
+                (staging / "evaluation" / LEFT_OUT_FILE.format(corpus=corpus)).write_text(
+                    json.dumps(left_out_report, indent=2))
+        model_card(model, report, training, repo_id, validation, left_out).save(staging / "README.md")
         missing = stale_code_files(staging)
         if missing:
             raise RuntimeError(f"save_pretrained did not write the code files {missing}")
@@ -155,6 +167,22 @@ def export_model(model_dir: str | Path, output_dir: str | Path, report_dir: str 
             shutil.rmtree(output_dir)
         shutil.move(str(staging), str(output_dir))
     return output_dir
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _left_out_corpus(report_dir: Path) -> tuple[str, dict]:
+    """The corpus a leave-one-corpus-out model was trained without, and its report."""
+    report = _read_json(report_dir / "report.json")
+    if report is None:
+        raise InputError(f"{report_dir} has no report.json: run `python -m ser_model evaluate` on that model first")
+    left_out = [corpus for corpus, how in report["held_out_by"].items() if how == "corpus"]
+    if len(left_out) != 1:
+        raise InputError(f"{report_dir}/report.json is not of a model trained without exactly one corpus "
+                         f"(corpora held out whole: {left_out or 'none'})")
+    return left_out[0], report
 
 
 def _training_summary(model_dir: Path) -> dict | None:
@@ -172,7 +200,7 @@ def _training_summary(model_dir: Path) -> dict | None:
 
 
 def model_card(model: SERForAudioClassification, report: dict | None, training: dict | None,
-               repo_id: str) -> ModelCard:
+               repo_id: str, validation: dict | None = None, left_out: dict[str, dict] | None = None) -> ModelCard:
     config: SERConfig = model.config
     card_data = ModelCardData(
         language=_languages(report) or ["en"],
@@ -204,6 +232,8 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         citations="\n".join(f"- {CORPORA[c][3]}" for c in _corpora(report) if c in CORPORA),
         languages=", ".join(LANGUAGE_NAMES[code] for code in _languages(report)) or "English",
         robustness_table=_robustness_table(report),
+        left_out_table=_left_out_table(left_out or {}),
+        validation_tables=_validation_tables(validation),
         calibration=_calibration_sentence(report),
         pip_install=pip_install_line(),
     )
@@ -243,6 +273,29 @@ def _robustness_table(report: dict | None) -> str:
     rows += [f"| {name} | {r['accuracy']:.1%} | {r['agreement_with_clean']:.1%} | {r.get('refused', 0)} |"
              for name, r in robustness["conditions"].items()]
     return "\n".join(rows)
+
+
+def _left_out_table(left_out: dict[str, dict]) -> str:
+    if not left_out:
+        return "(not measured for this model)"
+    rows = ["| corpus left out of training | clips | speakers | accuracy | macro recall (UAR) | baseline UAR | "
+            "fusion − baseline |", "|---|---|---|---|---|---|---|"]
+    for corpus, report in left_out.items():
+        fusion, baseline = report["results"]["fusion"][corpus], report["results"][BASELINE][corpus]
+        rows.append(f"| {DISPLAY_NAMES.get(corpus, corpus)} | {fusion['clips']} | {fusion['speakers']} | "
+                    f"{fusion['accuracy']:.1%} | {fusion['macro_recall']:.1%} | {baseline['macro_recall']:.1%} | "
+                    f"{100 * (fusion['macro_recall'] - baseline['macro_recall']):+.1f} pts |")
+    return "\n".join(rows)
+
+
+def _validation_tables(validation: dict | None) -> str:
+    """The recipe comparison on the validation speakers (`evaluate --validation-only`), without its headings."""
+    if not validation:
+        return "(no comparison was exported with this model)"
+    lines = validation_table(validation["validation"], validation["held_out_by"])
+    if validation.get("robustness"):
+        lines += ["", *robustness_comparison_table(validation["robustness"])]
+    return "\n".join(line for line in lines if not line.startswith("#")).strip()
 
 
 def _calibration_sentence(report: dict | None) -> str:
@@ -297,8 +350,8 @@ def _split_description(report: dict | None) -> str:
         if report.get("held_out_by", {}).get(corpus) == "corpus":
             lines.append(f"{corpus.upper()}: left out of training altogether; all its clips are test clips.")
         elif info["held_out_by"] == "speaker":
-            lines.append(f"{corpus.upper()}: {len(test)} test speakers ({', '.join(test)}), never in training or "
-                         f"validation.")
+            lines.append(f"{corpus.upper()}: {len(test)} test speaker{'s' if len(test) != 1 else ''} "
+                         f"({', '.join(test)}), never in training or validation.")
         else:
             lines.append(f"{corpus.upper()}: held out by {info['held_out_by']} (its words in test are never heard in "
                          f"training, but the speaker is), so its figures are not speaker-independent.")
@@ -374,10 +427,13 @@ def add_parser(commands) -> None:
     parser.add_argument("--report", default=None, help="evaluation folder (default: MODEL/evaluation)")
     parser.add_argument("--output", default="model", help="folder to write (replaced; default: model)")
     parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help="Hub id the model card's snippet uses")
+    parser.add_argument("--left-out-report", action="append", default=[], metavar="DIR",
+                        help="evaluation folder of the same recipe trained without one corpus, e.g. "
+                             "runs/loco-turev/best/evaluation: the card reports it (repeatable)")
     parser.set_defaults(run=_run)
 
 
 def _run(args) -> int:
-    folder = export_model(args.model, args.output, args.report, args.repo_id)
+    folder = export_model(args.model, args.output, args.report, args.repo_id, args.left_out_report)
     print(f"model folder written to {folder}")
     return 0

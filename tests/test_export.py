@@ -80,3 +80,41 @@ def test_the_card_says_how_the_weights_were_started_and_averaged():
                                                "this project (see Training)")
     record["config"]["init_model"] = None
     assert export._training_origin(record) == "trained from scratch on CPU in 10 minutes"
+
+
+def left_out_report(held_out_by: dict[str, str]) -> dict:
+    """The parts of an evaluation report the card reads for a model trained without TurEV-DB."""
+    def scores(recall):
+        return {"turev": {"clips": 1735, "speakers": 6, "accuracy": recall + 0.01, "macro_recall": recall}}
+    return {"held_out_by": held_out_by, "results": {"fusion": scores(0.45), "mfcc_svm_baseline": scores(0.30)}}
+
+
+def test_a_leave_one_corpus_out_report_is_read_and_tabled_for_the_card(tmp_path):
+    import json
+
+    from ser_model.errors import InputError
+
+    (tmp_path / "report.json").write_text(json.dumps(left_out_report({"ravdess": "speaker", "turev": "corpus"})))
+    corpus, report = export._left_out_corpus(tmp_path)
+    assert corpus == "turev"
+    assert export._left_out_table({corpus: report}).splitlines()[2] == \
+        "| TurEV-DB | 1735 | 6 | 46.0% | 45.0% | 30.0% | +15.0 pts |"
+    assert export._left_out_table({}) == "(not measured for this model)"
+
+    (tmp_path / "report.json").write_text(json.dumps(left_out_report({"ravdess": "speaker", "turev": "speaker"})))
+    with pytest.raises(InputError, match="not of a model trained without exactly one corpus"):
+        export._left_out_corpus(tmp_path)
+    with pytest.raises(InputError, match="has no report.json"):
+        export._left_out_corpus(tmp_path / "absent")
+
+
+def test_the_card_shows_the_recipe_comparison_without_the_report_headings():
+    channel = {"clips": 3, "conditions": {"clean": {"agreement_with_clean": 1.0, "accuracy": 0.5, "refused": 0}}}
+    validation = {"held_out_by": {"ravdess": "speaker"},
+                  "validation": {"fusion": {"ravdess": {"macro_recall": 0.6}},
+                                 "plain": {"ravdess": {"macro_recall": 0.5}}},
+                  "robustness": {"fusion": channel, "plain": channel}}
+    tables = export._validation_tables(validation)
+    assert "#" not in tables
+    assert "| plain | 50.0% | 50.0% |" in tables and "| clean | 100.0% (50.0%) | 100.0% (50.0%) |" in tables
+    assert export._validation_tables(None) == "(no comparison was exported with this model)"

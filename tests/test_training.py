@@ -145,14 +145,25 @@ def test_recipes_can_be_compared_on_the_validation_speakers_alone(trained, tmp_p
 @pytest.mark.slow
 def test_export_writes_a_complete_model_folder(trained, tmp_path):
     best, data_dir = trained
-    evaluate(str(best), str(data_dir), str(best / "evaluation"), max_clips_per_part=20, robustness=False)
-    folder = export_model(best, tmp_path / "model", repo_id="someone/tiny-ser")
+    report = evaluate(str(best), str(data_dir), str(best / "evaluation"), max_clips_per_part=20, robustness=False)
+    evaluate_validation(str(best), str(data_dir), str(best / "evaluation"), max_clips_per_part=20, robustness=False)
+    # Stands in for the report of the same recipe trained without TESS (`train --exclude_corpora tess`).
+    left_out = tmp_path / "without-tess"
+    left_out.mkdir()
+    (left_out / "report.json").write_text(json.dumps({**report, "held_out_by": {**report["held_out_by"],
+                                                                                "tess": "corpus"}}))
+    folder = export_model(best, tmp_path / "model", repo_id="someone/tiny-ser", left_out_reports=[left_out])
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "split.json",
             "training.json", "evaluation", *CODE_FILES} <= names
+    assert {"validation.json", "validation.md", "left_out_tess.json"} <= {p.name for p in (folder / "evaluation").iterdir()}
     assert stale_code_files(folder) == []
     card = (folder / "README.md").read_text()
     assert "pipeline_tag: audio-classification" in card and "someone/tiny-ser" in card and "model-index" in card
+    tess = report["results"]["fusion"]["tess"]
+    assert f"| TESS | {tess['clips']} | 1 | {tess['accuracy']:.1%} |" in card  # the leave-one-corpus-out row
+    comparison = card.split("**How the recipe was chosen.**")[1].split("##")[0]  # on the validation speakers
+    assert "| ravdess |" in comparison and "| fusion |" in comparison
     (folder / "modeling.py").write_text("# edited\n")
     assert stale_code_files(folder) == ["modeling.py"]
 
