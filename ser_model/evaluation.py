@@ -212,17 +212,17 @@ def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablation
     records = parts["validation"]
     if not records:
         raise InputError("the validation part of the split is empty: there is nothing to score")
-    waves, validation, channels = None, {}, {}
-    for name, folder in {"fusion": model_dir, **(ablations or {})}.items():
-        recognizer = EmotionRecognizer.from_pretrained(folder)
-        if waves is None:
-            waves = load_clips(records, recognizer.sampling_rate, "loading validation", cache_dir)
-        validation[name] = validation_results(recognizer, records, waves, held_out_by, name)
-        if robustness:
-            chosen = [i for i, r in enumerate(records) if held_out_by.get(r.corpus) == "speaker"]
-            # Babble from every validation clip: the talkers are other speakers for nearly every clip.
-            channels[name] = robustness_results(recognizer, [waves[i] for i in chosen],
-                                                [records[i].label for i in chosen], babble_clips=waves)
+    recognizers = {name: EmotionRecognizer.from_pretrained(folder)
+                   for name, folder in {"fusion": model_dir, **(ablations or {})}.items()}
+    waves = load_clips(records, recognizers["fusion"].sampling_rate, "loading validation", cache_dir)
+    validation = {name: validation_results(recognizer, records, waves, held_out_by, name)
+                  for name, recognizer in recognizers.items()}
+    channels = {}
+    if robustness:
+        chosen = [i for i, r in enumerate(records) if held_out_by.get(r.corpus) == "speaker"]
+        # Babble from every validation clip: the talkers are other speakers for nearly every clip.
+        channels = robustness_results(recognizers, [waves[i] for i in chosen], [records[i].label for i in chosen],
+                                      babble_clips=waves)
     report = {"model": str(model_dir), "ablations": ablations or {}, "held_out_by": held_out_by,
               "validation": validation, "robustness": channels}
     lines = validation_table(validation, held_out_by)
@@ -268,22 +268,29 @@ def robustness_on_test_actors(recognizer, records: list[Record], waves: list[np.
     if not indices:
         return None
     others = [w for w, r in zip(waves, records) if r.corpus != ROBUSTNESS_CORPUS] or [waves[i] for i in indices]
-    result = robustness_results(recognizer, [waves[i] for i in indices], [records[i].label for i in indices], others)
+    result = robustness_results({"fusion": recognizer}, [waves[i] for i in indices],
+                                [records[i].label for i in indices], others)["fusion"]
     return {"corpus": ROBUSTNESS_CORPUS, **result}
 
 
-def robustness_results(recognizer, clips: list[np.ndarray], truth: list[str], babble_clips: list[np.ndarray]) -> dict:
-    """Accuracy, top-1 agreement with the clean clip and clips refused as silent under each condition
-    (`robustness.conditions`), babble mixed from `babble_clips`."""
-    table, clean = {}, None
-    for name, channel in conditions(babble_clips).items():
-        predicted = [_label_or_refused(recognizer, channel(c)) for c in tqdm(clips, desc=f"robustness: {name}",
-                                                                             unit="clip")]
-        clean = clean or predicted
-        table[name] = {"accuracy": float(np.mean([p == t for p, t in zip(predicted, truth)])),
-                       "agreement_with_clean": float(np.mean([p == c for p, c in zip(predicted, clean)])),
-                       "refused": sum(p is None for p in predicted)}
-    return {"clips": len(clips), "conditions": table, "not_measured": missing_conditions()}
+def robustness_results(recognizers: dict, clips: list[np.ndarray], truth: list[str],
+                       babble_clips: list[np.ndarray]) -> dict[str, dict]:
+    """For each recognizer, name to result: accuracy, top-1 agreement with the clean clip and clips
+    refused as silent under each condition (`robustness.conditions`), babble mixed from `babble_clips`.
+    Each condition degrades the clips once for every recognizer: the codecs are the slow part."""
+    tables, clean = {name: {} for name in recognizers}, {}
+    for condition, channel in conditions(babble_clips).items():
+        degraded = [channel(c) for c in tqdm(clips, desc=f"channel: {condition}", unit="clip")]
+        for name, recognizer in recognizers.items():
+            predicted = [_label_or_refused(recognizer, d) for d in tqdm(degraded, desc=f"{name}: {condition}",
+                                                                        unit="clip")]
+            clean.setdefault(name, predicted)
+            tables[name][condition] = {
+                "accuracy": float(np.mean([p == t for p, t in zip(predicted, truth)])),
+                "agreement_with_clean": float(np.mean([p == c for p, c in zip(predicted, clean[name])])),
+                "refused": sum(p is None for p in predicted)}
+    return {name: {"clips": len(clips), "conditions": table, "not_measured": missing_conditions()}
+            for name, table in tables.items()}
 
 
 def _label_or_refused(recognizer: EmotionRecognizer, waveform: np.ndarray) -> str | None:

@@ -191,7 +191,9 @@ def _training_summary(model_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     training = json.loads(path.read_text())
-    history = training.pop("log_history", [])
+    if "log_history" not in training:  # already a summary: re-exporting an exported folder
+        return training
+    history = training.pop("log_history")
     training["validation_curve"] = [{k: v for k, v in entry.items() if k in ("epoch", "eval_macro_recall",
                                                                               "eval_accuracy")}
                                     for entry in history if "eval_macro_recall" in entry]

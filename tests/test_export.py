@@ -118,3 +118,15 @@ def test_the_card_shows_the_recipe_comparison_without_the_report_headings():
     assert "#" not in tables
     assert "| plain | 50.0% | 50.0% |" in tables and "| clean | 100.0% (50.0%) | 100.0% (50.0%) |" in tables
     assert export._validation_tables(None) == "(no comparison was exported with this model)"
+
+
+def test_re_exporting_an_exported_folder_keeps_its_validation_curve(tmp_path):
+    import json
+
+    run = {"config": {}, "log_history": [{"epoch": 1.0, "eval_macro_recall": 0.4, "eval_loss": 1.2}, {"loss": 2.0}],
+           "best_checkpoint": "runs/x/checkpoint-94"}
+    (tmp_path / "training.json").write_text(json.dumps(run))
+    summary = export._training_summary(tmp_path)
+    assert summary == {"config": {}, "validation_curve": [{"epoch": 1.0, "eval_macro_recall": 0.4}]}
+    (tmp_path / "training.json").write_text(json.dumps(summary))
+    assert export._training_summary(tmp_path) == summary
