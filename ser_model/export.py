@@ -76,6 +76,8 @@ def describe_training_data(corpora: list[str] | None) -> str:
     named = [LANGUAGE_NAMES[code] for code in languages]
     spoken = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named) or "several languages"
     return f"acted speech in {spoken} ({', '.join(DISPLAY_NAMES.get(c, c) for c in corpora)})"
+
+
 EVALUATION_FILES = ("report.json", "report.md", "confusion_matrix.png", "reliability.png", "validation.json",
                     "validation.md")
 # Where `--left-out-report` copies the report of a model trained without one corpus (leave-one-corpus-out).
