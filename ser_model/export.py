@@ -299,7 +299,10 @@ def _validation_tables(validation: dict | None) -> str:
     lines = validation_table(validation["validation"], validation["held_out_by"])
     if validation.get("robustness"):
         lines += ["", *robustness_comparison_table(validation["robustness"])]
-    return "\n".join(line for line in lines if not line.startswith("#")).strip()
+    # Each section's heading is followed by a blank line: dropping both leaves one blank between tables.
+    kept = [line for i, line in enumerate(lines)
+            if not line.startswith("#") and not (line == "" and i and lines[i - 1].startswith("#"))]
+    return "\n".join(kept).strip()
 
 
 def _calibration_sentence(report: dict | None) -> str:
