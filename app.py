@@ -4,7 +4,7 @@
 
 The model loads once, at start-up: `--model`, else `$SER_MODEL` (a folder or Hub id, with
 `$SER_MODEL_REVISION` to pin a commit), else the bundled `model/`. All inference lives in
-`ser_model.analysis`; this file only declares the page and wires events.
+`ser_model.serving.analysis`; this file only declares the page and wires events.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from ser_model.analysis import (NOT_SURE_BELOW, SEGMENT_COLUMNS, analyze_file, describe, draw_pictures,
+from ser_model.serving.analysis import (NOT_SURE_BELOW, SEGMENT_COLUMNS, analyze_file, describe, draw_pictures,
                                 segment_band_html, segment_rows, sentiment)
 from ser_model.audio_io import AudioError, TruncatedAudioWarning, format_duration
-from ser_model.export import describe_training_data
-from ser_model.inference import EmotionRecognizer, Prediction, model_source
-from ser_model.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
-from ser_model.plots import timeline_figure
+from ser_model.hub.export import describe_training_data
+from ser_model.serving.inference import EmotionRecognizer, Prediction, model_source
+from ser_model.serving.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
+from ser_model.serving.plots import timeline_figure
 
 # Longest recording the app accepts: long enough for a conversation turn or a voice memo, short
 # enough that one request cannot hold a worker for long (10 minutes take about 5 s on 2 CPU cores).
@@ -38,7 +38,7 @@ CONCURRENCY = 4
 warnings.filterwarnings("ignore", category=TruncatedAudioWarning)
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Live mode: the browser sends the microphone's audio every 0.1 s, and once per second of new audio
-# the newest window is classified (about 30 ms of CPU per update; see ser_model.live). One live session ends after 10 minutes so that
+# the newest window is classified (about 30 ms of CPU per update; see ser_model.serving.live). One live session ends after 10 minutes so that
 # a forgotten tab does not hold the Space; its timeline keeps the last MAX_HISTORY_SECONDS.
 LIVE_TIME_LIMIT = 600
 # Above this share of missed audio the live result says so (the first chunk's upload alone misses a little).
@@ -177,7 +177,7 @@ the table keep the last {format_duration(MAX_HISTORY_SECONDS)}; the whole-record
 stop, counts everything. A live session stops by itself after {format_duration(LIVE_TIME_LIMIT)}.
 """
 
-# The segment band of the live mode (ser_model.analysis.segment_band_html).
+# The segment band of the live mode (ser_model.serving.analysis.segment_band_html).
 CSS = """
 .segment-band { display: flex; height: 2.2em; border-radius: 6px; overflow: hidden; }
 .segment { color: white; font-size: 0.85em; line-height: 2.2em; text-align: center; overflow: hidden;
@@ -225,7 +225,7 @@ with gr.Blocks(title="Speech emotion recognition") as demo:
         live_segments = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Segments so far", interactive=False)
         live_state = gr.State(None)
 
-    # The numbers come first and the pictures after (see ser_model.analysis): /predict is what API
+    # The numbers come first and the pictures after (see ser_model.serving.analysis): /predict is what API
     # clients call, and it answers without waiting for matplotlib. Examples go through the same two
     # steps, uncached: Gradio 6.31's example cache cannot replay the segments table's visibility update.
     triggers = [(analyze.click, "predict"), (audio.stop_recording, False), (audio.upload, False)]

@@ -23,11 +23,11 @@ import torch  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification  # noqa: E402
-from ser_model.inference import BUNDLED_MODEL, EmotionRecognizer, model_source  # noqa: E402
+from ser_model.serving.inference import BUNDLED_MODEL, EmotionRecognizer, model_source  # noqa: E402
 
 # The corpora live next to the repository (see /work/shared/data/README.md), never inside it;
 # SER_DATA_DIR moves them, as for the tests (tests/conftest.py).
-from ser_model.corpora import DEFAULT_DATA_DIR  # noqa: E402  (SER_DATA_DIR, else ../shared/data)
+from ser_model.data.corpora import DEFAULT_DATA_DIR  # noqa: E402  (SER_DATA_DIR, else ../shared/data)
 # The preset the project trains by default; a random model of it stands in when model/ is missing.
 DEFAULT_PRESET = "cpu-small"
 # "Loading weights" bars would interleave with the benchmarks' own progress bars and tables.

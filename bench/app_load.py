@@ -306,7 +306,7 @@ def time_pictures(model: str, clips: list[Path], count: int = 8) -> float:
     encoded the way gr.Plot sends it."""
     from gradio.processing_utils import encode_plot_to_base64
 
-    from ser_model.analysis import analyze_file, draw_pictures
+    from ser_model.serving.analysis import analyze_file, draw_pictures
 
     recognizer, _ = load_recognizer(model)
     durations = []

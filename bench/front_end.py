@@ -10,7 +10,7 @@
     difference between them is printed too, so the comparison is of equal work. Skipped, with a
     sentence, when librosa is not installed (`pip install -r requirements-dev.txt`).
 (b) Decoding. `ser_model.audio_io.load_audio` (soundfile + soxr, what training and the CLI use) on
-    a bounded sample of each corpus found by `ser_model.corpora.discover`: clips per second and
+    a bounded sample of each corpus found by `ser_model.data.corpora.discover`: clips per second and
     seconds of audio per wall-clock second. The corpora on this machine are stored as 16 kHz FLAC,
     which needs no resampling, so each corpus is also re-created at its original rate and format
     (RAVDESS 48 kHz, TESS 24,414 Hz, 16-bit WAV) in a temporary folder and decoded + resampled from
@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ser_model.audio_io import AudioError, load_audio
-from ser_model.corpora import discover
+from ser_model.data.corpora import discover
 from ser_model.feature_extractor import LOG_FLOOR, NORM_EPS
 
 # name: (full default, --quick default, help)

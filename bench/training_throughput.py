@@ -4,7 +4,7 @@
     python bench/training_throughput.py --quick      # a quick check
 
 The steps run through the code path of `python -m ser_model train`: the default `TrainingConfig`, its
-split (`ser_model.training.prepare_data`) and the trainer `ser_model.training.build_trainer` makes
+split (`ser_model.training.train.prepare_data`) and the trainer `ser_model.training.train.build_trainer` makes
 (balanced draws with waveform and codec augmentation, features, SpecAugment, the label-set loss,
 backward, gradient clipping, AdamW, cosine schedule), with evaluation, checkpoints and logging
 switched off. Two figures per device:
@@ -34,8 +34,8 @@ from transformers import PrinterCallback, TrainerCallback, set_seed
 from transformers.utils import logging as transformers_logging
 
 from ser_model.configuration import PRESETS
-from ser_model.trainer import SERTrainer
-from ser_model.training import TrainingConfig, build_trainer, prepare_data
+from ser_model.training.trainer import SERTrainer
+from ser_model.training.train import TrainingConfig, build_trainer, prepare_data
 
 # name: (full default, --quick default, help)
 RUN_COUNTS = {
@@ -132,7 +132,7 @@ class StepTimer(TrainerCallback):
 
 def make_trainer(cfg: TrainingConfig, split, parts, device: str, output_dir: str, steps: int,
                  timer: StepTimer) -> SERTrainer:
-    """`ser_model.training.train`'s trainer, limited to `steps` steps, with no evaluation, saving or logging."""
+    """`ser_model.training.train.train`'s trainer, limited to `steps` steps, with no evaluation, saving or logging."""
     set_seed(cfg.seed)
     trainer = build_trainer(
         cfg, split, parts, output_dir, callbacks=[timer], max_steps=steps, eval_strategy="no", save_strategy="no",

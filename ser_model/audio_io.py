@@ -51,7 +51,7 @@ AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus",
                              | FFMPEG_EXTENSIONS)
 
 # Peak absolute amplitude under which audio counts as silent, for a whole file and for each window
-# of a long one (`ser_model.inference`): 1e-3 is -60 dBFS, about 33 steps of 16-bit PCM, so dither,
+# of a long one (`ser_model.serving.inference`): 1e-3 is -60 dBFS, about 33 steps of 16-bit PCM, so dither,
 # hum or a noise floor counts as silence while even quiet speech peaks well above it.
 SILENCE_PEAK = 1e-3
 # Samples beyond this magnitude are garbage, not audio (a corrupt float file): full scale is 1.0,

@@ -30,10 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     add_predict_parser(commands)
     # Imported here, not at the top, so that `import ser_model.cli` stays light.
-    from . import evaluation, export, publish, training
+    from .evaluation import evaluate
+    from .hub import export, publish
+    from .training import train
 
-    training.add_parser(commands)
-    evaluation.add_parser(commands)
+    train.add_parser(commands)
+    evaluate.add_parser(commands)
     export.add_parser(commands)
     publish.add_parser(commands)
     args = parser.parse_args(argv)
@@ -94,9 +96,9 @@ def output_format(requested: str | None, output: str | None) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from . import batch_predict
+    from .serving import batch_predict
     from .audio_io import TruncatedAudioWarning
-    from .inference import EmotionRecognizer, model_source
+    from .serving.inference import EmotionRecognizer, model_source
 
     # batch_predict prints the sentence as a "warning:" line of its own, without Python's source location.
     warnings.filterwarnings("ignore", category=TruncatedAudioWarning)

@@ -65,7 +65,7 @@ class SERConfig(PretrainedConfig):
     Configuration of [`SERForAudioClassification`]: the audio front end, a timm DenseNet over log-mel
     spectrograms, a small 1-D CNN over MFCCs and the fusion head.
 
-    `window_hop_seconds` and `min_audio_seconds` steer only long-audio inference (`ser_model.inference`),
+    `window_hop_seconds` and `min_audio_seconds` steer only long-audio inference (`ser_model.serving.inference`),
     not the network. They live here all the same because they belong to the trained model, not to
     one program: a model published on the Hub carries them, so the app, the CLI and anyone's own
     `EmotionRecognizer` cut its audio into the windows it was evaluated with.
@@ -113,7 +113,7 @@ class SERConfig(PretrainedConfig):
             Standard deviation of the normal init of linear layers.
         calibration_temperature (`float`, *optional*, defaults to 1.0):
             The logits are divided by it, so that the probabilities are calibrated (Guo et al. 2017):
-            fitted on the validation speakers after training (`ser_model.calibration`); 1 while training.
+            fitted on the validation speakers after training (`ser_model.training.calibration`); 1 while training.
             Not named `temperature`, which transformers reserves for text generation.
     """
 

@@ -41,7 +41,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
       normalisation per coefficient, the usual channel compensation for MFCCs.
 
     Audio longer than `window_seconds` is truncated (set `truncation=False` to keep it whole); use
-    `ser_model.inference` for windowed long-audio prediction. It never resamples: a wrong
+    `ser_model.serving.inference` for windowed long-audio prediction. It never resamples: a wrong
     `sampling_rate` is an error, and `ser_model.audio_io` loads and resamples files.
 
     Args (the front-end ones, `sampling_rate` to `window_seconds`, are keyword arguments whose defaults

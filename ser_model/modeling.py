@@ -275,7 +275,7 @@ class SERForAudioClassification(SERPreTrainedModel):
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The loss `forward` returns with `labels`: cross-entropy over all `num_labels` classes, what
     fine-tuning with `Trainer` on one's own fully labelled data needs. (Training on corpora with
-    fewer emotions scores each clip over its corpus' classes instead: `ser_model.trainer`.)"""
+    fewer emotions scores each clip over its corpus' classes instead: `ser_model.training.trainer`.)"""
     return nn.functional.cross_entropy(logits, labels)
 
 

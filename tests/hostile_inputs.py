@@ -2,7 +2,7 @@
 
 Every input must give either a correct prediction or one clear sentence, whichever surface reads
 it (the Python API, the CLI, the app); `write_corpus` writes them all and says which. The sentence
-patterns are the ones `ser_model.audio_io` and `ser_model.inference` produce: a test that checks a
+patterns are the ones `ser_model.audio_io` and `ser_model.serving.inference` produce: a test that checks a
 surface asserts this behaviour, and `check_sentence` what "one clear sentence" means.
 """
 
@@ -86,7 +86,7 @@ class HostileCase:
     """One hostile input and what each surface must give for it.
 
     `outcome` holds on every surface not named in `overrides`. The surfaces: "api" is
-    `EmotionRecognizer.predict_file`, "analysis" `ser_model.analysis.analyze_file` (what the app
+    `EmotionRecognizer.predict_file`, "analysis" `ser_model.serving.analysis.analyze_file` (what the app
     runs), "cli" `python -m ser_model predict`, "app" the running server. `uploadable` is False for
     what a client cannot upload at all (a folder, a missing path).
     """

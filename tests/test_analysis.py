@@ -1,4 +1,4 @@
-"""What the app shows for one recording, checked without Gradio: `ser_model.analysis` on the tiny model."""
+"""What the app shows for one recording, checked without Gradio: `ser_model.serving.analysis` on the tiny model."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from ser_model.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, analyze_file, describe, draw_pictures,
+from ser_model.serving.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, analyze_file, describe, draw_pictures,
                                 segment_band_html, segment_rows, sentiment)
 from ser_model.audio_io import AudioError
-from ser_model.inference import EmotionRecognizer, WindowPrediction, merge_segments, window_spans
-from ser_model.plots import probability_figure, timeline_figure
+from ser_model.serving.inference import EmotionRecognizer, WindowPrediction, merge_segments, window_spans
+from ser_model.serving.plots import probability_figure, timeline_figure
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import speechlike, tiny_config

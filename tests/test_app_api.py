@@ -6,7 +6,7 @@ import soundfile as sf
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from ser_model.analysis import SEGMENT_COLUMNS
+from ser_model.serving.analysis import SEGMENT_COLUMNS
 
 from .app_server import running_app
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav

@@ -1,10 +1,10 @@
-"""The live mode's session (`ser_model.live`), checked without Gradio on the tiny model (1 s windows)."""
+"""The live mode's session (`ser_model.serving.live`), checked without Gradio on the tiny model (1 s windows)."""
 
 import numpy as np
 import pytest
 
-from ser_model.inference import EmotionRecognizer
-from ser_model.live import LiveSession
+from ser_model.serving.inference import EmotionRecognizer
+from ser_model.serving.live import LiveSession
 
 from .conftest import speechlike
 
@@ -77,7 +77,7 @@ def test_a_chunk_file_is_read_with_its_rate_and_channels(tmp_path):
     import soundfile as sf
 
     from ser_model.audio_io import AudioError
-    from ser_model.live import read_chunk
+    from ser_model.serving.live import read_chunk
 
     sf.write(tmp_path / "chunk.wav", np.stack([speechlike(0.1, 48_000)] * 2, axis=1), 48_000, subtype="PCM_16")
     samples, rate = read_chunk(tmp_path / "chunk.wav")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ser_model.augment import (CODECS, AugmentationSettings, Augmenter, babble, change_level, change_speed, crop,
+from ser_model.data.augment import (CODECS, AugmentationSettings, Augmenter, babble, change_level, change_speed, crop,
                                encode_decode, mix_at_snr, narrow_band, reverberate, synthetic_room_response)
 
 from .conftest import speechlike

@@ -7,8 +7,12 @@ import pytest
 import torch
 from transformers import pipeline
 
-from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification
-from ser_model.calibration import fit_temperature, reliability, reliability_figure, softmax
+from ser_model import SERConfig
+
+from ser_model import SERFeatureExtractor
+
+from ser_model import SERForAudioClassification
+from ser_model.training.calibration import fit_temperature, reliability, reliability_figure, softmax
 
 from .conftest import speechlike, tiny_config
 

@@ -98,7 +98,7 @@ def test_a_bug_keeps_its_traceback_while_bad_input_is_one_sentence(tiny_model_di
     def broken(*args, **kwargs):
         raise ValueError("a programming error, not the user's")
 
-    monkeypatch.setattr("ser_model.batch_predict.predict", broken)
+    monkeypatch.setattr("ser_model.serving.batch_predict.predict", broken)
     with pytest.raises(ValueError, match="programming error"):
         main(["predict", str(clips), "--model", str(tiny_model_dir)])
     assert main(["predict", str(clips), "--model", str(tmp_path / "no-model")]) == 2

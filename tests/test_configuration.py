@@ -2,7 +2,13 @@ import json
 
 import pytest
 
-from ser_model import EMOTIONS, PRESETS, SERConfig, SERFeatureExtractor
+from ser_model import EMOTIONS
+
+from ser_model import PRESETS
+
+from ser_model import SERConfig
+
+from ser_model import SERFeatureExtractor
 
 
 def test_defaults_hold_seven_emotions_in_order():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_model.corpora import (
+from ser_model.data.corpora import (
     AUDIO_EXTENSIONS,
     LABEL_SETS,
     LABELS,
@@ -89,7 +89,7 @@ def test_normalize_label_accepts_synonyms_and_rejects_unknown():
 
 def test_read_ravdess(tmp_path, caplog):
     make_ravdess(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="ser_model.corpora"):
+    with caplog.at_level(logging.WARNING, logger="ser_model.data.corpora"):
         records = by_name(read_ravdess(tmp_path))
     assert sorted(records) == [
         "03-01-01-01-01-01-01.wav",
@@ -118,7 +118,7 @@ def test_read_ravdess(tmp_path, caplog):
 
 def test_read_tess_flat_and_per_emotion_folders(tmp_path, caplog):
     make_tess(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="ser_model.corpora"):
+    with caplog.at_level(logging.WARNING, logger="ser_model.data.corpora"):
         records = by_name(read_tess(tmp_path))
     expected = {
         "OAF_back_angry.wav": ("tess:OAF", "back", "angry"),
@@ -160,7 +160,7 @@ def test_read_crema_d_with_demographics_in_audiowav(tmp_path):
 def test_read_crema_d_flat_without_demographics(tmp_path, caplog):
     for name in ("1001_DFA_DIS_XX.wav", "1001_DFA_FEA_XX.wav", "1091_WSI_NEU_XX.flac"):
         write_clip(tmp_path / name)
-    with caplog.at_level(logging.WARNING, logger="ser_model.corpora"):
+    with caplog.at_level(logging.WARNING, logger="ser_model.data.corpora"):
         records = read_crema_d(tmp_path)
     assert [(r.label, r.gender) for r in records] == [("disgust", None), ("fear", None), ("neutral", None)]
     assert any("VideoDemographics.csv" in r.getMessage() for r in caplog.records)
@@ -227,7 +227,7 @@ def test_read_manifest_resolves_paths_and_synonyms(tmp_path):
 def test_read_manifest_without_speakers_warns_and_uses_file_stems(tmp_path, caplog):
     write_clip(tmp_path / "x.wav")
     (tmp_path / "m.csv").write_text("path,label\nx.wav,sadness\n")
-    with caplog.at_level(logging.WARNING, logger="ser_model.corpora"):
+    with caplog.at_level(logging.WARNING, logger="ser_model.data.corpora"):
         records = read_manifest(tmp_path / "m.csv")
     assert (records[0].speaker, records[0].label, records[0].utterance) == ("manifest:x", "sad", "x")
     assert any("speaker-independent" in r.getMessage() for r in caplog.records)
@@ -439,7 +439,7 @@ def test_a_manifest_can_contain_the_labels_it_uses():
 
 @pytest.mark.parametrize("corpus, reader", [("ased", "read_ased"), ("nemo", "read_nemo"), ("turev", "read_turev")])
 def test_real_new_corpora_read_every_audio_file(corpus, reader):
-    import ser_model.corpora as corpora
+    import ser_model.data.corpora as corpora
 
     root = data_dir_or_skip(corpus)
     records = getattr(corpora, reader)(root)

@@ -9,8 +9,8 @@ import pytest
 
 from ser_model import SERForAudioClassification
 from ser_model.audio_io import AUDIO_EXTENSIONS
-from ser_model.inference import EmotionRecognizer
-from ser_model.training import weights_digest
+from ser_model.serving.inference import EmotionRecognizer
+from ser_model.training.train import weights_digest
 
 from .app_server import free_port
 from .conftest import REPO, TINY, data_dir_or_skip

@@ -1,8 +1,8 @@
 """Which clips evaluation scores: the model's own corpora by split, a left-out corpus whole."""
 
-from ser_model.corpora import Record
-from ser_model.evaluation import SPEAKER_INDEPENDENT, evaluate_predictions, evaluation_parts
-from ser_model.splits import make_split
+from ser_model.data.corpora import Record
+from ser_model.evaluation.evaluate import SPEAKER_INDEPENDENT, evaluate_predictions, evaluation_parts
+from ser_model.data.splits import make_split
 
 
 def records():
@@ -33,7 +33,7 @@ def test_without_a_training_record_every_corpus_is_scored_by_its_split():
 
 
 def test_the_validation_table_has_a_row_per_model_and_the_mean_over_speaker_held_out_corpora():
-    from ser_model.evaluation import validation_table
+    from ser_model.evaluation.evaluate import validation_table
 
     validation = {"fusion": {"ravdess": {"macro_recall": 0.6}, "turev": {"macro_recall": 0.4},
                              "tess": {"macro_recall": 1.0}, SPEAKER_INDEPENDENT: {"macro_recall": 0.5}},
@@ -48,7 +48,7 @@ def test_a_clip_refused_as_silent_under_a_condition_counts_as_wrong_and_is_repor
     import numpy as np
 
     from ser_model.audio_io import AudioError
-    from ser_model.evaluation import robustness_on_test_actors
+    from ser_model.evaluation.evaluate import robustness_on_test_actors
 
     class LoudnessOnly:
         """Says angry for any clip, and refuses a silent one as the real recognizer does."""
@@ -72,7 +72,7 @@ def test_a_clip_refused_as_silent_under_a_condition_counts_as_wrong_and_is_repor
 
 
 def test_the_channel_comparison_has_a_row_per_condition_and_a_column_per_model():
-    from ser_model.evaluation import robustness_comparison_table
+    from ser_model.evaluation.evaluate import robustness_comparison_table
 
     def result(agreement, accuracy):
         return {"clips": 10, "conditions": {

@@ -6,8 +6,8 @@ from importlib import metadata
 
 import pytest
 
-import ser_model.export as export
-from ser_model.export import CODE_FILES, hub_requirements, pip_install_line
+import ser_model.hub.export as export
+from ser_model.hub.export import CODE_FILES, hub_requirements, pip_install_line
 
 from .conftest import REPO
 
@@ -47,8 +47,8 @@ def test_a_new_import_in_a_code_file_reaches_the_requirements(tmp_path, monkeypa
 
 
 def test_the_training_data_sentence_names_languages_and_corpora(tiny_model_dir):
-    from ser_model.export import describe_training_data
-    from ser_model.inference import EmotionRecognizer
+    from ser_model.hub.export import describe_training_data
+    from ser_model.serving.inference import EmotionRecognizer
 
     assert describe_training_data(["ravdess", "ased", "nemo"]) == "acted speech in English, Amharic and Polish " \
                                                                  "(RAVDESS, ASED, nEMO)"
@@ -61,8 +61,8 @@ def test_the_training_data_sentence_names_languages_and_corpora(tiny_model_dir):
 
 
 def test_the_card_says_how_the_weights_were_started_and_averaged():
-    from ser_model.export import _training_description
-    from ser_model.training import TrainingConfig
+    from ser_model.hub.export import _training_description
+    from ser_model.training.train import TrainingConfig
 
     config = {**TrainingConfig().__dict__, "init_model": None, "weight_average_decay": 0.0}
     record = {"config": config, "epochs_run": 12.0, "wall_seconds": 600.0, "best_validation_selection_macro_recall": 0.5}

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from ser_model.export import pip_install_line
-from ser_model.inference import BUNDLED_MODEL
-from ser_model.publish import build_folder, check_loads
+from ser_model.hub.export import pip_install_line
+from ser_model.serving.inference import BUNDLED_MODEL
+from ser_model.hub.publish import build_folder, check_loads
 
 pytestmark = pytest.mark.slow
 

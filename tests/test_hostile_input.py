@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ser_model import SERFeatureExtractor
-from ser_model.analysis import analyze_file
+from ser_model.serving.analysis import analyze_file
 from ser_model.audio_io import (MAX_SAMPLE_MAGNITUDE, SILENCE_PEAK, AudioError, load_audio, to_mono_16k,
                                 validate_waveform)
-from ser_model.inference import EmotionRecognizer
+from ser_model.serving.inference import EmotionRecognizer
 
 from .conftest import REPO, save_tiny_model, speechlike, tiny_config
 from .hostile_inputs import (CASE_NAMES, ERROR, MAX_SECONDS, NOT_A_SENTENCE, PREDICTION, THREE_HOURS, UPLOADABLE,

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
 
-from ser_model.inference import EmotionRecognizer
-from ser_model.publish import PublishError, build_folder, check_loads
+from ser_model.serving.inference import EmotionRecognizer
+from ser_model.hub.publish import PublishError, build_folder, check_loads
 
 from .app_server import running_app
 from .conftest import REPO, save_tiny_model, speechlike

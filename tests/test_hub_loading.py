@@ -1,6 +1,6 @@
 """A saved folder must load the way users load it: Auto classes and pipeline(...) with
 trust_remote_code=True, in a fresh process that has never imported ser_model, offline. The check is
-`ser_model.publish.check_loads`, the one `python -m ser_model publish` runs before any upload."""
+`ser_model.hub.publish.check_loads`, the one `python -m ser_model publish` runs before any upload."""
 
 import json
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ser_model import EMOTIONS
-from ser_model.publish import check_loads
+from ser_model.hub.publish import check_loads
 
 
 @pytest.mark.slow  # a fresh Python process importing torch and transformers

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from ser_model.audio_io import AudioError
-from ser_model.inference import EmotionRecognizer, _sliding_windows
+from ser_model.serving.inference import EmotionRecognizer, _sliding_windows
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import speechlike

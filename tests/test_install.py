@@ -1,6 +1,6 @@
 """The project as an installed package: the README's Python lines run from a folder outside the
 repository, against a normal (non-editable) install, so package discovery and package data are
-checked as a user meets them (issue 12: `from ser_model.inference import ...` failed outside the root)."""
+checked as a user meets them (issue 12: `from ser_model.serving.inference import ...` failed outside the root)."""
 
 import os
 import re
@@ -25,7 +25,7 @@ def readme_python_blocks() -> list[str]:
 
 def test_the_readme_python_lines_run_from_outside_the_repository(tmp_path):
     blocks = readme_python_blocks()
-    assert any("from ser_model.inference import EmotionRecognizer" in block for block in blocks)
+    assert any("from ser_model.serving.inference import EmotionRecognizer" in block for block in blocks)
     # Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
     source = tmp_path / "source"
     shutil.copytree(REPO / "ser_model", source / "ser_model", ignore=shutil.ignore_patterns("__pycache__"))
@@ -34,7 +34,7 @@ def test_the_readme_python_lines_run_from_outside_the_repository(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                            "--target", str(site), str(source)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (site / "ser_model" / "templates" / "model_card.md").is_file()  # package data travels too
+    assert (site / "ser_model" / "hub" / "templates" / "model_card.md").is_file()  # package data travels too
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -5,7 +5,7 @@ import torch
 from timm.models.densenet import DenseNet
 
 from ser_model import SERForAudioClassification
-from ser_model.mel_init import load_mel_init
+from ser_model.training.mel_init import load_mel_init
 
 from .conftest import tiny_config
 

@@ -2,7 +2,9 @@ import pytest
 import timm.models.densenet
 import torch
 
-from ser_model import SERFeatureExtractor, SERForAudioClassification
+from ser_model import SERFeatureExtractor
+
+from ser_model import SERForAudioClassification
 from ser_model.modeling import densenet_num_features, densenet_output_frames, embedding_size
 
 from .conftest import speechlike, tiny_config

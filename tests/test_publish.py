@@ -10,11 +10,11 @@ import pytest
 from huggingface_hub import ModelCard, constants
 from huggingface_hub.errors import HfHubHTTPError
 
-import ser_model.publish as publish
+import ser_model.hub.publish as publish
 from ser_model.cli import main
-from ser_model.export import pip_install_line
-from ser_model.inference import BUNDLED_MODEL
-from ser_model.publish import PublishError, build_folder, check_card, check_loads, commit_message, folder_files
+from ser_model.hub.export import pip_install_line
+from ser_model.serving.inference import BUNDLED_MODEL
+from ser_model.hub.publish import PublishError, build_folder, check_card, check_loads, commit_message, folder_files
 
 from .conftest import save_tiny_model
 

@@ -10,9 +10,9 @@ import textwrap
 import pytest
 from huggingface_hub import ModelCard
 
-from ser_model.corpora import discover
-from ser_model.export import stale_code_files
-from ser_model.splits import apply_split, load_split
+from ser_model.data.corpora import discover
+from ser_model.hub.export import stale_code_files
+from ser_model.data.splits import apply_split, load_split
 
 from .conftest import REPO, data_dir_or_skip
 

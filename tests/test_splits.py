@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import pytest
 
-from ser_model.corpora import LABELS, Record, discover
-from ser_model.splits import (
+from ser_model.data.corpora import LABELS, Record, discover
+from ser_model.data.splits import (
     PARTS,
     Split,
     SplitPolicy,
@@ -198,7 +198,7 @@ def test_manifest_without_speakers_splits_by_file_with_a_warning(caplog):
     records = [
         record("manifest", f"clip{i}", LABELS[i % 7], f"clip{i}", f"clip{i}.wav") for i in range(70)
     ]
-    with caplog.at_level(logging.WARNING, logger="ser_model.splits"):
+    with caplog.at_level(logging.WARNING, logger="ser_model.data.splits"):
         split = make_split(records, seed=0)
     assert split.corpora["manifest"]["held_out_by"] == "utterance"
     assert any("not speaker-independent" in r.getMessage() for r in caplog.records)

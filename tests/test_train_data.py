@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ser_model import SERFeatureExtractor
-from ser_model.augment import AugmentationSettings, Augmenter
-from ser_model.corpora import LABEL_SETS, LABELS, Record
-from ser_model.train_data import (BalancedEpochs, ClipDataset, FeatureCollator, class_weights, codec_versions,
+from ser_model.data.augment import AugmentationSettings, Augmenter
+from ser_model.data.corpora import LABEL_SETS, LABELS, Record
+from ser_model.data.train_data import (BalancedEpochs, ClipDataset, FeatureCollator, class_weights, codec_versions,
                                   label_mask, load_clips, sampling_weights)
 
 from .conftest import speechlike, tiny_config

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ser_model.corpora import LABELS, Record
-from ser_model.trainer import ValidationMetrics, label_set_cross_entropy, mix_batch, spec_augment
+from ser_model.data.corpora import LABELS, Record
+from ser_model.training.trainer import ValidationMetrics, label_set_cross_entropy, mix_batch, spec_augment
 
 TUREV = torch.tensor([label in ("angry", "happy", "neutral", "sad") for label in LABELS])
 

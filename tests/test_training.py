@@ -7,14 +7,16 @@ import pytest
 import torch
 from transformers import set_seed
 
-from ser_model import SERFeatureExtractor, SERForAudioClassification
+from ser_model import SERFeatureExtractor
+
+from ser_model import SERForAudioClassification
 from ser_model.cli import main as cli_main
-from ser_model.evaluation import evaluate, evaluate_validation
-from ser_model.export import CODE_FILES, export_model, stale_code_files
-from ser_model.splits import load_split
-from ser_model.train_data import ClipDataset, FeatureCollator, load_clips
-from ser_model.trainer import label_set_cross_entropy
-from ser_model.training import TrainingConfig, build_trainer, prepare_data, train
+from ser_model.evaluation.evaluate import evaluate, evaluate_validation
+from ser_model.hub.export import CODE_FILES, export_model, stale_code_files
+from ser_model.data.splits import load_split
+from ser_model.data.train_data import ClipDataset, FeatureCollator, load_clips
+from ser_model.training.trainer import label_set_cross_entropy
+from ser_model.training.train import TrainingConfig, build_trainer, prepare_data, train
 
 from .conftest import TINY, data_dir_or_skip
 
@@ -33,7 +35,7 @@ def test_invalid_training_config_is_named():
 
 def test_every_field_is_a_flag_of_the_train_command(monkeypatch):
     seen = {}
-    monkeypatch.setattr("ser_model.training.train", lambda cfg: seen.setdefault("cfg", cfg) and "best")
+    monkeypatch.setattr("ser_model.training.train.train", lambda cfg: seen.setdefault("cfg", cfg) and "best")
     cli_main(["train", "--epochs", "3", "--no_label_set_loss", "--speed-range", "0.8", "1.2", "--corpora", "ravdess",
               "tess", "--model_overrides", '{"growth_rate": 8}', "--mel-init", "weights.pth",
               "--init-model", "model"])

@@ -5,7 +5,7 @@ import torch
 
 from ser_model import SERForAudioClassification
 from ser_model.errors import InputError
-from ser_model.warm_start import load_warm_start
+from ser_model.training.warm_start import load_warm_start
 
 from .conftest import tiny_config
 

@@ -5,12 +5,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainingArguments
 
-from ser_model import SERFeatureExtractor, SERForAudioClassification
-from ser_model.corpora import LABELS, Record
-from ser_model.train_data import ClipDataset, FeatureCollator
-from ser_model.trainer import SERTrainer
-from ser_model.training import TrainingConfig
-from ser_model.weight_average import WeightAverage
+from ser_model import SERFeatureExtractor
+
+from ser_model import SERForAudioClassification
+from ser_model.data.corpora import LABELS, Record
+from ser_model.data.train_data import ClipDataset, FeatureCollator
+from ser_model.training.trainer import SERTrainer
+from ser_model.training.train import TrainingConfig
+from ser_model.training.weight_average import WeightAverage
 
 from .conftest import speechlike, tiny_config
 

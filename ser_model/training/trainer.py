@@ -7,7 +7,7 @@
 - SpecAugment and mixup work on the feature batch, so they sit in `compute_loss`, applied only
   while the model is in training mode; validation batches are never augmented.
 - Callbacks (public hooks only): new balanced draws each epoch, the run's wall clock across
-  resumes, and the moving average of the weights (`ser_model.weight_average`).
+  resumes, and the moving average of the weights (`ser_model.training.weight_average`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .corpora import LABELS, Record
-from .metrics import classification_metrics
+from ..data.corpora import LABELS, Record
+from ..metrics import classification_metrics
 
 
 def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor | None = None,

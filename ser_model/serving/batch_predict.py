@@ -32,8 +32,8 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from .audio_io import AudioError, truncation_notice
-from .errors import InputError
+from ..audio_io import AudioError, truncation_notice
+from ..errors import InputError
 from .inference import EmotionRecognizer, Prediction
 
 Result = tuple[Path, Prediction | None, str | None]

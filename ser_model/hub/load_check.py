@@ -1,8 +1,8 @@
 """Loads a model the way its users will, for `publish`'s check before an upload.
 
-`ser_model.publish.check_loads` runs this file in a fresh process, from an empty folder and without
+`ser_model.hub.publish.check_loads` runs this file in a fresh process, from an empty folder and without
 PYTHONPATH, as `python -P ser_model/load_check.py SOURCE [REVISION]`: by path, with `-P` keeping this
-file's folder off `sys.path`, and never as `python -m ser_model.load_check`, which would import the
+file's folder off `sys.path`, and never as `python -m ser_model.hub.load_check`, which would import the
 `ser_model` package, while the point is to show that the model folder works with its own code files
 and nothing from this checkout. So this module imports nothing from `ser_model`, and only what the
 model card tells users to install (numpy and transformers here).

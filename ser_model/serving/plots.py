@@ -120,7 +120,7 @@ def probability_figure(probabilities: dict[str, float]):
 
 def timeline_figure(windows, labels: list[str]):
     """The emotion over time: each window's probabilities stacked over the stretch of time it speaks
-    for (`ser_model.inference.window_spans`), and under them a band of the merged segments coloured
+    for (`ser_model.serving.inference.window_spans`), and under them a band of the merged segments coloured
     by emotion (grey hatching where silent)."""
     from .inference import merge_segments, window_spans
 

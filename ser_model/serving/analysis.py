@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from .audio_io import load_audio, truncation_notice
+from ..audio_io import load_audio, truncation_notice
 from .inference import EmotionRecognizer, Prediction, ProgressCallback, merge_segments
 from .plots import EMOTION_COLORS, probability_figure, signal_figure, timeline_figure
 
@@ -83,7 +83,7 @@ SILENT = "(silent)"
 
 
 def segment_rows(windows) -> list[list]:
-    """One row per segment (`ser_model.inference.merge_segments`): start and end rounded to 0.1 s,
+    """One row per segment (`ser_model.serving.inference.merge_segments`): start and end rounded to 0.1 s,
     the emotion (or "(silent)") and its mean probability over the merged windows."""
     return [[round(s.start, 1), round(s.end, 1), s.label or SILENT,
              None if s.confidence is None else round(s.confidence, 3)] for s in merge_segments(windows)]

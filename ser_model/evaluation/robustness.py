@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from .audio_io import load_audio
-from .augment import babble, change_level, mix_at_snr, reverberate
+from ..audio_io import load_audio
+from ..data.augment import babble, change_level, mix_at_snr, reverberate
 
 SAMPLING_RATE = 16_000
 # name: (FFmpeg arguments, file suffix)

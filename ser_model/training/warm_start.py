@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .errors import InputError
+from ..errors import InputError
 
 WEIGHTS = "model.safetensors"
 

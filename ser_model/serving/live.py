@@ -18,7 +18,7 @@ import numpy as np
 
 import soundfile as sf
 
-from .audio_io import SILENCE_PEAK, AudioError, to_mono_16k
+from ..audio_io import SILENCE_PEAK, AudioError, to_mono_16k
 from .inference import EmotionRecognizer, Prediction, WindowPrediction
 
 # How often the newest window is classified, in seconds of new audio. Gradio 6.31's audio component
@@ -95,7 +95,7 @@ class LiveSession:
         start = (self.total_samples - len(self.buffer)) / self.sampling_rate
         probabilities = None
         if np.abs(self.buffer).max() >= SILENCE_PEAK:
-            # Same silence rule as files (ser_model.inference): a silent window is shown, not classified.
+            # Same silence rule as files (ser_model.serving.inference): a silent window is shown, not classified.
             probabilities = recognizer.classify_batch([self.buffer])[0]
             values = np.array([probabilities[label] for label in self.labels])
             self.probability_sums = values if self.probability_sums is None else self.probability_sums + values

@@ -7,7 +7,7 @@ Each function takes and returns a mono float32 waveform at the model's rate, kee
 
 Lossy codecs are slow to run per draw (libsndfile's Opus encoder takes about 0.25 s per 3 s clip
 on one core), so `encode_decode` is meant to be run once per clip before training
-(`ser_model.train_data.codec_versions`) and the coded copy drawn from then on.
+(`ser_model.data.train_data.codec_versions`) and the coded copy drawn from then on.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """`python -m ser_model train`: every corpus found, speaker-independent from the first step.
 
-It reads every corpus under the data folder, splits each by speaker (`ser_model.splits`), draws
+It reads every corpus under the data folder, splits each by speaker (`ser_model.data.splits`), draws
 balanced epochs over corpora and speakers with speaker, room and channel augmentation
-(`ser_model.train_data`, `ser_model.augment`), scores each clip over its corpus' label set
-(`ser_model.trainer`), stops early on the validation speakers, fits the temperature that
-calibrates the probabilities on them (`ser_model.calibration`), and saves the best model with its
+(`ser_model.data.train_data`, `ser_model.data.augment`), scores each clip over its corpus' label set
+(`ser_model.training.trainer`), stops early on the validation speakers, fits the temperature that
+calibrates the probabilities on them (`ser_model.training.calibration`), and saves the best model with its
 feature extractor, split and training record. Because it is plain `Trainer`, the same command runs
 on several GPUs or machines under `torchrun` or `accelerate launch`, and an interrupted run
 continues from its last checkpoint when the same command is run again.
@@ -24,17 +24,17 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
 
-from .augment import AugmentationSettings, Augmenter
+from ..data.augment import AugmentationSettings, Augmenter
 from .calibration import fit_temperature, reliability, softmax
-from .configuration import PRESETS, SERConfig, seconds_to_samples
-from .corpora import DEFAULT_DATA_DIR, LABELS, discover
-from .errors import InputError
-from .feature_extractor import SERFeatureExtractor
-from .inference import EmotionRecognizer
+from ..configuration import PRESETS, SERConfig, seconds_to_samples
+from ..data.corpora import DEFAULT_DATA_DIR, LABELS, discover
+from ..errors import InputError
+from ..feature_extractor import SERFeatureExtractor
+from ..serving.inference import EmotionRecognizer
 from .mel_init import load_mel_init
-from .modeling import SERForAudioClassification
-from .splits import apply_split, load_split, make_split, save_split, subsample_parts, summarize_split
-from .train_data import (BalancedEpochs, ClipDataset, FeatureCollator, class_weights, codec_versions, load_clips,
+from ..modeling import SERForAudioClassification
+from ..data.splits import apply_split, load_split, make_split, save_split, subsample_parts, summarize_split
+from ..data.train_data import (BalancedEpochs, ClipDataset, FeatureCollator, class_weights, codec_versions, load_clips,
                          sampling_weights)
 from .trainer import EpochDraws, SERTrainer, ValidationMetrics, WallClock
 from .warm_start import load_warm_start
@@ -62,7 +62,7 @@ class TrainingConfig:
         "preset) or a local timm/torchvision checkpoint path"))
     init_model: str | None = field(default=None, metadata=_help(
         "start from the weights of a model folder this project trained (e.g. model-ravdess-tess) "
-        "instead of random ones; same preset (ser_model.warm_start)"))
+        "instead of random ones; same preset (ser_model.training.warm_start)"))
     # Data.
     data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata=_help("folder holding the corpora"))
     corpora: list[str] | None = field(default=None, metadata=_help("only these corpora (default: every one found)"))
@@ -98,10 +98,10 @@ class TrainingConfig:
     warmup_ratio: float = field(default=0.05, metadata=_help("share of steps spent warming up"))
     patience: int = field(default=8, metadata=_help("epochs without a better validation score before stopping"))
     weight_average_decay: float = field(default=0.995, metadata=_help(
-        "moving average of the weights evaluated and saved instead of them (ser_model.weight_average); 0: off. "
+        "moving average of the weights evaluated and saved instead of them (ser_model.training.weight_average); 0: off. "
         "Between epochs the raw weights' validation score jumps by tens of points"))
     calibrate: bool = field(default=True, metadata=_help("fit the temperature on the validation speakers"))
-    # Waveform augmentation (ser_model.augment). About 40% of the draws stay free of room and channel
+    # Waveform augmentation (ser_model.data.augment). About 40% of the draws stay free of room and channel
     # effects: with 90% degraded (the first recipe), clean validation clips sounded brighter than any
     # training clip of their class and were mostly called angry (17% on the RAVDESS validation actors
     # clean, 30% with the training augmentation applied, after 6 epochs).
@@ -118,7 +118,7 @@ class TrainingConfig:
     narrow_band_probability: float = 0.1
     level_probability: float = 0.3
     level_db: list[float] = field(default_factory=lambda: [-40.0, 0.0])
-    # Feature augmentation (ser_model.trainer).
+    # Feature augmentation (ser_model.training.trainer).
     time_masks: int = field(default=2, metadata=_help("SpecAugment time masks per clip"))
     time_mask_frames: int = field(default=20, metadata=_help("longest time mask, in frames"))
     freq_masks: int = field(default=2, metadata=_help("SpecAugment masks per clip over mel bands and MFCCs each"))

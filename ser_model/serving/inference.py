@@ -20,15 +20,15 @@ import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.utils import cached_file
 
-from .audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration, silence_error, stream_audio,
+from ..audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration, silence_error, stream_audio,
                        to_mono_16k, validate_waveform)
-from .configuration import SERConfig
-from .errors import InputError
-from .feature_extractor import SERFeatureExtractor
-from .modeling import SERForAudioClassification
+from ..configuration import SERConfig
+from ..errors import InputError
+from ..feature_extractor import SERFeatureExtractor
+from ..modeling import SERForAudioClassification
 
 # The bundled model: the default everywhere, so the app and CLI run offline on a fresh clone.
-BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "model"
+BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "model"
 
 ProgressCallback = Callable[[float, float | None], None]
 """Called with (seconds processed, total seconds or None when unknown)."""

@@ -23,8 +23,8 @@ from timm.models import create_model
 from timm.models._manipulate import adapt_input_conv
 from timm.models.densenet import _filter_torchvision_pretrained
 
-from .errors import InputError
-from .modeling import SERForAudioClassification
+from ..errors import InputError
+from ..modeling import SERForAudioClassification
 
 IMAGENET = "imagenet"
 IMAGENET_MODEL = "densenet121.tv_in1k"

@@ -24,9 +24,9 @@ from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from . import load_check
-from .errors import InputError
+from ..errors import InputError
 from .export import DEFAULT_REPO_ID, export_model, pip_install_line
-from .inference import BUNDLED_MODEL
+from ..serving.inference import BUNDLED_MODEL
 from .load_check import LoadCheck
 
 HUB = "https://huggingface.co"
@@ -65,7 +65,7 @@ def check_loads(source: str | os.PathLike, revision: str | None = None, hf_home:
         env = {key: value for key, value in os.environ.items() if key not in _CHILD_ENV_DROP}
         env.update(HF_HUB_OFFLINE="1", HF_HOME=str(hf_home or Path(workdir) / "hf_home"))
         try:
-            # By path, with -P: see load_check's docstring for why not `-m ser_model.load_check`.
+            # By path, with -P: see load_check's docstring for why not `-m ser_model.hub.load_check`.
             done = subprocess.run([str(python), "-P", load_check.__file__, source, revision or ""], cwd=workdir,
                                   env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -153,7 +153,7 @@ def check_card(folder: str | os.PathLike, repo_id: str) -> dict:
 
 def commit_message(folder: str | os.PathLike, note: str | None = None) -> str:
     """"Upload speech emotion model (accuracy X%, UAR Y% on held-out speakers)", from the folder's report."""
-    from .evaluation import SPEAKER_INDEPENDENT
+    from ..evaluation.evaluate import SPEAKER_INDEPENDENT
 
     report = read_report(folder)
     result = report and report["results"].get("fusion", {}).get(SPEAKER_INDEPENDENT)

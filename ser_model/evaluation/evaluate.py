@@ -14,7 +14,7 @@ sampling rate), and writes `report.json`, `report.md`, `confusion_matrix.png` an
 - **Validation**: the model and each `--ablation` on the validation speakers, the figures recipes
   are chosen by; `--validation-only` scores just these, never touching the test speakers, and
   compares the models under every channel condition on those speakers too.
-- **Robustness** (`ser_model.robustness`): the RAVDESS test actors through codecs, a telephone
+- **Robustness** (`ser_model.evaluation.robustness`): the RAVDESS test actors through codecs, a telephone
   band, babble, a room and a quiet microphone: accuracy and top-1 agreement with the clean clip.
 - **Calibration**: expected calibration error on the test speakers with and without the model's
   temperature, and the reliability diagram.
@@ -32,15 +32,15 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
-from .calibration import reliability, reliability_figure
-from .corpora import DEFAULT_DATA_DIR, Record, discover
-from .errors import InputError
-from .audio_io import AudioError
-from .inference import EmotionRecognizer, Prediction
-from .metrics import classification_metrics, confusion_matrix, per_class_recall
+from ..training.calibration import reliability, reliability_figure
+from ..data.corpora import DEFAULT_DATA_DIR, Record, discover
+from ..errors import InputError
+from ..audio_io import AudioError
+from ..serving.inference import EmotionRecognizer, Prediction
+from ..metrics import classification_metrics, confusion_matrix, per_class_recall
 from .robustness import conditions, missing_conditions
-from .splits import apply_split, load_split, subsample_parts
-from .train_data import load_clips
+from ..data.splits import apply_split, load_split, subsample_parts
+from ..data.train_data import load_clips
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def _label_or_refused(recognizer: EmotionRecognizer, waveform: np.ndarray) -> st
 
 
 def write_report(report: dict, output_dir: Path) -> None:
-    from .plots import confusion_figure
+    from ..serving.plots import confusion_figure
 
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .corpora import LABELS
-from .errors import InputError
+from ..errors import InputError
 
 
 logger = logging.getLogger(__name__)

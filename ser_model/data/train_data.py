@@ -21,10 +21,10 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .audio_io import load_audio
+from ..audio_io import load_audio
 from .augment import CODECS, Augmenter, encode_decode
 from .corpora import LABELS, Record
-from .feature_extractor import SERFeatureExtractor
+from ..feature_extractor import SERFeatureExtractor
 from .splits import record_key
 
 logger = logging.getLogger(__name__)

@@ -36,9 +36,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio_io import AUDIO_EXTENSIONS
-from .configuration import EMOTIONS
-from .errors import InputError
+from ..audio_io import AUDIO_EXTENSIONS
+from ..configuration import EMOTIONS
+from ..errors import InputError
 
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ LABELS = EMOTIONS
 
 # Where `discover` looks when no folder is given: `SER_DATA_DIR`, else `../shared/data` beside the
 # repository (the layout of this project's machines).
-DEFAULT_DATA_DIR = Path(os.environ.get("SER_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+DEFAULT_DATA_DIR = Path(os.environ.get("SER_DATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data")
 
 # Every container soundfile or FFmpeg can decode; which of them actually decode is the audio
 # I/O layer's concern, here the extension only tells audio from notes, CSVs and videos.

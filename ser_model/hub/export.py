@@ -19,15 +19,15 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .configuration import SERConfig
-from .errors import InputError
-from .evaluation import BASELINE, SPEAKER_INDEPENDENT, robustness_comparison_table, validation_table
-from .feature_extractor import SERFeatureExtractor
-from .modeling import SERForAudioClassification
+from ..configuration import SERConfig
+from ..errors import InputError
+from ..evaluation.evaluate import BASELINE, SPEAKER_INDEPENDENT, robustness_comparison_table, validation_table
+from ..feature_extractor import SERFeatureExtractor
+from ..modeling import SERForAudioClassification
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # ser_model/, where the Hub files are
 CODE_FILES = ("configuration.py", "feature_extractor.py", "modeling.py")
-TEMPLATE = PACKAGE / "templates" / "model_card.md"
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
 DEFAULT_REPO_ID = "your-username/ser-densenet-fusion"
 # Non-commercial because every corpus it can be trained on is (RAVDESS and nEMO CC BY-NC-SA, TESS and
 # TurEV-DB CC BY-NC-ND), share-alike as RAVDESS and nEMO ask of adaptations.
