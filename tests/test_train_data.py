@@ -1,10 +1,12 @@
 """Balanced sampling, class weights under it, the epoch draws, batches and the clip caches."""
 
+import hashlib
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from ser_model import SERFeatureExtractor
 from ser_model.data.augment import AugmentationSettings, Augmenter
@@ -77,31 +79,44 @@ def test_label_mask_follows_the_label_set():
 
 
 CLIPS = [speechlike(0.3, seed=i) for i in range(5)]
+PLAIN = AugmentationSettings(window=16_000, sampling_rate=16_000, speed_probability=0.0, noise_probability=0.0)
+# Every draw of an item shows in its waveform: which clip, whether sped up, at what speed, which noise.
+RANDOM = AugmentationSettings(window=16_000, sampling_rate=16_000, speed_probability=0.5, noise_probability=1.0)
 
 
-def epochs(records, samples=50, seed=0):
+def epochs(records, samples=50, seed=0, settings=PLAIN):
     clips = [CLIPS[i % 5] for i in range(len(records))]
-    settings = AugmentationSettings(window=16_000, sampling_rate=16_000, speed_probability=0.0, noise_probability=0.0)
-    return BalancedEpochs(clips, records, sampling_weights(records, 0.5), samples, Augmenter(settings, [], seed),
-                          seed=seed)
+    return BalancedEpochs(clips, records, sampling_weights(records, 0.5), samples, Augmenter(settings, []), seed=seed)
 
 
 def test_each_epoch_draws_anew_and_the_same_seed_draws_the_same():
     dataset = epochs(RECORDS)
     assert len(dataset) == 50
-    first = dataset.order.copy()
+    first = dataset.drawn_clips()
     dataset.set_epoch(1)
-    assert not np.array_equal(first, dataset.order)
+    assert not np.array_equal(first, dataset.drawn_clips())
     dataset.set_epoch(0)
-    assert np.array_equal(first, dataset.order)
-    assert np.array_equal(epochs(RECORDS).order, first)
+    assert np.array_equal(first, dataset.drawn_clips())
+    assert np.array_equal(epochs(RECORDS).drawn_clips(), first)
+    assert not np.array_equal(epochs(RECORDS, seed=1).drawn_clips(), first)
+
+
+def test_the_same_seed_epoch_and_index_give_the_same_item():
+    dataset, again = epochs(RECORDS, settings=RANDOM), epochs(RECORDS, settings=RANDOM)
+    again.set_epoch(3)
+    items = [dataset[i]["waveform"] for i in range(4)]  # fetched first, so the order of fetching cannot matter
+    dataset.set_epoch(3)
+    assert [digest(dataset[i]) for i in reversed(range(4))] == [digest(again[i]) for i in reversed(range(4))]
+    dataset.set_epoch(0)
+    assert all(np.array_equal(dataset[i]["waveform"], items[i]) for i in range(4))
 
 
 def test_items_carry_their_label_and_mask():
     dataset = epochs(RECORDS)
+    drawn = dataset.drawn_clips()
     for index in range(5):
         item = dataset[index]
-        record = RECORDS[dataset.order[index]]
+        record = RECORDS[drawn[index]]
         assert item["labels"] == LABELS.index(record.label)
         assert np.array_equal(item["label_mask"], label_mask(record))
 
@@ -110,11 +125,43 @@ def test_codec_copies_come_from_the_coded_clips():
     records = corpus("ravdess", 1, 3)
     clips = [speechlike(0.5, seed=i) for i in range(3)]
     coded = [-c for c in clips]  # recognisable stand-ins
-    settings = AugmentationSettings(window=16_000, sampling_rate=16_000, speed_probability=0.0, noise_probability=0.0)
-    always = BalancedEpochs(clips, records, np.full(3, 1 / 3), 10, Augmenter(settings, [], 0), coded, 1.0)
-    assert all(np.array_equal(always[i]["waveform"], coded[always.order[i]]) for i in range(10))
-    never = BalancedEpochs(clips, records, np.full(3, 1 / 3), 10, Augmenter(settings, [], 0), coded, 0.0)
-    assert all(np.array_equal(never[i]["waveform"], clips[never.order[i]]) for i in range(10))
+    always = BalancedEpochs(clips, records, np.full(3, 1 / 3), 10, Augmenter(PLAIN, []), coded, 1.0)
+    drawn = always.drawn_clips()
+    assert all(np.array_equal(always[i]["waveform"], coded[drawn[i]]) for i in range(10))
+    never = BalancedEpochs(clips, records, np.full(3, 1 / 3), 10, Augmenter(PLAIN, []), coded, 0.0)
+    drawn = never.drawn_clips()
+    assert all(np.array_equal(never[i]["waveform"], clips[drawn[i]]) for i in range(10))
+
+
+def digest(item):
+    return item["labels"], hashlib.sha256(item["waveform"].tobytes()).hexdigest()
+
+
+def epoch_through_loader(loader):
+    return Counter(digest(item) for batch in loader for item in batch)
+
+
+def loader(dataset, workers, persistent=False):
+    return DataLoader(dataset, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(workers),
+                      num_workers=workers, persistent_workers=persistent, collate_fn=list)
+
+
+def test_an_epoch_is_the_same_set_of_draws_with_or_without_workers():
+    dataset = epochs(RECORDS, samples=24, settings=RANDOM)
+    alone = epoch_through_loader(loader(dataset, 0))
+    assert len(alone) == 24  # no two items repeat each other's draws
+    assert epoch_through_loader(loader(dataset, 2)) == alone
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_workers_draw_anew_each_epoch(persistent):
+    dataset = epochs(RECORDS, samples=24, settings=RANDOM)
+    workers = loader(dataset, 2, persistent)
+    first = epoch_through_loader(workers)
+    dataset.set_epoch(1)  # as the `EpochDraws` callback does, in the main process
+    second = epoch_through_loader(workers)
+    assert not set(first) & set(second)
+    assert second == epoch_through_loader(loader(dataset, 0))
 
 
 def test_the_collator_pads_and_stacks_labels_and_masks():

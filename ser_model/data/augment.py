@@ -128,7 +128,7 @@ def change_level(waveform: np.ndarray, gain_db: float) -> np.ndarray:
 
 @dataclass
 class AugmentationSettings:
-    """Probabilities and ranges of each augmentation (filled from `TrainingConfig`).
+    """Probabilities and ranges of each augmentation (filled from the training arguments).
 
     Args:
         window (`int`): samples per training crop.
@@ -162,19 +162,23 @@ class Augmenter:
     speaker (speed), the room (reverberation, other talkers, noise), then the channel (narrow band,
     recording level).
 
+    It holds no generator of its own: every call draws from the one it is given, so a caller that
+    derives a generator per item (`BalancedEpochs`) gets the same augmentation for that item in any
+    process and in any order.
+
     Args:
         settings (`AugmentationSettings`): what to apply and how often.
         babble_pool (`list[np.ndarray]`): clips to draw other talkers from (the training clips).
-        seed (`int`): seeds the generator.
     """
 
-    def __init__(self, settings: AugmentationSettings, babble_pool: list[np.ndarray], seed: int):
+    def __init__(self, settings: AugmentationSettings, babble_pool: list[np.ndarray]):
         self.settings = settings
         self.babble_pool = babble_pool
-        self.rng = np.random.default_rng(seed)
 
-    def __call__(self, waveform: np.ndarray) -> np.ndarray:
-        s, rng, rate = self.settings, self.rng, self.settings.sampling_rate
+    def __call__(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The augmented `waveform` (`np.ndarray` of shape `(samples,)`), at most `settings.window`
+        samples long, with every random choice drawn from `rng` (`np.random.Generator`)."""
+        s, rate = self.settings, self.settings.sampling_rate
         if rng.random() < s.speed_probability:
             waveform = change_speed(waveform, rate, rng.uniform(*s.speed_range))
         waveform = crop(waveform, s.window, rng)

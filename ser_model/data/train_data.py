@@ -151,6 +151,15 @@ class BalancedEpochs(ClipDataset):
     """`samples_per_epoch` draws with `sampling_weights`, new ones each epoch (`set_epoch`), each clip
     augmented as it is drawn.
 
+    Item `index` of epoch `epoch` draws everything (its clip, the codec copy or not, its
+    augmentation) from a generator seeded with `(seed, epoch, index)` alone. A generator shared by
+    the items would be copied into every data-loader worker in the same state, so the workers would
+    repeat each other's draws and every epoch would replay the first; seeded per item, the epoch is
+    the same whatever the number of workers or the order the sampler asks for the items.
+
+    The epoch lives in shared memory, so `set_epoch` in the main process also reaches persistent
+    workers (`dataloader_persistent_workers`), which keep their copy of the dataset across epochs.
+
     Args:
         clips, records: the training clips and their records.
         weights (`np.ndarray`): from `sampling_weights`.
@@ -158,7 +167,7 @@ class BalancedEpochs(ClipDataset):
         augmenter (`Augmenter`): applied to every drawn clip.
         coded (`list[np.ndarray]`, *optional*): codec copies of the clips (`codec_versions`).
         codec_probability (`float`, *optional*, defaults to 0.0): chance of drawing the codec copy.
-        seed (`int`, *optional*, defaults to 0): seeds the draws of every epoch.
+        seed (`int`, *optional*, defaults to 0): seeds the draws of every epoch; non-negative.
     """
 
     def __init__(self, clips, records, weights, samples_per_epoch: int, augmenter: Augmenter,
@@ -170,20 +179,36 @@ class BalancedEpochs(ClipDataset):
         self.coded = coded
         self.codec_probability = codec_probability if coded is not None else 0.0
         self.seed = seed
-        self.set_epoch(0)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Draws the clips of `epoch`; the same seed and epoch always give the same draws."""
-        rng = np.random.default_rng([self.seed, epoch])
-        self.order = rng.choice(len(self.clips), size=self.samples_per_epoch, p=self.weights)
+        """Makes the items those of `epoch`; the same seed and epoch always give the same items."""
+        self._epoch.fill_(epoch)
+
+    def item_generator(self, index: int) -> np.random.Generator:
+        """The generator that item `index` of the current epoch draws from, and only it."""
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def _draw_clip(self, rng: np.random.Generator) -> int:
+        return int(rng.choice(len(self.clips), p=self.weights))
+
+    def drawn_clips(self) -> np.ndarray:
+        """The clip index each item of the current epoch draws, `(samples_per_epoch,)`."""
+        return np.array([self._draw_clip(self.item_generator(i)) for i in range(len(self))])
 
     def __len__(self) -> int:
         return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> dict:
-        item = super().__getitem__(int(self.order[index]))
-        source = self.clips if self.augmenter.rng.random() >= self.codec_probability else self.coded
-        item["waveform"] = self.augmenter(source[int(self.order[index])])
+        rng = self.item_generator(index)
+        clip = self._draw_clip(rng)
+        item = super().__getitem__(clip)
+        source = self.coded if rng.random() < self.codec_probability else self.clips
+        item["waveform"] = self.augmenter(source[clip], rng)
         return item
 
 

@@ -246,7 +246,7 @@ def build_trainer(cfg: TrainingConfig, split, parts, output_dir: str | os.PathLi
     weights = (sampling_weights(train_records, cfg.corpus_balance_exponent) if cfg.balanced_sampling
                else np.full(len(train_records), 1.0 / len(train_records)))
     train_set = BalancedEpochs(clips, train_records, weights, cfg.samples_per_epoch,
-                               Augmenter(cfg.augmentation(model_config), clips, cfg.seed),
+                               Augmenter(cfg.augmentation(model_config), clips),
                                coded, cfg.codec_probability, cfg.seed)
     validation_set = ClipDataset(load_clips(parts["validation"], rate, "loading validation", cfg.cache_dir),
                                  parts["validation"])
