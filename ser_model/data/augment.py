@@ -21,9 +21,10 @@ import soxr
 from scipy.signal import fftconvolve
 
 # Lossy codecs libsndfile writes to memory (no FFmpeg needed), with the range of its compression
-# level for each: 0 is the best quality, higher levels lower the bitrate. Measured on a 3 s
-# RAVDESS clip at 16 kHz: MP3 0.0-0.8 gives about 170-40 kbps, Opus 0.8-0.95 about 55-17 kbps
-# (the shared nEMO, ASED and TurEV-DB copies are Opus at about 23 kbps), Vorbis 0.3-0.9 about 60-25 kbps.
+# level for each: 0 is the best quality, higher levels lower the bitrate. On a 3 s RAVDESS clip at
+# 16 kHz, MP3 0.0-0.8 gives about 170-40 kbps, Opus 0.8-0.95 about 55-17 kbps, Vorbis 0.3-0.9 about
+# 60-25 kbps. Opus reaches lowest because the Opus copies of nEMO, ASED and TurEV-DB that the model
+# is trained on are about 23 kbps, and the channel augmentation should span what the model meets.
 CODECS = {
     "mp3": ("MP3", "MPEG_LAYER_III", (0.0, 0.8)),
     "opus": ("OGG", "OPUS", (0.8, 0.95)),

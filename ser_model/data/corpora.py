@@ -50,9 +50,6 @@ LABELS = EMOTIONS
 # repository (the layout of this project's machines).
 DEFAULT_DATA_DIR = Path(os.environ.get("SER_DATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data")
 
-# Every container soundfile or FFmpeg can decode; which of them actually decode is the audio
-# I/O layer's concern, here the extension only tells audio from notes, CSVs and videos.
-
 # Spellings seen in corpus documentation and user manifests, mapped onto LABELS.
 LABEL_SYNONYMS = {
     "calm": "neutral",
@@ -197,6 +194,9 @@ def normalize_label(name):
 
 
 def _is_audio(name):
+    """Whether the extension is one of a container soundfile or FFmpeg can decode. Whether the file
+    really decodes is the audio I/O layer's concern; here the extension only tells audio from the
+    notes, CSVs and videos that corpus downloads carry."""
     return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
 
 
@@ -563,51 +563,62 @@ def read_manifest(csv_path):
     csv_path = Path(csv_path).resolve()
     if not csv_path.is_file():
         raise InputError(f"manifest {str(csv_path)!r} does not exist")
-    base = csv_path.parent
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip().lower() for c in reader.fieldnames or []]
-        missing = [c for c in ("path", "label") if c not in columns]
-        if missing:
-            raise InputError(f"manifest {csv_path.name} needs a header with path and label, got {columns}")
-        rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    rows = _read_manifest_rows(csv_path)
     if not any(row.get("speaker") for row in rows):
         logger.warning(
             "manifest %s gives no speakers: each file is its own speaker, so splits cannot be "
             "speaker-independent; add a speaker column",
             csv_path.name,
         )
-    records = []
     # A manifest states no label set: the labels it uses are the ones it can contain.
     label_set = tuple(label for label in LABELS if label in {normalize_label(row.get("label")) for row in rows})
-    for line, row in enumerate(rows, start=2):  # line 1 is the header
-        if not any(row.values()):
-            continue
-        where = f"manifest {csv_path.name} line {line}"
-        label = normalize_label(row["label"])
-        if label is None:
-            raise InputError(f"{where}: label {row['label']!r} is not one of {', '.join(LABELS)} or a known synonym")
-        if not row["path"]:
-            raise InputError(f"{where}: path is empty")
-        path = (base / row["path"]).resolve()
-        if not path.is_file():
-            raise InputError(f"{where}: file {row['path']!r} does not exist (looked at {str(path)!r})")
-        if not _is_audio(path.name):
-            raise InputError(f"{where}: file {row['path']!r} does not have an audio extension")
-        speaker = row.get("speaker") or path.stem
-        records.append(
-            Record(
-                path=str(path),
-                corpus="manifest",
-                speaker=f"manifest:{speaker}",
-                label=label,
-                gender=_normalize_gender(row.get("gender"), where),
-                utterance=row.get("utterance") or path.stem,
-                relpath=Path(os.path.relpath(path, base)).as_posix(),
-                label_set=label_set,
-            )
-        )
-    return records
+    return [_manifest_record(row, f"manifest {csv_path.name} line {line}", csv_path.parent, label_set)
+            for line, row in enumerate(rows, start=2)  # line 1 is the header
+            if any(row.values())]
+
+
+def _read_manifest_rows(csv_path):
+    """The manifest's rows as dicts with lower-case column names and stripped values.
+
+    Raises:
+        `ValueError`: when the header lacks `path` or `label`.
+    """
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        if any(c not in columns for c in ("path", "label")):
+            raise InputError(f"manifest {csv_path.name} needs a header with path and label, got {columns}")
+        return [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+
+
+def _manifest_audio_path(row, base, where):
+    """The row's audio file, resolved against the manifest's folder `base`; `where` names the row in errors."""
+    if not row["path"]:
+        raise InputError(f"{where}: path is empty")
+    path = (base / row["path"]).resolve()
+    if not path.is_file():
+        raise InputError(f"{where}: file {row['path']!r} does not exist (looked at {str(path)!r})")
+    if not _is_audio(path.name):
+        raise InputError(f"{where}: file {row['path']!r} does not have an audio extension")
+    return path
+
+
+def _manifest_record(row, where, base, label_set):
+    """The `Record` of one manifest row, checked field by field; `where` names the row in errors."""
+    label = normalize_label(row["label"])
+    if label is None:
+        raise InputError(f"{where}: label {row['label']!r} is not one of {', '.join(LABELS)} or a known synonym")
+    path = _manifest_audio_path(row, base, where)
+    return Record(
+        path=str(path),
+        corpus="manifest",
+        speaker=f"manifest:{row.get('speaker') or path.stem}",
+        label=label,
+        gender=_normalize_gender(row.get("gender"), where),
+        utterance=row.get("utterance") or path.stem,
+        relpath=Path(os.path.relpath(path, base)).as_posix(),
+        label_set=label_set,
+    )
 
 
 _READERS = {

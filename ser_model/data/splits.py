@@ -8,17 +8,18 @@ said instead, and marked as such so reports can show them apart.
 Policy, per corpus (defaults of `SplitPolicy`):
 
 - Corpora with fixed counts (`SplitPolicy.speaker_counts`): RAVDESS 4 test actors and 2
-  validation actors, gender-balanced (2 male + 2 female, 1 + 1), so its test actors stay 07, 10,
-  14 and 17 and results stay comparable; ASED 10 test and 6 validation speakers of its 65, enough
-  for a stable figure; nEMO 2 test and 1 validation speaker of its 9.
+  validation actors, gender-balanced (2 male + 2 female, 1 + 1); with seed 0 the test actors are
+  07, 10, 14 and 17, those of every RAVDESS figure in the README's Results, and a change of policy
+  must keep them so that the figures stay comparable. ASED 10 test and 6 validation speakers of
+  its 65, enough for a stable figure; nEMO 2 test and 1 validation speaker of its 9.
 - Any other corpus with several speakers (CREMA-D, SAVEE, TurEV-DB, EmoDB, TESS with both
   speakers, a manifest with at least 5 speakers): 15% of the speakers test and 10% validation, at
   least one each, apportioned across genders so each part keeps the corpus' gender mix. SAVEE's 4
   speakers give 1 test, 1 validation, 2 train; two speakers give 1 test, 1 train.
 - Held-out parts never take more than half of a corpus' speakers, so training keeps the majority.
-- A corpus with one speaker (TESS here: OAF only) is split by utterance: 15% of the words test,
-  10% validation, with all clips of a word in the same part, so test words are never heard in
-  training. This is NOT speaker-independent; the split records `"held_out_by": "utterance"`.
+- A corpus with one speaker (e.g. a TESS copy holding OAF only) is split by utterance: 15% of
+  the words test, 10% validation, with all clips of a word in the same part, so test words are
+  never heard in training. This is NOT speaker-independent; the split records `"held_out_by": "utterance"`.
   A manifest with fewer than 5 speakers, or one where every clip is its own speaker (no speaker
   column), is split the same way, with a warning.
 - A corpus with fewer than 3 clips goes to train (`"held_out_by": "none"`).
@@ -419,6 +420,12 @@ def summarize_split(records, split):
     return summary
 
 
+def subsample_parts(parts, max_clips):
+    """At most `max_clips` records of each part, spread over the part rather than its first
+    speakers (for smoke runs on a handful of real clips)."""
+    return {name: records[:: max(1, len(records) // max_clips)][:max_clips] for name, records in parts.items()}
+
+
 __all__ = [
     "PARTS",
     "Split",
@@ -428,11 +435,6 @@ __all__ = [
     "make_split",
     "record_key",
     "save_split",
+    "subsample_parts",
     "summarize_split",
 ]
-
-
-def subsample_parts(parts, max_clips):
-    """At most `max_clips` records of each part, spread over the part rather than its first
-    speakers (for smoke runs on a handful of real clips)."""
-    return {name: records[:: max(1, len(records) // max_clips)][:max_clips] for name, records in parts.items()}

@@ -86,6 +86,9 @@ def codec_versions(records: list[Record], clips: list[np.ndarray], sampling_rate
         return _load_arrays(cache)
     rng = np.random.default_rng(seed)
     codecs = [str(c) for c in rng.choice(sorted(CODECS), len(clips))]
+    # Chunks of 64 clips are small enough to share the work evenly and move the progress bar, large
+    # enough to make the inter-process traffic cheap. A chunk's seed depends on its position only,
+    # so the copies are the same for any number of `workers`.
     size = 64
     jobs = [(clips[i:i + size], sampling_rate, seed * 100_003 + i, codecs[i:i + size])
             for i in range(0, len(clips), size)]
