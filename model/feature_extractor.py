@@ -13,10 +13,6 @@ from .configuration import FRONT_END_DEFAULTS, SERConfig, seconds_to_samples
 
 logger = logging.get_logger(__name__)
 
-# The front-end fields of `SERConfig` that the feature extractor takes; the others (window hop,
-# minimum length) steer long-audio inference, which lives outside the Hub files.
-_CONFIG_FIELDS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "f_min", "f_max", "window_seconds")
-
 # Floor inside the logarithm, so digital silence gives a finite value instead of -inf. With the
 # level normalised to REFERENCE_RMS it sits about 80 dB below the speech, under 16-bit
 # quantisation noise, whatever the recording level.
@@ -65,9 +61,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
 
     def __init__(self, normalize_level: bool = True, padding_value: float = 0.0, return_attention_mask: bool = True,
                  **kwargs):
-        # The front-end settings (`_CONFIG_FIELDS`) take their defaults from the one dict SERConfig
-        # uses too, so the two saved configs cannot start from different numbers.
-        front_end = {name: kwargs.pop(name, FRONT_END_DEFAULTS[name]) for name in _CONFIG_FIELDS}
+        front_end = {name: kwargs.pop(name, default) for name, default in FRONT_END_DEFAULTS.items()}
         kwargs.pop("feature_size", None)  # saved by to_dict, but always n_mels
         super().__init__(
             feature_size=front_end["n_mels"],
@@ -96,7 +90,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
     @classmethod
     def from_config(cls, config: SERConfig) -> "SERFeatureExtractor":
         """The feature extractor that matches a model config's front end."""
-        return cls(**{name: getattr(config, name) for name in _CONFIG_FIELDS})
+        return cls(**{name: getattr(config, name) for name in FRONT_END_DEFAULTS})
 
     def to_dict(self) -> dict:
         output = super().to_dict()
@@ -141,6 +135,17 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
             [`BatchFeature`] with `input_values` (batch, n_mels, frames), `input_mfcc` (batch, n_mfcc, frames)
             and `attention_mask` (batch, frames), 1 on real frames and 0 on padding.
         """
+        self._check_sampling_rate(sampling_rate)
+        max_length = self.window_samples if max_length is None else max_length
+        waveforms = self._checked_waveforms(raw_speech, max_length if truncation else None)
+        features = [self._features(w) for w in waveforms]
+        data, attention_mask = self._pad(features, self._padded_frames(features, padding, max_length))
+        if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
+            data["attention_mask"] = attention_mask
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    def _check_sampling_rate(self, sampling_rate: int | None) -> None:
+        """A wrong rate is an error; a missing one a warning, since it cannot be checked."""
         if sampling_rate is None:
             logger.warning(
                 f"No sampling_rate was passed to {type(self).__name__}; it expects {self.sampling_rate} Hz audio "
@@ -151,9 +156,12 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
                 f"{type(self).__name__} expects audio sampled at {self.sampling_rate} Hz, got {sampling_rate} Hz; "
                 f"resample it first (ser_model.audio_io.load_audio does)."
             )
+
+    def _checked_waveforms(self, raw_speech, max_length: int | None) -> list[np.ndarray]:
+        """The clips as float32 arrays cut to `max_length` samples (when given), each refused if it is
+        shorter than one analysis frame or not finite."""
         waveforms = _as_list_of_waveforms(raw_speech)
-        max_length = self.window_samples if max_length is None else max_length
-        if truncation:
+        if max_length is not None:
             waveforms = [w[:max_length] for w in waveforms]
         for w in waveforms:
             if w.shape[0] < self.n_fft:
@@ -163,15 +171,20 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
                 )
             if not np.isfinite(w).all():
                 raise ValueError("Audio contains NaN or infinite samples.")
+        return waveforms
 
-        features = [self._features(w) for w in waveforms]
+    def _padded_frames(self, features: list[tuple[np.ndarray, np.ndarray]], padding: bool | str,
+                       max_length: int) -> int:
+        """Frames of the batch: those of the longest clip, or of `max_length` samples."""
         if padding == "max_length":
-            frames = self.num_frames(max_length)
-        elif padding in (True, "longest"):
-            frames = max(mel.shape[1] for mel, _ in features)
-        else:
-            raise ValueError(f"padding must be 'longest', 'max_length' or True, got {padding!r}")
+            return self.num_frames(max_length)
+        if padding in (True, "longest"):
+            return max(mel.shape[1] for mel, _ in features)
+        raise ValueError(f"padding must be 'longest', 'max_length' or True, got {padding!r}")
 
+    def _pad(self, features: list[tuple[np.ndarray, np.ndarray]], frames: int) -> tuple[dict, np.ndarray]:
+        """Each clip's log-mel and MFCCs placed in a batch of `frames` frames filled with
+        `padding_value`, and the mask of their real frames."""
         batch = len(features)
         input_values = np.full((batch, self.n_mels, frames), self.padding_value, dtype=np.float32)
         input_mfcc = np.full((batch, self.n_mfcc, frames), self.padding_value, dtype=np.float32)
@@ -181,11 +194,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
             input_values[i, :, :n] = mel[:, :n]
             input_mfcc[i, :, :n] = mfcc[:, :n]
             attention_mask[i, :n] = 1
-
-        data = {"input_values": input_values, "input_mfcc": input_mfcc}
-        if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
-            data["attention_mask"] = attention_mask
-        return BatchFeature(data, tensor_type=return_tensors)
+        return {"input_values": input_values, "input_mfcc": input_mfcc}, attention_mask
 
     def _features(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised log-mel (n_mels, frames) and MFCC (n_mfcc, frames) of one clip."""

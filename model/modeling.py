@@ -10,40 +10,17 @@ from timm.models.densenet import DenseNet
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
+from transformers.utils import can_return_tuple
 
-from .configuration import SERConfig, densenet_downsampling
-
-
-def densenet_output_frames(config: SERConfig, num_frames):
-    """Frames left after the DenseNet's time downsampling: the stride-2 stem convolution
-    (kernel 7, padding 3) and max pool (kernel 3, padding 1) each give ceil(n / 2), and each
-    transition's 2x2 average pool floor(n / 2). Works on ints and integer tensors alike."""
-    num_frames = (num_frames - 1) // 2 + 1
-    num_frames = (num_frames - 1) // 2 + 1
-    for _ in range(len(config.block_config) - 1):
-        num_frames = num_frames // 2
-    return num_frames
+from .configuration import SERConfig
 
 
-def densenet_min_frames(config: SERConfig) -> int:
-    """Shortest input (in frames) that keeps at least one frame through every downsampling."""
-    return densenet_downsampling(config.block_config)
-
-
-def densenet_num_features(config: SERConfig) -> int:
-    """Channels of the DenseNet's last feature map, as timm computes them."""
-    num_features = 2 * config.growth_rate
-    for i, num_layers in enumerate(config.block_config):
-        num_features += num_layers * config.growth_rate
-        if i != len(config.block_config) - 1:
-            num_features //= 2
-    return num_features
-
-
-def embedding_size(config: SERConfig) -> int:
-    """Size of the fused utterance embedding: mean and std pooling of each branch."""
-    sizes = {"mel": densenet_num_features(config), "mfcc": config.mfcc_channels[-1]}
-    return sum(2 * sizes[branch] for branch in config.branches)
+def densenet_output_frames(num_frames, reduction: int):
+    """Frames left after a timm DenseNet whose last feature map is `reduction` times smaller than its
+    input (`feature_info[-1]["reduction"]`). Its stem (a stride-2 convolution, then a stride-2 max
+    pool, both padded) rounds up, ceil(n / 4); each transition's 2x2 average pool rounds down.
+    Works on ints and integer tensors alike."""
+    return (num_frames + 3) // 4 // (reduction // 4)
 
 
 def masked_mean_std(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -74,7 +51,6 @@ class SERMelEncoder(nn.Module):
 
     def __init__(self, config: SERConfig):
         super().__init__()
-        self.config = config
         # pretrained=False by construction: transformers builds the model on the meta device and
         # loads our own weights afterwards, so nothing may be downloaded here.
         self.densenet = DenseNet(
@@ -85,16 +61,18 @@ class SERMelEncoder(nn.Module):
             num_classes=0,
             proj_drop_rate=config.densenet_drop_rate,
         )
+        self.reduction = self.densenet.feature_info[-1]["reduction"]
+        self.output_size = 2 * self.densenet.num_features
 
     def forward(self, log_mel: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         lengths = attention_mask.sum(dim=-1)
-        shortfall = densenet_min_frames(self.config) - log_mel.shape[-1]
+        shortfall = self.reduction - log_mel.shape[-1]
         if shortfall > 0:
             # Very short clips would vanish in the downsampling; zero frames are masked out below.
             log_mel = nn.functional.pad(log_mel, (0, shortfall))
         feature_map = self.densenet.forward_features(log_mel.unsqueeze(1))  # (batch, C, mel', frames')
         frames = feature_map.mean(dim=2)
-        out_lengths = densenet_output_frames(self.config, lengths).clamp(min=1)
+        out_lengths = densenet_output_frames(lengths, self.reduction).clamp(min=1)
         return masked_mean_std(frames, frame_mask(out_lengths, frames.shape[-1]))
 
 
@@ -115,6 +93,7 @@ class SERMfccEncoder(nn.Module):
             ]
             in_channels = out_channels
         self.layers = nn.Sequential(*layers)
+        self.output_size = 2 * config.mfcc_channels[-1]
 
     def forward(self, mfcc: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return masked_mean_std(self.layers(mfcc), attention_mask)
@@ -123,12 +102,11 @@ class SERMfccEncoder(nn.Module):
 class SERFusionHead(nn.Module):
     """LayerNorm over the concatenated branch embeddings (their scales differ), then a one-hidden-layer MLP."""
 
-    def __init__(self, config: SERConfig):
+    def __init__(self, config: SERConfig, embedding_size: int):
         super().__init__()
-        size = embedding_size(config)
-        self.norm = nn.LayerNorm(size)
+        self.norm = nn.LayerNorm(embedding_size)
         self.dropout = nn.Dropout(config.fusion_dropout)
-        self.dense = nn.Linear(size, config.fusion_hidden_size)
+        self.dense = nn.Linear(embedding_size, config.fusion_hidden_size)
         self.activation = nn.ReLU()
         self.classifier = nn.Linear(config.fusion_hidden_size, config.num_labels)
 
@@ -150,6 +128,9 @@ class SERPreTrainedModel(PreTrainedModel):
     base_model_prefix = "ser"
     main_input_name = "input_values"
     supports_gradient_checkpointing = False
+    # The loss is a mean over the batch, not a sum to be divided by `num_items_in_batch`: Trainer must
+    # not pass that count, and scales the loss for gradient accumulation itself.
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module: nn.Module) -> None:
         # Kaiming for convolutions (as timm's DenseNet) since the network is trained from scratch;
@@ -171,7 +152,7 @@ class SERPreTrainedModel(PreTrainedModel):
 class SERModelOutput(ModelOutput):
     """
     Args:
-        pooler_output (`torch.FloatTensor` of shape `(batch, embedding_size(config))`):
+        pooler_output (`torch.FloatTensor` of shape `(batch, SERModel.embedding_size)`):
             Utterance embedding: the concatenated mean and std pooling of each branch.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
             Each branch's pooled features, in `config.branches` order: `(batch, 2 * channels)` each.
@@ -182,7 +163,7 @@ class SERModelOutput(ModelOutput):
 
 
 class SERModel(SERPreTrainedModel):
-    """The two encoders without a head: maps features to an utterance embedding."""
+    """The branch encoders without a head: maps features to an utterance embedding."""
 
     def __init__(self, config: SERConfig):
         super().__init__(config)
@@ -190,21 +171,28 @@ class SERModel(SERPreTrainedModel):
         self.mfcc_encoder = SERMfccEncoder(config) if "mfcc" in config.branches else None
         self.post_init()
 
+    @property
+    def embedding_size(self) -> int:
+        """Size of the utterance embedding: each branch's pooled mean and standard deviation."""
+        return sum(encoder.output_size for encoder in (self.mel_encoder, self.mfcc_encoder) if encoder is not None)
+
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor | None = None,
         input_mfcc: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SERModelOutput | tuple:
+    ) -> SERModelOutput:
         """
+        Any other keyword argument is a `TypeError`, so that a misspelt name is not silently ignored.
+
         Args:
             input_values (`torch.Tensor` of shape `(batch, n_mels, frames)`): normalised log-mel spectrogram.
             input_mfcc (`torch.Tensor` of shape `(batch, n_mfcc, frames)`): normalised MFCCs.
             attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*): 1 on real frames.
-            output_hidden_states (`bool`, *optional*): also return each branch's pooled features.
+            output_hidden_states (`bool`, *optional*): also return each branch's pooled features; defaults
+                to `config.output_hidden_states`.
             return_dict (`bool`, *optional*): a `SERModelOutput` (default, `config.return_dict`) or a tuple.
         """
         reference = input_values if input_values is not None else input_mfcc
@@ -222,10 +210,10 @@ class SERModel(SERPreTrainedModel):
             if input_mfcc is None:
                 raise ValueError("This model has an MFCC branch: pass input_mfcc.")
             embeddings.append(self.mfcc_encoder(input_mfcc, attention_mask))
-        output = SERModelOutput(pooler_output=torch.cat(embeddings, dim=1),
-                                hidden_states=tuple(embeddings) if _resolve(output_hidden_states, self.config,
-                                                                            "output_hidden_states") else None)
-        return output if _resolve(return_dict, self.config, "return_dict") else output.to_tuple()
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        return SERModelOutput(pooler_output=torch.cat(embeddings, dim=1),
+                              hidden_states=tuple(embeddings) if output_hidden_states else None)
 
 
 class SERForAudioClassification(SERPreTrainedModel):
@@ -234,9 +222,10 @@ class SERForAudioClassification(SERPreTrainedModel):
     def __init__(self, config: SERConfig):
         super().__init__(config)
         self.ser = SERModel(config)
-        self.head = SERFusionHead(config)
+        self.head = SERFusionHead(config, self.ser.embedding_size)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor | None = None,
@@ -244,10 +233,11 @@ class SERForAudioClassification(SERPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
+    ) -> SequenceClassifierOutput:
         """
+        Any other keyword argument is a `TypeError`, so that a misspelt name (`label=`) cannot silently
+        give no loss.
+
         Args:
             input_values, input_mfcc, attention_mask: as in [`SERModel.forward`].
             labels (`torch.LongTensor` of shape `(batch,)`, *optional*): class ids; when given, `loss` is
@@ -268,8 +258,7 @@ class SERForAudioClassification(SERPreTrainedModel):
         logits = logits / self.config.calibration_temperature
         loss = classification_loss(logits, labels) if labels is not None else None
         hidden_states = encoded.hidden_states + (fused,) if encoded.hidden_states is not None else None
-        output = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states)
-        return output if _resolve(return_dict, self.config, "return_dict") else output.to_tuple()
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -279,17 +268,10 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return nn.functional.cross_entropy(logits, labels)
 
 
-def _resolve(value: bool | None, config: SERConfig, name: str) -> bool:
-    """An explicit argument, else the config's setting of the same name (transformers' convention)."""
-    return getattr(config, name) if value is None else value
-
-
 __all__ = [
     "classification_loss",
     "SERPreTrainedModel",
     "SERModel",
     "SERForAudioClassification",
     "densenet_output_frames",
-    "densenet_num_features",
-    "embedding_size",
 ]

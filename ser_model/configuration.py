@@ -4,13 +4,15 @@ This file is one of the three "Hub files" (with `feature_extractor.py` and `mode
 copied next to the weights, so it imports nothing but `transformers` and its siblings.
 """
 
-from transformers import PretrainedConfig
+from transformers import PreTrainedConfig
 
 # The 7 emotions, in class-id order. RAVDESS "calm" is folded into neutral by the corpus readers.
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
-# The audio front end, shared by `SERConfig` and `SERFeatureExtractor` so that the two saved
-# configs (config.json, preprocessor_config.json) cannot start from different defaults.
+# The audio front end: the fields `SERFeatureExtractor` takes from `SERConfig`, with their
+# defaults. This dict is the one list of them: the config declares its fields from it and the
+# feature extractor reads exactly these keys, so the two saved configs (config.json,
+# preprocessor_config.json) cannot start from different numbers or drift apart.
 # 25 ms windows with a 10 ms hop are the usual speech analysis frame (e.g. Kaldi, AST);
 # 64 mel bands up to the 8 kHz Nyquist limit of 16 kHz audio.
 FRONT_END_DEFAULTS = {
@@ -22,8 +24,6 @@ FRONT_END_DEFAULTS = {
     "f_min": 20.0,
     "f_max": 8_000.0,
     "window_seconds": 4.0,
-    "window_hop_seconds": 2.0,
-    "min_audio_seconds": 0.25,
 }
 
 # Named sizes of the model, as timm names its DenseNet variants by `growth_rate` and `block_config`.
@@ -48,6 +48,11 @@ PRESETS = {
 
 BRANCHES = ("mel", "mfcc")
 
+# Fields that `SERConfig` stores as JSON gives them back (lists, floats).
+_LIST_FIELDS = ("block_config", "mfcc_channels", "branches")
+_FLOAT_FIELDS = ("f_min", "f_max", "window_seconds", "window_hop_seconds", "min_audio_seconds", "densenet_drop_rate",
+                 "fusion_dropout", "calibration_temperature")
+
 
 def densenet_downsampling(block_config) -> int:
     """How many times timm's DenseNet shrinks each axis: the stride-2 stem convolution and max pool
@@ -60,7 +65,7 @@ def seconds_to_samples(seconds: float, sampling_rate: int) -> int:
     return round(seconds * sampling_rate)
 
 
-class SERConfig(PretrainedConfig):
+class SERConfig(PreTrainedConfig):
     r"""
     Configuration of [`SERForAudioClassification`]: the audio front end, a timm DenseNet over log-mel
     spectrograms, a small 1-D CNN over MFCCs and the fusion head.
@@ -69,6 +74,11 @@ class SERConfig(PretrainedConfig):
     not the network. They live here all the same because they belong to the trained model, not to
     one program: a model published on the Hub carries them, so the app, the CLI and anyone's own
     `EmotionRecognizer` cut its audio into the windows it was evaluated with.
+
+    The fields are annotated class attributes on `PreTrainedConfig`, as in transformers' own configs
+    (e.g. `ASTConfig`), but the class is not `@strict`: strict wraps every error in an exception that
+    is not a `ValueError` (which the training command line turns into one sentence for the user), so
+    `validate` checks the values itself.
 
     Args:
         sampling_rate (`int`, *optional*, defaults to 16000):
@@ -119,57 +129,40 @@ class SERConfig(PretrainedConfig):
 
     model_type = "ser_fusion"
 
-    def __init__(
-        self,
-        sampling_rate: int = FRONT_END_DEFAULTS["sampling_rate"],
-        n_fft: int = FRONT_END_DEFAULTS["n_fft"],
-        hop_length: int = FRONT_END_DEFAULTS["hop_length"],
-        n_mels: int = FRONT_END_DEFAULTS["n_mels"],
-        n_mfcc: int = FRONT_END_DEFAULTS["n_mfcc"],
-        f_min: float = FRONT_END_DEFAULTS["f_min"],
-        f_max: float = FRONT_END_DEFAULTS["f_max"],
-        window_seconds: float = FRONT_END_DEFAULTS["window_seconds"],
-        window_hop_seconds: float = FRONT_END_DEFAULTS["window_hop_seconds"],
-        min_audio_seconds: float = FRONT_END_DEFAULTS["min_audio_seconds"],
-        growth_rate: int = 16,
-        block_config: list[int] | tuple[int, ...] = (4, 6, 8),
-        bn_size: int = 4,
-        densenet_drop_rate: float = 0.0,
-        mfcc_channels: list[int] | tuple[int, ...] = (64, 128),
-        mfcc_kernel_size: int = 5,
-        fusion_hidden_size: int = 128,
-        fusion_dropout: float = 0.3,
-        branches: list[str] | tuple[str, ...] = BRANCHES,
-        initializer_range: float = 0.02,
-        calibration_temperature: float = 1.0,
-        **kwargs,
-    ):
-        if "id2label" not in kwargs and "num_labels" not in kwargs:
-            kwargs["id2label"] = dict(enumerate(EMOTIONS))
-            kwargs["label2id"] = {label: i for i, label in enumerate(EMOTIONS)}
-        self.sampling_rate = sampling_rate
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.n_mels = n_mels
-        self.n_mfcc = n_mfcc
-        self.f_min = float(f_min)
-        self.f_max = float(f_max)
-        self.window_seconds = float(window_seconds)
-        self.window_hop_seconds = float(window_hop_seconds)
-        self.min_audio_seconds = float(min_audio_seconds)
-        self.growth_rate = growth_rate
-        self.block_config = list(block_config)
-        self.bn_size = bn_size
-        self.densenet_drop_rate = float(densenet_drop_rate)
-        self.mfcc_channels = list(mfcc_channels)
-        self.mfcc_kernel_size = mfcc_kernel_size
-        self.fusion_hidden_size = fusion_hidden_size
-        self.fusion_dropout = float(fusion_dropout)
-        self.branches = list(branches)
-        self.initializer_range = initializer_range
-        self.calibration_temperature = float(calibration_temperature)
-        self._validate()
-        super().__init__(**kwargs)
+    sampling_rate: int = FRONT_END_DEFAULTS["sampling_rate"]
+    n_fft: int = FRONT_END_DEFAULTS["n_fft"]
+    hop_length: int = FRONT_END_DEFAULTS["hop_length"]
+    n_mels: int = FRONT_END_DEFAULTS["n_mels"]
+    n_mfcc: int = FRONT_END_DEFAULTS["n_mfcc"]
+    f_min: float = FRONT_END_DEFAULTS["f_min"]
+    f_max: float = FRONT_END_DEFAULTS["f_max"]
+    window_seconds: float = FRONT_END_DEFAULTS["window_seconds"]
+    window_hop_seconds: float = 2.0
+    min_audio_seconds: float = 0.25
+    growth_rate: int = 16
+    block_config: list[int] | tuple[int, ...] = (4, 6, 8)
+    bn_size: int = 4
+    densenet_drop_rate: float = 0.0
+    mfcc_channels: list[int] | tuple[int, ...] = (64, 128)
+    mfcc_kernel_size: int = 5
+    fusion_hidden_size: int = 128
+    fusion_dropout: float = 0.3
+    branches: list[str] | tuple[str, ...] = BRANCHES
+    initializer_range: float = 0.02
+    calibration_temperature: float = 1.0
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None and "num_labels" not in kwargs:
+            self.id2label = dict(enumerate(EMOTIONS))
+            self.label2id = {label: i for i, label in enumerate(EMOTIONS)}
+        # Stored as config.json reads them back (JSON has lists, not tuples), so that a config and
+        # its saved copy compare equal.
+        for name in _LIST_FIELDS:
+            setattr(self, name, list(getattr(self, name)))
+        for name in _FLOAT_FIELDS:
+            setattr(self, name, float(getattr(self, name)))
+        super().__post_init__(**kwargs)
+        self.validate()
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "SERConfig":
@@ -178,7 +171,10 @@ class SERConfig(PretrainedConfig):
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
         return cls(**{**PRESETS[name], **overrides})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
+        """Checks every field, at construction and again before saving (transformers calls `validate`
+        in `save_pretrained`), and raises a `ValueError` that names the field, the rule and the value."""
+        super().validate()
         positive = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "growth_rate", "bn_size",
                     "mfcc_kernel_size", "fusion_hidden_size")
         for name in positive:

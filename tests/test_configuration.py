@@ -9,6 +9,9 @@ from ser_model import PRESETS
 from ser_model import SERConfig
 
 from ser_model import SERFeatureExtractor
+from ser_model.configuration import FRONT_END_DEFAULTS
+
+from .conftest import REPO
 
 
 def test_defaults_hold_seven_emotions_in_order():
@@ -75,7 +78,7 @@ def test_json_round_trip(tmp_path):
     assert loaded.to_dict() == config.to_dict()
 
 
-FRONT_END = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "f_min", "f_max", "window_seconds")
+FRONT_END = tuple(FRONT_END_DEFAULTS)  # the one list of the fields the feature extractor takes
 
 
 def test_the_default_front_end_is_25_ms_frames_every_10_ms_at_16_khz():
@@ -90,3 +93,26 @@ def test_the_feature_extractor_takes_every_front_end_field_of_the_config():
     config = SERConfig(**dict(zip(FRONT_END, values)), window_hop_seconds=1.0)
     extractor = SERFeatureExtractor.from_config(config)
     assert tuple(getattr(extractor, name) for name in FRONT_END) == values
+
+
+@pytest.mark.parametrize("export", ["model", "model-ravdess-tess"])
+def test_configs_saved_before_the_annotated_fields_load_and_save_unchanged(export, tmp_path):
+    saved = json.loads((REPO / export / "config.json").read_text())
+    config = SERConfig.from_pretrained(REPO / export)
+    assert (config.block_config, config.calibration_temperature) == (saved["block_config"],
+                                                                     saved["calibration_temperature"])
+    config.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == saved
+
+
+def test_fields_are_stored_as_json_gives_them_back():
+    config = SERConfig(block_config=(2, 2), f_max=4000, branches=("mel",))
+    assert config.block_config == [2, 2] and config.branches == ["mel"]
+    assert isinstance(config.f_max, float)
+
+
+def test_a_field_broken_after_construction_is_refused_when_saving(tmp_path):
+    config = SERConfig()
+    config.branches = ["pitch"]
+    with pytest.raises(ValueError, match="branches"):
+        config.save_pretrained(tmp_path)

@@ -5,7 +5,8 @@ import torch
 from ser_model import SERFeatureExtractor
 
 from ser_model import SERForAudioClassification
-from ser_model.modeling import densenet_num_features, densenet_output_frames, embedding_size
+from ser_model.configuration import densenet_downsampling
+from ser_model.modeling import densenet_output_frames
 
 from .conftest import speechlike, tiny_config
 
@@ -39,7 +40,7 @@ def test_every_parameter_gets_a_finite_gradient(branches):
 def test_embedding_size_formula_matches_the_model(config):
     model = SERForAudioClassification(config).eval()
     embedding = model.ser(**features_for(config, 0.6)).pooler_output
-    assert embedding.shape == (1, embedding_size(config))
+    assert embedding.shape == (1, model.ser.embedding_size)
 
 
 @pytest.mark.parametrize("preset", [dict(growth_rate=4, block_config=[1, 1]), dict(growth_rate=8, block_config=[2, 3, 2])])
@@ -47,10 +48,11 @@ def test_densenet_size_helpers_match_timm(preset):
     config = tiny_config(n_mels=64, n_mfcc=8, **preset)
     net = timm.models.densenet.DenseNet(growth_rate=config.growth_rate, block_config=tuple(config.block_config),
                                         in_chans=1, num_classes=0)
-    assert densenet_num_features(config) == net.num_features
+    # The config's validation cannot build the network, so it computes the stride; timm's must agree.
+    assert densenet_downsampling(config.block_config) == net.feature_info[-1]["reduction"]
     for frames in (16, 17, 33, 101, 401):
         out = net.forward_features(torch.zeros(1, 1, 64, frames))
-        assert out.shape[-1] == densenet_output_frames(config, frames)
+        assert out.shape[-1] == densenet_output_frames(frames, net.feature_info[-1]["reduction"])
 
 
 def test_pooling_ignores_padding(config):
@@ -87,7 +89,7 @@ def test_save_and_load_round_trip(config, tmp_path):
 
 
 def test_forward_follows_the_transformers_conventions(config):
-    from ser_model.modeling import classification_loss, densenet_num_features
+    from ser_model.modeling import classification_loss
 
     torch.manual_seed(0)
     model = SERForAudioClassification(config).eval()
@@ -99,7 +101,8 @@ def test_forward_follows_the_transformers_conventions(config):
         as_tuple = model(**batch, labels=labels, output_hidden_states=True, return_dict=False)
         plain = model(**batch)
     mel, mfcc, fused = output.hidden_states
-    assert mel.shape == (2, 2 * densenet_num_features(config)) and mfcc.shape == (2, 2 * config.mfcc_channels[-1])
+    assert mel.shape == (2, model.ser.mel_encoder.output_size) and mfcc.shape == (2, 2 * config.mfcc_channels[-1])
+    assert model.ser.mel_encoder.output_size == 2 * model.ser.mel_encoder.densenet.num_features
     assert fused.shape == (2, config.fusion_hidden_size)
     assert output.loss.item() == pytest.approx(torch.nn.functional.cross_entropy(output.logits, labels).item())
     assert output.loss.item() == pytest.approx(classification_loss(output.logits, labels).item())
@@ -107,3 +110,33 @@ def test_forward_follows_the_transformers_conventions(config):
     assert plain.loss is None and plain.hidden_states is None
     # The fused embedding is what the classifier reads: the logits follow from it alone.
     assert torch.allclose(model.head.classifier(fused) / config.calibration_temperature, output.logits, atol=1e-6)
+
+
+def test_a_misspelt_argument_is_refused_not_ignored(config):
+    # A forward that swallowed **kwargs gave no loss for `label=` and no error.
+    model = SERForAudioClassification(config).eval()
+    inputs = features_for(config, 0.5)
+    with pytest.raises(TypeError, match="label"):
+        model(**inputs, label=torch.tensor([0]))
+    with pytest.raises(TypeError, match="input_mfccs"):
+        model.ser(input_values=inputs["input_values"], input_mfccs=inputs["input_mfcc"])
+
+
+def test_trainer_scales_the_loss_itself(config, tmp_path):
+    # The model's loss is a batch mean: Trainer must not hand it `num_items_in_batch` and must divide
+    # the loss by the gradient accumulation steps itself.
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    trainer = Trainer(model=SERForAudioClassification(config), args=args)
+    assert trainer.model_accepts_loss_kwargs is False
+
+
+def test_return_dict_false_gives_a_tuple_from_the_config_too(config):
+    model = SERForAudioClassification(config).eval()
+    inputs = features_for(config, 0.5)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        model.config.return_dict = False
+        (logits,) = model(**inputs)
+    assert torch.equal(logits, expected)

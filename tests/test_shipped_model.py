@@ -3,6 +3,7 @@ speakers as its report says when loaded the way users load it."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -75,3 +76,22 @@ def test_pipeline_reproduces_the_reported_accuracy_on_held_out_actors(tmp_path):
     reported = json.loads((MODEL / "evaluation" / "report.json").read_text())["results"]["fusion"]["ravdess"]
     # The pipeline decides from the first window only; the report windows clips longer than 4 s.
     assert accuracy == pytest.approx(reported["accuracy"], abs=0.03), (accuracy, reported["accuracy"])
+
+
+@pytest.mark.slow  # a fresh Python process importing torch and transformers
+def test_an_older_export_loads_with_todays_hub_files(tmp_path):
+    # model-ravdess-tess/ was exported before the config became annotated fields; its config.json
+    # must load through the Auto classes and the pipeline with today's code files beside it.
+    from ser_model.hub.publish import check_loads
+
+    old = REPO / "model-ravdess-tess"
+    if not (old / "model.safetensors").is_file():
+        pytest.skip("model-ravdess-tess/ is absent")
+    folder = tmp_path / "old"
+    folder.mkdir()
+    for name in ("config.json", "preprocessor_config.json", "model.safetensors"):
+        shutil.copy(old / name, folder / name)
+    for name in ("configuration.py", "feature_extractor.py", "modeling.py"):
+        shutil.copy(REPO / "ser_model" / name, folder / name)
+    result = check_loads(folder)
+    assert result.config_class == "SERConfig" and not result.model_module.startswith("ser_model")
