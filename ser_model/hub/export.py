@@ -325,7 +325,14 @@ def _training_data(report: dict | None) -> str:
     return ", ".join(parts)
 
 
+# The metrics the card's model-index carries for each test group: (Hub metric type, its name on the card,
+# the key of `report.json`). `publish.check_card` compares the card with the report through the same list.
+CARD_METRICS = (("accuracy", "Accuracy", "accuracy"), ("recall", "Unweighted average recall", "macro_recall"),
+                ("f1", "Macro F1", "macro_f1"))
+
+
 def _eval_results(report: dict) -> list[EvalResult]:
+    """The model-index entries: each test group of the fusion model (the pooled group aside), by `CARD_METRICS`."""
     results = []
     for group, r in report["results"][FUSION].items():
         if group == SPEAKER_INDEPENDENT:
@@ -334,9 +341,7 @@ def _eval_results(report: dict) -> list[EvalResult]:
         dataset = {"speaker": f"{group.upper()} ({speakers})",
                    "corpus": f"{group.upper()} (a corpus left out of training, all {r['speakers']} speakers)",
                    }.get(r["held_out_by"], f"{group.upper()} (held-out words of a training speaker)")
-        for metric_type, metric_name in (("accuracy", "Accuracy"), ("recall", "Unweighted average recall"),
-                                         ("f1", "Macro F1")):
-            key = {"accuracy": "accuracy", "recall": "macro_recall", "f1": "macro_f1"}[metric_type]
+        for metric_type, metric_name, key in CARD_METRICS:
             results.append(EvalResult(task_type="audio-classification", task_name="Speech emotion recognition",
                                       dataset_type=group, dataset_name=dataset, dataset_split="test",
                                       metric_type=metric_type, metric_name=metric_name,
