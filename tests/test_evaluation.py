@@ -1,8 +1,11 @@
-"""Which clips evaluation scores: the model's own corpora by split, a left-out corpus whole."""
+"""Which clips evaluation scores (the model's own corpora by split, a left-out corpus whole), and the
+tables `evaluation.report` renders from the results for `report.md`, `validation.md` and the card."""
 
 from ser_model.data.corpora import Record
-from ser_model.evaluation.evaluate import SPEAKER_INDEPENDENT, evaluate_predictions, evaluation_parts
 from ser_model.data.splits import make_split
+from ser_model.evaluation import report
+from ser_model.evaluation.evaluate import evaluate_predictions, evaluation_parts
+from ser_model.evaluation.report import SPEAKER_INDEPENDENT
 
 
 def records():
@@ -33,15 +36,13 @@ def test_without_a_training_record_every_corpus_is_scored_by_its_split():
 
 
 def test_the_validation_table_has_a_row_per_model_and_the_mean_over_speaker_held_out_corpora():
-    from ser_model.evaluation.evaluate import validation_table
-
     validation = {"fusion": {"ravdess": {"macro_recall": 0.6}, "turev": {"macro_recall": 0.4},
                              "tess": {"macro_recall": 1.0}, SPEAKER_INDEPENDENT: {"macro_recall": 0.5}},
                   "plain": {"ravdess": {"macro_recall": 0.3}, "turev": {"macro_recall": 0.2}}}
     held_out_by = {"ravdess": "speaker", "turev": "speaker", "tess": "utterance"}
-    lines = validation_table(validation, held_out_by)
-    assert lines[4] == "| model | ravdess | turev | mean |"  # TESS (held out by word) and the pooled group left out
-    assert lines[6:] == ["| fusion | 60.0% | 40.0% | 50.0% |", "| plain | 30.0% | 20.0% | 25.0% |"]
+    lines = report.validation_table(validation, held_out_by)
+    assert lines[2] == "| model | ravdess | turev | mean |"  # TESS (held out by word) and the pooled group left out
+    assert lines[4:] == ["| fusion | 60.0% | 40.0% | 50.0% |", "| plain | 30.0% | 20.0% | 25.0% |"]
 
 
 def test_a_clip_refused_as_silent_under_a_condition_counts_as_wrong_and_is_reported():
@@ -72,15 +73,103 @@ def test_a_clip_refused_as_silent_under_a_condition_counts_as_wrong_and_is_repor
 
 
 def test_the_channel_comparison_has_a_row_per_condition_and_a_column_per_model():
-    from ser_model.evaluation.evaluate import robustness_comparison_table
-
     def result(agreement, accuracy):
         return {"clips": 10, "conditions": {
             "clean": {"agreement_with_clean": 1.0, "accuracy": accuracy, "refused": 0},
             "mp3_64k": {"agreement_with_clean": agreement, "accuracy": accuracy - 0.1, "refused": 0}}}
 
-    lines = robustness_comparison_table({"fusion": result(0.9, 0.6), "no_channel": result(0.8, 0.5)})
-    assert "(10 clips)" in lines[0]
-    assert lines[4:] == ["| condition | fusion | no_channel |", "|---|---|---|",
+    lines = report.channel_comparison_table({"fusion": result(0.9, 0.6), "no_channel": result(0.8, 0.5)})
+    assert "over 10 clips" in lines[0]
+    assert lines[2:] == ["| condition | fusion | no_channel |", "|---|---|---|",
                          "| clean | 100.0% (60.0%) | 100.0% (50.0%) |",
                          "| mp3_64k | 90.0% (50.0%) | 80.0% (40.0%) |"]
+
+
+def group(clips, accuracy, recall, held_out_by="speaker", speakers=2, **extra) -> dict:
+    """One group of `report["results"][model]`, with the fields the tables read."""
+    return {"held_out_by": held_out_by, "clips": clips, "speakers": speakers, "accuracy": accuracy,
+            "macro_recall": recall, "macro_f1": recall - 0.05, **extra}
+
+
+def small_report() -> dict:
+    """A `report.json` of two corpora, the pooled group, a baseline and an ablation."""
+    recalls = {"angry": 0.5, "sad": None}
+    fusion = {"ravdess": group(40, 0.6, 0.55, per_class_recall=recalls),
+              SPEAKER_INDEPENDENT: group(40, 0.6, 0.55, per_class_recall=recalls),
+              "tess": group(20, 1.0, 1.0, held_out_by="utterance", speakers=1, per_class_recall=recalls)}
+    return {"labels": ["angry", "sad"], "corpora_trained_on": ["ravdess", "tess"], "split": {},
+            "held_out_by": {"ravdess": "speaker", "tess": "utterance"},
+            "results": {"fusion": fusion, "no_mfcc": {"ravdess": group(40, 0.5, 0.45)},
+                        "mfcc_svm_baseline": {"ravdess": group(40, 0.4, 0.35), "tess": group(20, 0.9, 0.95)}},
+            "validation": {"fusion": {"ravdess": {"macro_recall": 0.7}}},
+            "robustness": {"corpus": "ravdess", "clips": 40, "not_measured": ["mp3_64k"], "conditions": {
+                "clean": {"accuracy": 0.6, "agreement_with_clean": 1.0, "refused": 0},
+                "level_minus_30db": {"accuracy": 0.5, "agreement_with_clean": 0.75, "refused": 3}}},
+            "calibration": {"temperature": 1.5, "clips": 40, "with_temperature": {"ece": 0.03},
+                            "without_temperature": {"ece": 0.08}}}
+
+
+def test_the_results_table_has_a_row_per_chosen_model_and_group():
+    results = small_report()["results"]
+    assert report.results_table(results, ["no_mfcc", "mfcc_svm_baseline"]) == [
+        "| model | test set | clips | speakers | accuracy | macro recall (UAR) | macro F1 |", "|---" * 7 + "|",
+        "| no_mfcc | ravdess (speaker) | 40 | 2 | 50.0% | 45.0% | 40.0% |",
+        "| mfcc_svm_baseline | ravdess (speaker) | 40 | 2 | 40.0% | 35.0% | 30.0% |",
+        "| mfcc_svm_baseline | tess (speaker) | 20 | 2 | 90.0% | 95.0% | 90.0% |"]
+
+
+def test_the_baseline_table_puts_the_baseline_next_to_each_fusion_group():
+    lines = report.baseline_table(small_report()["results"])
+    assert lines[2:] == ["| ravdess | speaker | 40 | 2 | 60.0% | 55.0% | 50.0% | 35.0% | +20.0 pts |",
+                         "| speaker-independent | speaker | 40 | 2 | 60.0% | 55.0% | 50.0% | – | – |",
+                         "| tess | utterance | 20 | 1 | 100.0% | 100.0% | 95.0% | 95.0% | +5.0 pts |"]
+
+
+def test_the_per_class_table_has_a_column_per_label_and_a_dash_for_an_absent_class():
+    lines = report.per_class_table(small_report()["results"]["fusion"], ["angry", "sad"])
+    assert lines[0] == "| test set | angry | sad |" and lines[3] == "| speaker-independent | 50.0% | – |"
+
+
+def test_the_robustness_table_counts_refusals_and_names_the_conditions_it_could_not_measure():
+    lines = report.robustness_table(small_report()["robustness"])
+    assert lines[0] == "On the 40 clips of the RAVDESS test actors:"
+    assert lines[4:] == ["| clean | 60.0% | 100.0% | 0 |", "| level_minus_30db | 50.0% | 75.0% | 3 |", "",
+                         "Not measured (FFmpeg was not installed): mp3_64k."]
+
+
+def test_the_left_out_table_shows_the_corpus_by_its_display_name():
+    def scores(recall):
+        return {"turev": {"clips": 1735, "speakers": 6, "accuracy": recall + 0.01, "macro_recall": recall}}
+    left_out = {"turev": {"results": {"fusion": scores(0.225), "mfcc_svm_baseline": scores(0.3)}}}
+    assert report.left_out_table(left_out, {"turev": "TurEV-DB"})[2] == \
+        "| TurEV-DB | 1735 | 6 | 23.5% | 22.5% | 30.0% | -7.5 pts |"
+    assert report.left_out_table(left_out)[2].startswith("| turev |")
+
+
+def test_report_md_has_each_table_once_under_its_heading_and_skips_what_was_not_measured():
+    markdown = report.markdown_report(small_report())
+    headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+    assert headings == ["## Test: fusion against the MFCC+SVM baseline trained on the same data", "## Test: every model",
+                        "## Validation speakers: the figures recipes are chosen by",
+                        "## Per-class recall of the fusion model", "## Robustness to the channel",
+                        "## Calibration on held-out speakers"]
+    assert markdown.count("| level_minus_30db |") == 1 and "temperature of 1.50" in markdown
+    # An older report without validation, robustness or calibration still renders, without those sections.
+    older = {k: v for k, v in small_report().items() if k not in ("validation", "robustness", "calibration",
+                                                                    "corpora_trained_on")}
+    headings = [line for line in report.markdown_report(older).splitlines() if line.startswith("## ")]
+    assert headings == ["## Test: fusion against the MFCC+SVM baseline trained on the same data", "## Test: every model",
+                        "## Per-class recall of the fusion model"]
+
+
+def test_validation_md_and_the_card_share_the_recipe_comparison():
+    channel = {"clips": 3, "not_measured": [],
+               "conditions": {"clean": {"agreement_with_clean": 1.0, "accuracy": 0.5, "refused": 0}}}
+    validation = {"held_out_by": {"ravdess": "speaker"},
+                  "validation": {"fusion": {"ravdess": {"macro_recall": 0.6}}, "plain": {"ravdess": {"macro_recall": 0.5}}},
+                  "robustness": {"fusion": channel, "plain": channel}}
+    comparison = report.recipe_comparison(validation)
+    assert "| plain | 50.0% | 50.0% |" in comparison and "| clean | 100.0% (50.0%) | 100.0% (50.0%) |" in comparison
+    assert report.validation_markdown(validation).splitlines()[2:] == comparison
+    assert not any(line.startswith("#") for line in comparison)
+    assert report.recipe_comparison({**validation, "robustness": {}})[-1] == "| plain | 50.0% | 50.0% |"

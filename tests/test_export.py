@@ -95,7 +95,7 @@ def test_a_leave_one_corpus_out_report_is_read_and_tabled_for_the_card(tmp_path)
     from ser_model.errors import InputError
 
     (tmp_path / "report.json").write_text(json.dumps(left_out_report({"ravdess": "speaker", "turev": "corpus"})))
-    corpus, report = export._left_out_corpus(tmp_path)
+    corpus, report = export._left_out_corpus(tmp_path / "report.json")
     assert corpus == "turev"
     assert export._left_out_table({corpus: report}).splitlines()[2] == \
         "| TurEV-DB | 1735 | 6 | 46.0% | 45.0% | 30.0% | +15.0 pts |"
@@ -103,9 +103,9 @@ def test_a_leave_one_corpus_out_report_is_read_and_tabled_for_the_card(tmp_path)
 
     (tmp_path / "report.json").write_text(json.dumps(left_out_report({"ravdess": "speaker", "turev": "speaker"})))
     with pytest.raises(InputError, match="not of a model trained without exactly one corpus"):
-        export._left_out_corpus(tmp_path)
+        export._left_out_corpus(tmp_path / "report.json")
     with pytest.raises(InputError, match="has no report.json"):
-        export._left_out_corpus(tmp_path / "absent")
+        export._left_out_corpus(tmp_path / "absent" / "report.json")
 
 
 def test_the_card_shows_the_recipe_comparison_without_the_report_headings():
@@ -130,3 +130,36 @@ def test_re_exporting_an_exported_folder_keeps_its_validation_curve(tmp_path):
     assert summary == {"config": {}, "validation_curve": [{"epoch": 1.0, "eval_macro_recall": 0.4}]}
     (tmp_path / "training.json").write_text(json.dumps(summary))
     assert export._training_summary(tmp_path) == summary
+
+
+def test_re_exporting_an_exported_folder_keeps_its_reports_and_renders_them_as_the_card_does(tiny_model_dir, tmp_path):
+    """`export --model model` (and `publish`, which exports the folder it uploads) starts from an exported
+    folder: the leave-one-corpus-out report kept there must stay on the card, and the Markdown reports
+    are rendered from the JSON with the card's own tables."""
+    import json
+
+    from ser_model.evaluation.report import markdown_report, validation_markdown
+
+    from .test_evaluation import small_report
+
+    evaluation, left_out = tmp_path / "evaluation", tmp_path / "without-turev"
+    evaluation.mkdir()
+    left_out.mkdir()
+    channel = {"clips": 3, "conditions": {"clean": {"agreement_with_clean": 1.0, "accuracy": 0.5, "refused": 0}}}
+    validation = {"held_out_by": {"ravdess": "speaker"}, "validation": {"fusion": {"ravdess": {"macro_recall": 0.6}}},
+                  "robustness": {"fusion": channel}}
+    (evaluation / "report.json").write_text(json.dumps(small_report()))
+    (evaluation / "report.md").write_text("an older rendering")
+    (evaluation / "validation.json").write_text(json.dumps(validation))
+    (left_out / "report.json").write_text(json.dumps(left_out_report({"ravdess": "speaker", "turev": "corpus"})))
+
+    first = export.export_model(tiny_model_dir, tmp_path / "first", evaluation, left_out_reports=[left_out])
+    second = export.export_model(first, tmp_path / "second")
+    for folder in (first, second):
+        assert (folder / "evaluation" / "report.md").read_text() == markdown_report(small_report())
+        assert (folder / "evaluation" / "validation.md").read_text() == validation_markdown(validation)
+        assert json.loads((folder / "evaluation" / "left_out_turev.json").read_text())["held_out_by"]["turev"] == "corpus"
+    card = (second / "README.md").read_text()
+    assert card == (first / "README.md").read_text()
+    assert "| TurEV-DB | 1735 | 6 | 46.0% | 45.0% | 30.0% | +15.0 pts |" in card
+    assert "| level_minus_30db | 50.0% | 75.0% | 3 |" in card and "| clean | 100.0% (50.0%) |" in card

@@ -18,6 +18,8 @@ sampling rate), and writes `report.json`, `report.md`, `confusion_matrix.png` an
   band, babble, a room and a quiet microphone: accuracy and top-1 agreement with the clean clip.
 - **Calibration**: expected calibration error on the test speakers with and without the model's
   temperature, and the reliability diagram.
+
+The Markdown files are rendered from the JSON by `ser_model.evaluation.report`, as the model card is.
 """
 
 from __future__ import annotations
@@ -38,15 +40,14 @@ from ..errors import InputError
 from ..audio_io import AudioError
 from ..serving.inference import EmotionRecognizer, Prediction
 from ..metrics import classification_metrics, confusion_matrix, per_class_recall
+from .report import BASELINE, FUSION, SPEAKER_INDEPENDENT, markdown_report, validation_markdown
 from .robustness import conditions, missing_conditions
 from ..data.splits import apply_split, load_split, subsample_parts
 from ..data.train_data import load_clips
 
 logger = logging.getLogger(__name__)
 
-SPEAKER_INDEPENDENT = "speaker-independent"
 ROBUSTNESS_CORPUS = "ravdess"
-BASELINE = "mfcc_svm_baseline"
 
 
 def evaluate_predictions(records: list[Record], predicted: list[str], labels: list[str],
@@ -159,34 +160,29 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
     split, parts, held_out_by = _model_parts(model_dir, data_dir, split_path, max_clips_per_part)
     if not parts["test"]:
         raise InputError("the test part of the split is empty: there is nothing to evaluate on")
-
-    recognizer = EmotionRecognizer.from_pretrained(model_dir)
-    rate, labels = recognizer.sampling_rate, recognizer.labels
+    recognizers = _recognizers(model_dir, ablations)
+    recognizer = recognizers[FUSION]
 
     def load(name):
         # The training run's cache of decoded clips, where one exists, saves decoding them again.
-        return load_clips(parts[name], rate, f"loading {name}", cache_dir)
+        return load_clips(parts[name], recognizer.sampling_rate, f"loading {name}", cache_dir)
 
     waves = {name: load(name) for name in ("test", "validation")}
-    test_predictions = predict_all(recognizer, waves["test"], "fusion")
-    results = {"fusion": evaluate_predictions(parts["test"], [p.label for p in test_predictions], labels, held_out_by)}
-    validation = {}
-    for name, folder in {"fusion": model_dir, **(ablations or {})}.items():
-        model = recognizer if name == "fusion" else EmotionRecognizer.from_pretrained(folder)
-        if name != "fusion":
-            predicted = [p.label for p in predict_all(model, waves["test"], name)]
-            results[name] = evaluate_predictions(parts["test"], predicted, labels, held_out_by)
-        validation[name] = validation_results(model, parts["validation"], waves["validation"], held_out_by, name)
+    test_predictions = predict_all(recognizer, waves["test"], FUSION)
+    results = {FUSION: evaluate_predictions(parts["test"], [p.label for p in test_predictions], recognizer.labels,
+                                            held_out_by)}
+    results.update({name: scores(model, parts["test"], waves["test"], held_out_by, name)
+                    for name, model in recognizers.items() if name != FUSION})
     results[BASELINE] = baseline_results(recognizer, parts, waves, load("train"), held_out_by)
-
     report = {
         "model": str(model_dir),
-        "labels": labels,
+        "labels": recognizer.labels,
         "corpora_trained_on": sorted({r.corpus for r in parts["train"]}),
         "split": {corpus: {k: v for k, v in info.items() if k != "utterances"} for corpus, info in split.corpora.items()},
         "held_out_by": held_out_by,
         "results": results,
-        "validation": validation,
+        "validation": {name: scores(model, parts["validation"], waves["validation"], held_out_by, f"{name} (validation)")
+                       for name, model in recognizers.items()},
         "calibration": calibration_results(recognizer, parts["test"], test_predictions, held_out_by),
     }
     if robustness:
@@ -195,9 +191,16 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
     return report
 
 
-def validation_results(recognizer: EmotionRecognizer, records: list[Record], waves: list[np.ndarray],
-                       held_out_by: dict[str, str], name: str) -> dict:
-    predicted = [p.label for p in predict_all(recognizer, waves, f"{name} (validation)")]
+def _recognizers(model_dir: str, ablations: dict[str, str] | None) -> dict[str, EmotionRecognizer]:
+    """The model under evaluation (`FUSION`) and each ablation, by the name its rows carry."""
+    return {name: EmotionRecognizer.from_pretrained(folder)
+            for name, folder in {FUSION: model_dir, **(ablations or {})}.items()}
+
+
+def scores(recognizer: EmotionRecognizer, records: list[Record], waves: list[np.ndarray],
+           held_out_by: dict[str, str], desc: str) -> dict:
+    """The recognizer's metrics on these clips, per corpus and pooled (`evaluate_predictions`)."""
+    predicted = [p.label for p in predict_all(recognizer, waves, desc)]
     return evaluate_predictions(records, predicted, recognizer.labels, held_out_by)
 
 
@@ -212,10 +215,9 @@ def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablation
     records = parts["validation"]
     if not records:
         raise InputError("the validation part of the split is empty: there is nothing to score")
-    recognizers = {name: EmotionRecognizer.from_pretrained(folder)
-                   for name, folder in {"fusion": model_dir, **(ablations or {})}.items()}
-    waves = load_clips(records, recognizers["fusion"].sampling_rate, "loading validation", cache_dir)
-    validation = {name: validation_results(recognizer, records, waves, held_out_by, name)
+    recognizers = _recognizers(model_dir, ablations)
+    waves = load_clips(records, recognizers[FUSION].sampling_rate, "loading validation", cache_dir)
+    validation = {name: scores(recognizer, records, waves, held_out_by, f"{name} (validation)")
                   for name, recognizer in recognizers.items()}
     channels = {}
     if robustness:
@@ -225,13 +227,10 @@ def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablation
                                       babble_clips=waves)
     report = {"model": str(model_dir), "ablations": ablations or {}, "held_out_by": held_out_by,
               "validation": validation, "robustness": channels}
-    lines = validation_table(validation, held_out_by)
-    if channels:
-        lines += ["", *robustness_comparison_table(channels)]
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "validation.json").write_text(json.dumps(report, indent=2))
-    (output / "validation.md").write_text("\n".join(lines) + "\n")
+    (output / "validation.md").write_text(validation_markdown(report))
     return report
 
 
@@ -268,8 +267,8 @@ def robustness_on_test_actors(recognizer, records: list[Record], waves: list[np.
     if not indices:
         return None
     others = [w for w, r in zip(waves, records) if r.corpus != ROBUSTNESS_CORPUS] or [waves[i] for i in indices]
-    result = robustness_results({"fusion": recognizer}, [waves[i] for i in indices],
-                                [records[i].label for i in indices], others)["fusion"]
+    result = robustness_results({FUSION: recognizer}, [waves[i] for i in indices],
+                                [records[i].label for i in indices], others)[FUSION]
     return {"corpus": ROBUSTNESS_CORPUS, **result}
 
 
@@ -308,7 +307,7 @@ def write_report(report: dict, output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
     (output_dir / "report.md").write_text(markdown_report(report))
-    fusion = report["results"]["fusion"]
+    fusion = report["results"][FUSION]
     figure = confusion_figure({f"{group} ({r['clips']} clips)": np.array(r["confusion_matrix"])
                                for group, r in fusion.items() if group != SPEAKER_INDEPENDENT},
                               report["labels"], "Fusion model on held-out test clips")
@@ -318,82 +317,6 @@ def write_report(report: dict, output_dir: Path) -> None:
         reliability_figure({"without temperature": calibration["without_temperature"],
                             f"temperature {calibration['temperature']:.2f}": calibration["with_temperature"]},
                            "Reliability on held-out speakers").savefig(output_dir / "reliability.png", dpi=110)
-
-
-def _percent(value) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
-def markdown_report(report: dict) -> str:
-    results, fusion = report["results"], report["results"]["fusion"]
-    lines = ["# Evaluation on held-out clips", "",
-             f"Trained on: {', '.join(report['corpora_trained_on'])}. Speaker-independent rows pool the corpora "
-             "held out by speaker (and any held out whole); a corpus split by utterance (single-speaker TESS) is "
-             "held out by word and is NOT speaker-independent.", "",
-             "## Test: fusion against the MFCC+SVM baseline trained on the same data", "",
-             "| test set | held out by | clips | speakers | accuracy | macro recall (UAR) | macro F1 | "
-             "baseline UAR | fusion − baseline UAR |", "|---|---|---|---|---|---|---|---|---|"]
-    for group, r in fusion.items():
-        b = results[BASELINE].get(group, {}).get("macro_recall")
-        gap = "–" if b is None else f"{100 * (r['macro_recall'] - b):+.1f} pts"
-        lines.append(f"| {group} | {r['held_out_by']} | {r['clips']} | {r['speakers']} | {r['accuracy']:.1%} | "
-                     f"{r['macro_recall']:.1%} | {r['macro_f1']:.1%} | {_percent(b)} | {gap} |")
-    lines += ["", "## Test: every model", "", "| model | set | clips | accuracy | macro recall (UAR) |", "|---|---|---|---|---|"]
-    for name, by_group in results.items():
-        for group, r in by_group.items():
-            lines.append(f"| {name} | {group} | {r['clips']} | {r['accuracy']:.1%} | {r['macro_recall']:.1%} |")
-    lines += ["", *validation_table(report["validation"], report["held_out_by"])]
-    lines += ["", "## Per-class recall of the fusion model", "",
-              "| test set | " + " | ".join(report["labels"]) + " |", "|---" * (len(report["labels"]) + 1) + "|"]
-    for group, r in fusion.items():
-        lines.append(f"| {group} | " + " | ".join(_percent(r["per_class_recall"][label]) for label in report["labels"])
-                     + " |")
-    robustness = report.get("robustness")
-    if robustness:
-        lines += ["", f"## Robustness: {robustness['corpus'].upper()} test actors ({robustness['clips']} clips)", "",
-                  "| condition | accuracy | top-1 agreement with the clean clip | refused as silent (counted wrong) |",
-                  "|---|---|---|---|"]
-        for name, r in robustness["conditions"].items():
-            lines.append(f"| {name} | {r['accuracy']:.1%} | {r['agreement_with_clean']:.1%} | {r.get('refused', 0)} |")
-        if robustness["not_measured"]:
-            lines.append(f"\nNot measured (FFmpeg was not installed): {', '.join(robustness['not_measured'])}.")
-    calibration = report["calibration"]
-    lines += ["", "## Calibration on held-out speakers", "",
-              f"Temperature {calibration['temperature']:.3f} (fitted on the validation speakers); expected calibration "
-              f"error over {calibration['clips']} test clips: {calibration['without_temperature']['ece']:.3f} without it, "
-              f"{calibration['with_temperature']['ece']:.3f} with it.", "",
-              "![reliability diagram](reliability.png)", "", "![confusion matrix](confusion_matrix.png)", ""]
-    return "\n".join(lines)
-
-
-def validation_table(validation: dict, held_out_by: dict[str, str]) -> list[str]:
-    """Markdown lines: one row per model, the macro recall on each speaker-held-out corpus' validation
-    speakers and their mean, the score training selects checkpoints by (`trainer.ValidationMetrics`)."""
-    corpora = sorted({c for by_group in validation.values() for c in by_group if held_out_by.get(c) == "speaker"})
-    lines = ["## Validation speakers: the figures recipes are chosen by", "",
-             "Macro recall (UAR) per corpus; the mean over them is the selection score.", "",
-             "| model | " + " | ".join(corpora) + " | mean |", "|---" * (len(corpora) + 2) + "|"]
-    for name, by_group in validation.items():
-        scores = [by_group[c]["macro_recall"] if c in by_group else None for c in corpora]
-        present = [v for v in scores if v is not None]
-        mean = sum(present) / len(present) if present else None
-        lines.append(f"| {name} | " + " | ".join(_percent(v) for v in scores) + f" | {_percent(mean)} |")
-    return lines
-
-
-def robustness_comparison_table(by_model: dict[str, dict]) -> list[str]:
-    """Markdown lines: one row per channel condition, one column per model, each cell the top-1
-    agreement with the clean clip and, in brackets, the accuracy."""
-    names = list(by_model)
-    first = by_model[names[0]]
-    lines = [f"## Validation speakers under each channel ({first['clips']} clips)", "",
-             "Top-1 agreement with the clean clip (accuracy in brackets); a clip refused as silent counts as wrong.",
-             "", "| condition | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for condition in first["conditions"]:
-        cells = [by_model[n]["conditions"][condition] for n in names]
-        lines.append(f"| {condition} | " + " | ".join(
-            f"{c['agreement_with_clean']:.1%} ({c['accuracy']:.1%})" for c in cells) + " |")
-    return lines
 
 
 def add_parser(commands) -> None:

@@ -21,7 +21,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..configuration import SERConfig
 from ..errors import InputError
-from ..evaluation.evaluate import BASELINE, SPEAKER_INDEPENDENT, robustness_comparison_table, validation_table
+from ..evaluation.report import (FUSION, SPEAKER_INDEPENDENT, calibration_sentence, left_out_table, markdown_report,
+                                 recipe_comparison, results_table, robustness_table, validation_markdown)
 from ..feature_extractor import SERFeatureExtractor
 from ..modeling import SERForAudioClassification
 
@@ -78,9 +79,11 @@ def describe_training_data(corpora: list[str] | None) -> str:
     return f"acted speech in {spoken} ({', '.join(DISPLAY_NAMES.get(c, c) for c in corpora)})"
 
 
-EVALUATION_FILES = ("report.json", "report.md", "confusion_matrix.png", "reliability.png", "validation.json",
-                    "validation.md")
-# Where `--left-out-report` copies the report of a model trained without one corpus (leave-one-corpus-out).
+# The measured files of an evaluation folder, copied as they are; its Markdown is rendered again from the
+# JSON by `evaluation.report`, so that the shipped report and the card always show the same tables.
+EVALUATION_FILES = ("report.json", "validation.json", "confusion_matrix.png", "reliability.png")
+# Where the report of a model trained without one corpus (leave-one-corpus-out) is kept in the
+# evaluation folder, so that exporting the exported folder again keeps it on the card.
 LEFT_OUT_FILE = "left_out_{corpus}.json"
 
 
@@ -134,14 +137,15 @@ def export_model(model_dir: str | Path, output_dir: str | Path, report_dir: str 
     """Writes the model folder to `output_dir` (replacing it) and returns its path.
 
     `left_out_reports` are evaluation folders of models trained with the same recipe but without one
-    corpus each (`train --exclude_corpora`): the card reports how they do on that whole corpus."""
+    corpus each (`train --exclude_corpora`): the card reports how they do on that whole corpus, with
+    those already kept in `report_dir` (`LEFT_OUT_FILE`)."""
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     model = SERForAudioClassification.from_pretrained(model_dir)
     feature_extractor = SERFeatureExtractor.from_pretrained(model_dir)
     report_dir = Path(report_dir) if report_dir else model_dir / "evaluation"
     report = _read_json(report_dir / "report.json")
     validation = _read_json(report_dir / "validation.json")
-    left_out = dict(_left_out_corpus(Path(folder)) for folder in left_out_reports)
+    left_out = _left_out_reports(report_dir, left_out_reports)
 
     with tempfile.TemporaryDirectory(dir=output_dir.parent if output_dir.parent.exists() else None) as tmp:
         staging = Path(tmp) / "model"
@@ -154,13 +158,7 @@ def export_model(model_dir: str | Path, output_dir: str | Path, report_dir: str 
         if training:
             (staging / "training.json").write_text(json.dumps(training, indent=2))
         if report:
-            (staging / "evaluation").mkdir()
-            for name in EVALUATION_FILES:
-                if (report_dir / name).is_file():
-                    shutil.copy2(report_dir / name, staging / "evaluation" / name)
-            for corpus, left_out_report in left_out.items():
-                (staging / "evaluation" / LEFT_OUT_FILE.format(corpus=corpus)).write_text(
-                    json.dumps(left_out_report, indent=2))
+            _write_evaluation(report_dir, staging / "evaluation", report, validation, left_out)
         model_card(model, report, training, repo_id, validation, left_out).save(staging / "README.md")
         missing = stale_code_files(staging)
         if missing:
@@ -175,14 +173,37 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _left_out_corpus(report_dir: Path) -> tuple[str, dict]:
+def _write_evaluation(report_dir: Path, folder: Path, report: dict, validation: dict | None,
+                      left_out: dict[str, dict]) -> None:
+    """The model folder's `evaluation/`: the measured files, the Markdown rendered from them, and the
+    leave-one-corpus-out reports."""
+    folder.mkdir()
+    for name in EVALUATION_FILES:
+        if (report_dir / name).is_file():
+            shutil.copy2(report_dir / name, folder / name)
+    (folder / "report.md").write_text(markdown_report(report))
+    if validation:
+        (folder / "validation.md").write_text(validation_markdown(validation))
+    for corpus, left_out_report in left_out.items():
+        (folder / LEFT_OUT_FILE.format(corpus=corpus)).write_text(json.dumps(left_out_report, indent=2))
+
+
+def _left_out_reports(report_dir: Path, folders) -> dict[str, dict]:
+    """The leave-one-corpus-out reports the card shows, by corpus: those kept in `report_dir` (an exported
+    folder's `evaluation/`), then those of the evaluation `folders`, which replace a kept one of the same corpus."""
+    kept = sorted(report_dir.glob(LEFT_OUT_FILE.format(corpus="*")))
+    return dict(_left_out_corpus(path) for path in [*kept, *(Path(folder) / "report.json" for folder in folders)])
+
+
+def _left_out_corpus(report_file: Path) -> tuple[str, dict]:
     """The corpus a leave-one-corpus-out model was trained without, and its report."""
-    report = _read_json(report_dir / "report.json")
+    report = _read_json(report_file)
     if report is None:
-        raise InputError(f"{report_dir} has no report.json: run `python -m ser_model evaluate` on that model first")
+        raise InputError(f"{report_file.parent} has no {report_file.name}: run `python -m ser_model evaluate` on "
+                         f"that model first")
     left_out = [corpus for corpus, how in report["held_out_by"].items() if how == "corpus"]
     if len(left_out) != 1:
-        raise InputError(f"{report_dir}/report.json is not of a model trained without exactly one corpus "
+        raise InputError(f"{report_file} is not of a model trained without exactly one corpus "
                          f"(corpora held out whole: {left_out or 'none'})")
     return left_out[0], report
 
@@ -269,50 +290,25 @@ def _training_origin(training: dict | None) -> str:
 
 def _robustness_table(report: dict | None) -> str:
     robustness = (report or {}).get("robustness")
-    if not robustness:
-        return "(not measured for this model)"
-    rows = [f"On the {robustness['clips']} clips of the {robustness['corpus'].upper()} test actors:", "",
-            "| condition | accuracy | same top emotion as the clean clip | refused as silent (counted wrong) |",
-            "|---|---|---|---|"]
-    rows += [f"| {name} | {r['accuracy']:.1%} | {r['agreement_with_clean']:.1%} | {r.get('refused', 0)} |"
-             for name, r in robustness["conditions"].items()]
-    return "\n".join(rows)
+    return "\n".join(robustness_table(robustness)) if robustness else "(not measured for this model)"
 
 
 def _left_out_table(left_out: dict[str, dict]) -> str:
-    if not left_out:
-        return "(not measured for this model)"
-    rows = ["| corpus left out of training | clips | speakers | accuracy | macro recall (UAR) | baseline UAR | "
-            "fusion − baseline |", "|---|---|---|---|---|---|---|"]
-    for corpus, report in left_out.items():
-        fusion, baseline = report["results"]["fusion"][corpus], report["results"][BASELINE][corpus]
-        rows.append(f"| {DISPLAY_NAMES.get(corpus, corpus)} | {fusion['clips']} | {fusion['speakers']} | "
-                    f"{fusion['accuracy']:.1%} | {fusion['macro_recall']:.1%} | {baseline['macro_recall']:.1%} | "
-                    f"{100 * (fusion['macro_recall'] - baseline['macro_recall']):+.1f} pts |")
-    return "\n".join(rows)
+    return "\n".join(left_out_table(left_out, DISPLAY_NAMES)) if left_out else "(not measured for this model)"
 
 
 def _validation_tables(validation: dict | None) -> str:
-    """The recipe comparison on the validation speakers (`evaluate --validation-only`), without its headings."""
+    """The recipe comparison on the validation speakers (`evaluate --validation-only`)."""
     if not validation:
         return "(no comparison was exported with this model)"
-    lines = validation_table(validation["validation"], validation["held_out_by"])
-    if validation.get("robustness"):
-        lines += ["", *robustness_comparison_table(validation["robustness"])]
-    # Each section's heading is followed by a blank line: dropping both leaves one blank between tables.
-    kept = [line for i, line in enumerate(lines)
-            if not line.startswith("#") and not (line == "" and i and lines[i - 1].startswith("#"))]
-    return "\n".join(kept).strip()
+    return "\n".join(recipe_comparison(validation))
 
 
 def _calibration_sentence(report: dict | None) -> str:
     calibration = (report or {}).get("calibration")
     if not calibration:
         return "The probabilities are not calibrated (no temperature was fitted for this model)."
-    return (f"The logits are divided by a temperature of {calibration['temperature']:.2f}, fitted on the validation "
-            f"speakers, so that the probabilities mean what they say: the expected calibration error on the "
-            f"{calibration['clips']} held-out test clips is {calibration['with_temperature']['ece']:.3f} "
-            f"({calibration['without_temperature']['ece']:.3f} without it). See `evaluation/reliability.png`.")
+    return f"{calibration_sentence(calibration)} See `evaluation/reliability.png`."
 
 
 def _training_data(report: dict | None) -> str:
@@ -329,18 +325,23 @@ def _training_data(report: dict | None) -> str:
     return ", ".join(parts)
 
 
+# The metrics the card's model-index carries for each test group: (Hub metric type, its name on the card,
+# the key of `report.json`). `publish.check_card` compares the card with the report through the same list.
+CARD_METRICS = (("accuracy", "Accuracy", "accuracy"), ("recall", "Unweighted average recall", "macro_recall"),
+                ("f1", "Macro F1", "macro_f1"))
+
+
 def _eval_results(report: dict) -> list[EvalResult]:
+    """The model-index entries: each test group of the fusion model (the pooled group aside), by `CARD_METRICS`."""
     results = []
-    for group, r in report["results"]["fusion"].items():
+    for group, r in report["results"][FUSION].items():
         if group == SPEAKER_INDEPENDENT:
             continue
         speakers = f"{r['speakers']} held-out speaker{'s' if r['speakers'] != 1 else ''}"
         dataset = {"speaker": f"{group.upper()} ({speakers})",
                    "corpus": f"{group.upper()} (a corpus left out of training, all {r['speakers']} speakers)",
                    }.get(r["held_out_by"], f"{group.upper()} (held-out words of a training speaker)")
-        for metric_type, metric_name in (("accuracy", "Accuracy"), ("recall", "Unweighted average recall"),
-                                         ("f1", "Macro F1")):
-            key = {"accuracy": "accuracy", "recall": "macro_recall", "f1": "macro_f1"}[metric_type]
+        for metric_type, metric_name, key in CARD_METRICS:
             results.append(EvalResult(task_type="audio-classification", task_name="Speech emotion recognition",
                                       dataset_type=group, dataset_name=dataset, dataset_split="test",
                                       metric_type=metric_type, metric_name=metric_name,
@@ -376,20 +377,8 @@ def _weakest_classes(report: dict | None) -> str:
             " and ".join(f"{label} ({recalls[label]:.0%} recall)" for label in weakest) + " (see the confusion matrix).")
 
 
-def _results_table(report: dict | None, models: list[str] | None, groups: list[str] | None = None) -> str:
-    if not report:
-        return "(no evaluation report)"
-    rows = ["| model | test set | clips | speakers | accuracy | macro recall (UAR) | macro F1 |",
-            "|---|---|---|---|---|---|---|"]
-    for name, by_group in report["results"].items():
-        if models and name not in models:
-            continue
-        for group, r in by_group.items():
-            if groups and group not in groups:
-                continue
-            rows.append(f"| {name} | {group} ({r['held_out_by']}) | {r['clips']} | {r['speakers']} | "
-                        f"{r['accuracy']:.1%} | {r['macro_recall']:.1%} | {r['macro_f1']:.1%} |")
-    return "\n".join(rows)
+def _results_table(report: dict | None, models: list[str]) -> str:
+    return "\n".join(results_table(report["results"], models)) if report else "(no evaluation report)"
 
 
 def _training_description(training: dict | None) -> str:

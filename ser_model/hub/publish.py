@@ -25,7 +25,8 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from . import load_check
 from ..errors import InputError
-from .export import DEFAULT_REPO_ID, export_model, pip_install_line
+from ..evaluation.report import FUSION, SPEAKER_INDEPENDENT
+from .export import CARD_METRICS, DEFAULT_REPO_ID, export_model, pip_install_line
 from ..serving.inference import BUNDLED_MODEL
 from .load_check import LoadCheck
 
@@ -138,8 +139,7 @@ def check_card(folder: str | os.PathLike, repo_id: str) -> dict:
     report = read_report(folder)
     if report:
         measured = {(group, metric): round(r[key], 4)
-                    for group, r in report["results"]["fusion"].items()
-                    for metric, key in (("accuracy", "accuracy"), ("recall", "macro_recall"), ("f1", "macro_f1"))}
+                    for group, r in report["results"][FUSION].items() for metric, _, key in CARD_METRICS}
         carded = {(result.dataset_type, result.metric_type): result.metric_value
                   for result in card.data.eval_results or []}
         if "model-index" not in metadata or not carded:
@@ -153,10 +153,8 @@ def check_card(folder: str | os.PathLike, repo_id: str) -> dict:
 
 def commit_message(folder: str | os.PathLike, note: str | None = None) -> str:
     """"Upload speech emotion model (accuracy X%, UAR Y% on held-out speakers)", from the folder's report."""
-    from ..evaluation.evaluate import SPEAKER_INDEPENDENT
-
     report = read_report(folder)
-    result = report and report["results"].get("fusion", {}).get(SPEAKER_INDEPENDENT)
+    result = report and report["results"].get(FUSION, {}).get(SPEAKER_INDEPENDENT)
     if result:
         message = (f"Upload speech emotion model (accuracy {result['accuracy']:.1%}, "
                    f"UAR {result['macro_recall']:.1%} on held-out speakers)")
