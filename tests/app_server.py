@@ -5,12 +5,12 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench._app_server import START_TIMEOUT, free_port
+from bench._app_server import free_port
 from bench._app_server import running_app as _serve_app
 
 from .conftest import save_tiny_model
 
-__all__ = ["START_TIMEOUT", "free_port", "running_app"]
+__all__ = ["free_port", "running_app"]
 
 
 @contextlib.contextmanager
