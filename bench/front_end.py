@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from ser_model.audio_io import AudioError, load_audio
 from ser_model.data.corpora import discover
-from ser_model.feature_extractor import LOG_FLOOR, NORM_EPS
+from ser_model.feature_extractor import LOG_FLOOR, NORM_EPS, REFERENCE_RMS
 
 # name: (full default, --quick default, help)
 RUN_COUNTS = {
@@ -154,8 +154,13 @@ def librosa_features(librosa, fe, waveforms: np.ndarray) -> dict[str, np.ndarray
     Hann window, `center=True` with reflect padding and HTK mel filters without area normalisation,
     where librosa defaults to constant padding and Slaney filters, so those are set explicitly.
     """
-    # As the extractor does, louder-than-full-scale clips are scaled to a peak of 1 (a no-op on decoded files).
-    waveforms = waveforms / np.maximum(np.abs(waveforms).max(axis=-1, keepdims=True), 1.0)
+    # The extractor's level step, or the two sides would compare different inputs: each clip scaled to
+    # REFERENCE_RMS, or with `normalize_level=False` only louder-than-full-scale clips down to a peak of 1.
+    if fe.normalize_level:
+        rms = np.sqrt(np.mean(np.square(waveforms, dtype=np.float64), axis=-1, keepdims=True))
+        waveforms = (waveforms * (REFERENCE_RMS / np.where(rms > 0, rms, REFERENCE_RMS))).astype(np.float32)
+    else:
+        waveforms = waveforms / np.maximum(np.abs(waveforms).max(axis=-1, keepdims=True), 1.0)
     mel = librosa.feature.melspectrogram(
         y=waveforms, sr=fe.sampling_rate, n_fft=fe.n_fft, hop_length=fe.hop_length, window="hann", center=True,
         pad_mode="reflect", power=2.0, n_mels=fe.n_mels, fmin=fe.f_min, fmax=fe.f_max, htk=True, norm=None,
