@@ -125,7 +125,10 @@ def measure(playwright, url: str, microphone: Path, clip: Path, args, workdir: P
         cpu = {kind: seconds - cpu_before.get(kind, 0.0) for kind, seconds in cpu_by_kind().items()}
     finally:
         browser.close()
-        uploads.join()
+        # The uploads start once the page records: a failure before that leaves nothing to wait for, and
+        # join() would raise over the failure's own error.
+        if uploads.ident is not None:
+            uploads.join()
     client.close()
     delays, unmatched = pair(sent, updates)
     # The chunks are the server's upload files under `workdir`: read their lengths while they exist.
