@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# `python bench/x.py` puts bench/ on sys.path, not the repository root that holds `ser_model`.
+# A benchmark measures the checkout it sits in, not whichever copy of `ser_model` is installed:
+# `python bench/x.py` puts bench/ on sys.path, so the repository root goes in front of it.
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
@@ -23,11 +24,13 @@ import torch  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification  # noqa: E402
-from ser_model.serving.inference import BUNDLED_MODEL, EmotionRecognizer, model_source  # noqa: E402
+from ser_model.serving.inference import EmotionRecognizer  # noqa: E402
 
-# The corpora live next to the repository (see /work/shared/data/README.md), never inside it;
-# SER_DATA_DIR moves them, as for the tests (tests/conftest.py).
-from ser_model.data.corpora import DEFAULT_DATA_DIR  # noqa: E402  (SER_DATA_DIR, else ../shared/data)
+# Where the repository keeps things is the scripts' business, not the library's: the bundled model
+# is model/ in this checkout, and the corpora sit beside the checkout, never inside it (SER_DATA_DIR
+# moves them, as for the tests).
+BUNDLED_MODEL = REPO_ROOT / "model"
+DEFAULT_DATA_DIR = Path(os.environ.get("SER_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
 # The preset the project trains by default; a random model of it stands in when model/ is missing.
 DEFAULT_PRESET = "cpu-small"
 # "Loading weights" bars would interleave with the benchmarks' own progress bars and tables.
@@ -81,14 +84,12 @@ def available_cores() -> int:
 
 
 def resolve_model(name_or_path: str | None) -> str | None:
-    """The model to load, or None for a random model when the default bundled model is missing.
-    A missing folder given explicitly is `EmotionRecognizer.from_pretrained`'s clear `OSError`."""
-    if name_or_path is not None:
-        return name_or_path
-    source, _ = model_source()
-    if Path(source) == BUNDLED_MODEL and not BUNDLED_MODEL.is_dir():
-        return None
-    return source
+    """`--model`, else `$SER_MODEL`, else the bundled model/; None (a random model) when model/ does not
+    exist yet. A missing folder given explicitly is `EmotionRecognizer.from_pretrained`'s clear `OSError`."""
+    chosen = name_or_path or os.environ.get("SER_MODEL")
+    if chosen:
+        return chosen
+    return str(BUNDLED_MODEL) if BUNDLED_MODEL.is_dir() else None
 
 
 def load_recognizer(model: str | None, **kwargs) -> tuple[EmotionRecognizer, str]:
@@ -106,6 +107,22 @@ def load_recognizer(model: str | None, **kwargs) -> tuple[EmotionRecognizer, str
         recognizer = EmotionRecognizer.from_pretrained(model, device="cpu", **kwargs)
         description = str(model)
     return recognizer, f"{description}; {count_parameters(recognizer.model) / 1e6:.2f} M parameters"
+
+
+def model_to_serve(name_or_path: str | None, workdir: Path) -> tuple[str, str]:
+    """The model folder or Hub id an app server loads, and a line describing it.
+
+    The server loads only saved models, so when model/ does not exist yet the random default-preset
+    model is saved under `workdir`.
+    """
+    model = resolve_model(name_or_path)
+    if model is not None:
+        return model, model
+    recognizer, line = load_recognizer(None)
+    folder = workdir / "model"
+    recognizer.model.save_pretrained(folder)
+    recognizer.feature_extractor.save_pretrained(folder)
+    return str(folder), line
 
 
 def count_parameters(module: torch.nn.Module) -> int:

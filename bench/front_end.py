@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from ser_model.audio_io import AudioError, load_audio
 from ser_model.data.corpora import discover
-from ser_model.feature_extractor import LOG_FLOOR, NORM_EPS
+from ser_model.feature_extractor import LOG_FLOOR, NORM_EPS, REFERENCE_RMS
 
 # name: (full default, --quick default, help)
 RUN_COUNTS = {
@@ -48,20 +48,13 @@ RUN_COUNTS = {
     "clips": (200, 20, "clips per corpus in part (b)"),
 }
 FEATURE_CLIPS = 64
-# The rates the corpora are distributed at: RAVDESS 48 kHz 16-bit WAV (Livingstone & Russo 2018),
-# TESS 24,414 Hz 16-bit WAV (as downloaded; see /work/shared/NOTES.md).
+# The rates the corpora are distributed at, which a user's own copy has: RAVDESS 48 kHz 16-bit WAV
+# (Livingstone & Russo 2018), TESS 24,414 Hz 16-bit WAV (as its authors distribute it).
 ORIGINAL_RATES = {"ravdess": 48_000, "tess": 24_414}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_common_arguments(parser)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="part (a) (default: %(default)s)")
-    add_run_count_arguments(parser, RUN_COUNTS)
-    args = parser.parse_args(argv)
-    resolve_run_counts(parser, args, RUN_COUNTS, minimum={"warmup": 0})
-    check_threads_and_batch_sizes(parser, args)
-
+    args = parse_arguments(argv)
     torch.set_num_threads(args.threads)
     try:
         feature_extractor, extractor_line = load_feature_extractor(resolve_model(args.model))
@@ -82,6 +75,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def parse_arguments(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="part (a) (default: %(default)s)")
+    add_run_count_arguments(parser, RUN_COUNTS)
+    args = parser.parse_args(argv)
+    resolve_run_counts(parser, args, RUN_COUNTS, minimum={"warmup": 0})
+    check_threads_and_batch_sizes(parser, args)
+    return args
+
+
 # (a) features ------------------------------------------------------------------------------------
 
 def compare_features(feature_extractor, extractor_line: str, args) -> None:
@@ -94,24 +98,30 @@ def compare_features(feature_extractor, extractor_line: str, args) -> None:
         print()
         return
     fe = feature_extractor
-    sampling_rate = fe.sampling_rate
-    clips, clips_line = three_second_clips(args.data, FEATURE_CLIPS, sampling_rate)
+    clips, clips_line = three_second_clips(args.data, FEATURE_CLIPS, fe.sampling_rate)
     print(f"ours: {extractor_line}: n_fft {fe.n_fft}, hop {fe.hop_length}, {fe.n_mels} mels "
           f"{fe.f_min:g}-{fe.f_max:g} Hz, {fe.n_mfcc} MFCCs (torchaudio)")
     print(f"librosa {librosa.__version__}: the same settings, {librosa_settings_line()}")
     print(f"clips: {clips_line}")
     print(f"runs per batch size: {args.warmup} warm-up + {args.repeats} timed, each side")
+    print_feature_difference(librosa, fe, clips)
+    print_feature_timings(librosa, fe, clips, args)
 
-    ours_out = fe(clips, sampling_rate=sampling_rate, return_tensors="np")
-    theirs_out = librosa_features(librosa, fe, np.stack(clips))
-    mel_diff = float(np.abs(ours_out["input_values"] - theirs_out["input_values"]).max())
-    mfcc_diff = float(np.abs(ours_out["input_mfcc"] - theirs_out["input_mfcc"]).max())
+
+def print_feature_difference(librosa, fe, clips: list[np.ndarray]) -> None:
+    """The largest difference between the two sides' features: a timing compares equal work only if it is small."""
+    ours = fe(clips, sampling_rate=fe.sampling_rate, return_tensors="np")
+    theirs = librosa_features(librosa, fe, np.stack(clips))
+    mel_diff = float(np.abs(ours["input_values"] - theirs["input_values"]).max())
+    mfcc_diff = float(np.abs(ours["input_mfcc"] - theirs["input_mfcc"]).max())
     print(f"largest absolute difference over the {len(clips)} clips (both normalised as the model's inputs, "
           f"unit standard deviation): log-mel {mel_diff:.2g}, MFCC {mfcc_diff:.2g}")
     print()
 
+
+def print_feature_timings(librosa, fe, clips: list[np.ndarray], args) -> None:
     def ours(batch):
-        return fe(batch, sampling_rate=sampling_rate, return_tensors="np")
+        return fe(batch, sampling_rate=fe.sampling_rate, return_tensors="np")
 
     def theirs(batch):
         return librosa_features(librosa, fe, np.stack(batch))
@@ -144,8 +154,13 @@ def librosa_features(librosa, fe, waveforms: np.ndarray) -> dict[str, np.ndarray
     Hann window, `center=True` with reflect padding and HTK mel filters without area normalisation,
     where librosa defaults to constant padding and Slaney filters, so those are set explicitly.
     """
-    # As the extractor does, louder-than-full-scale clips are scaled to a peak of 1 (a no-op on decoded files).
-    waveforms = waveforms / np.maximum(np.abs(waveforms).max(axis=-1, keepdims=True), 1.0)
+    # The extractor's level step, or the two sides would compare different inputs: each clip scaled to
+    # REFERENCE_RMS, or with `normalize_level=False` only louder-than-full-scale clips down to a peak of 1.
+    if fe.normalize_level:
+        rms = np.sqrt(np.mean(np.square(waveforms, dtype=np.float64), axis=-1, keepdims=True))
+        waveforms = (waveforms * (REFERENCE_RMS / np.where(rms > 0, rms, REFERENCE_RMS))).astype(np.float32)
+    else:
+        waveforms = waveforms / np.maximum(np.abs(waveforms).max(axis=-1, keepdims=True), 1.0)
     mel = librosa.feature.melspectrogram(
         y=waveforms, sr=fe.sampling_rate, n_fft=fe.n_fft, hop_length=fe.hop_length, window="hann", center=True,
         pad_mode="reflect", power=2.0, n_mels=fe.n_mels, fmin=fe.f_min, fmax=fe.f_max, htk=True, norm=None,
@@ -182,28 +197,41 @@ def decode_throughput(args, sampling_rate: int) -> None:
     except ValueError as error:
         print(f"No corpus to decode, so part (b) is skipped: {error}.")
         return
+    samples = sample_corpora(records, args.clips)
+    print(f"corpora: {', '.join(f'{c} ({len(p)} of {n} clips)' for c, (p, n) in samples.items())} from {args.data}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ser-bench-front-end-") as folder:
+        for corpus, (paths, _) in samples.items():
+            rows += time_corpus(corpus, paths, sampling_rate, Path(folder) / corpus)
+    print()
+    print_decoding_table(rows)
+
+
+def sample_corpora(records, count: int) -> dict[str, tuple[list[Path], int]]:
+    """Up to `count` files per corpus, and the corpus' number of files, by corpus name."""
     by_corpus = defaultdict(list)
     for record in records:
         by_corpus[record.corpus].append(Path(record.path))
     # Evenly spaced over each corpus' sorted files, so every speaker and emotion is represented.
-    samples = {corpus: [paths[i] for i in np.linspace(0, len(paths) - 1, num=min(args.clips, len(paths)))
-                        .round().astype(int)]
-               for corpus, paths in sorted(by_corpus.items())}
-    print(f"corpora: {', '.join(f'{c} ({len(p)} of {len(by_corpus[c])} clips)' for c, p in samples.items())} "
-          f"from {args.data}")
+    return {corpus: ([paths[i] for i in np.linspace(0, len(paths) - 1, num=min(count, len(paths)))
+                      .round().astype(int)], len(paths))
+            for corpus, paths in sorted(by_corpus.items())}
 
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="ser-bench-front-end-") as folder:
-        for corpus, paths in samples.items():
-            rows.append(time_decoding(corpus, "as stored", paths, sampling_rate))
-            original = ORIGINAL_RATES.get(corpus)
-            if original is not None and set(stored_rates(paths)) != {original}:
-                copies = recreate_at_rate(paths, original, Path(folder) / corpus, corpus)
-                rows.append(time_decoding(corpus, "original rate, WAV", copies, sampling_rate))
-                for path in copies:
-                    path.unlink()
-    print()
 
+def time_corpus(corpus: str, paths: list[Path], sampling_rate: int, folder: Path) -> list[dict]:
+    """The files as stored, then, where they are stored at another rate than the corpus is distributed
+    at, copies at that rate written under `folder` (and removed afterwards)."""
+    rows = [time_decoding(corpus, "as stored", paths, sampling_rate)]
+    original = ORIGINAL_RATES.get(corpus)
+    if original is not None and set(stored_rates(paths)) != {original}:
+        copies = recreate_at_rate(paths, original, folder, corpus)
+        rows.append(time_decoding(corpus, "original rate, WAV", copies, sampling_rate))
+        for path in copies:
+            path.unlink()
+    return rows
+
+
+def print_decoding_table(rows: list[dict]) -> None:
     header = (f"{'corpus':<8}  {'files':<18}  {'rate Hz':>12}  {'clips':>5}  {'audio s':>7}  {'wall s':>6}  "
               f"{'clips/s':>7}  {'audio s/wall s':>14}  {'median ms/clip':>14}")
     print(header)

@@ -4,7 +4,7 @@ session running.
 
     python bench/live_latency.py [--model M] [--seconds 40] [--requests 30]
 
-The real app (`python app.py`, started as the tests start it) serves the model; headless Chromium
+The real app (`python app.py`, started as the tests start it, by `bench/_app_server.py`) serves the model; headless Chromium
 opens the Live tab with its fake microphone playing real RAVDESS speech (Chromium's
 `--use-file-for-fake-audio-capture`), exactly as a person's browser would stream it. Gradio 6.31's
 audio component sends a chunk every 0.1 s; the app classifies once per second of new audio and names
@@ -32,17 +32,16 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import _common  # noqa: F401  (sets up sys.path before ser_model is imported)
 import numpy as np
 import psutil
 import soundfile as sf
-from _common import (DEFAULT_DATA_DIR, environment_lines, load_recognizer, percentile, ravdess_clips,
-                     resolve_model, run_script)
+from _app_server import running_app
+from _common import DEFAULT_DATA_DIR, environment_lines, model_to_serve, percentile, ravdess_clips, run_script
 from gradio_client import Client, handle_file
-
-from tests.app_server import running_app
 
 CHROMIUM = os.environ.get("SER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -59,7 +58,42 @@ OBSERVE_UPDATES = """() => {
 }"""
 
 
+@dataclass
+class LiveRun:
+    """What one run measured: the live updates' delays after their chunks (seconds) and the updates that
+    named no chunk sent, /predict latencies alone and during the session (seconds), the audio sent and
+    classified (seconds), and the CPU seconds used meanwhile by kind of process."""
+
+    delays: list[float]
+    unmatched: int
+    alone: list[float]
+    during: list[float]
+    sent_seconds: float
+    chunks: int
+    heard: float
+    cpu: dict[str, float]
+
+
 def main(argv=None) -> int:
+    args = parse_arguments(argv)
+    if not Path(CHROMIUM).is_file():
+        print(f"error: no Chromium at {CHROMIUM} (apt-get install chromium, or set SER_CHROMIUM)", file=sys.stderr)
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    print("\n".join(environment_lines()))
+    with tempfile.TemporaryDirectory(prefix="live-latency-") as tmp:
+        workdir = Path(tmp)
+        model, line = model_to_serve(args.model, workdir)
+        print(f"model: {line}")
+        microphone, clip = write_audio(args.data, workdir)
+        with running_app(workdir, model=model) as url, sync_playwright() as playwright:
+            run = measure(playwright, url, microphone, clip, args, workdir)
+    print_run(run, args)
+    return 0
+
+
+def parse_arguments(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model folder or Hub id (default: $SER_MODEL, else model/)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder holding ravdess/")
@@ -70,46 +104,47 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.seconds < 5 or args.requests < 5:
         parser.error("--seconds and --requests must be at least 5")
-    if not Path(CHROMIUM).is_file():
-        print(f"error: no Chromium at {CHROMIUM} (apt-get install chromium, or set SER_CHROMIUM)", file=sys.stderr)
-        return 2
-    from playwright.sync_api import sync_playwright
+    return args
 
-    print("\n".join(environment_lines()))
-    with tempfile.TemporaryDirectory(prefix="live-latency-") as tmp:
-        workdir = Path(tmp)
-        model, line = model_folder(args.model, workdir)
-        print(f"model: {line}")
-        microphone, clip = write_audio(args.data, workdir)
-        with running_app(workdir, model=model) as url, sync_playwright() as playwright:
-            client = Client(url, verbose=False, download_files=False, httpx_kwargs={"trust_env": False})
-            for _ in range(3):  # warm-up: first requests pay for lazy imports and caches
-                client.predict(handle_file(str(clip)), api_name="/predict")
-            alone = upload_latencies(client, clip, args.requests)
-            during: list[float] = []
-            uploads = threading.Thread(target=lambda: during.extend(
-                upload_latencies(client, clip, args.requests, start_after=3.0)))
-            browser = playwright.chromium.launch(executable_path=niced(CHROMIUM, args.browser_nice, workdir),
-                                                 headless=True,
-                                                 args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone}"])
-            cpu_before = cpu_by_kind()
-            try:
-                sent, updates = live_session(browser, url, args.seconds, uploads)
-                cpu = {kind: seconds - cpu_before.get(kind, 0.0) for kind, seconds in cpu_by_kind().items()}
-            finally:
-                browser.close()
-                uploads.join()
-            client.close()
-        delays, unmatched = pair(sent, updates)
-        sent_seconds = sum(sf.info(path).duration for _, path in {p: (t, p) for t, p in sent}.values())
-        heard = max((update[2] for update in updates), default=0.0)
+
+def measure(playwright, url: str, microphone: Path, clip: Path, args, workdir: Path) -> LiveRun:
+    """/predict with no live session, then a live session in Chromium with /predict alongside."""
+    client = Client(url, verbose=False, download_files=False, httpx_kwargs={"trust_env": False})
+    for _ in range(3):  # warm-up: first requests pay for lazy imports and caches
+        client.predict(handle_file(str(clip)), api_name="/predict")
+    alone = upload_latencies(client, clip, args.requests)
+    during: list[float] = []
+    uploads = threading.Thread(target=lambda: during.extend(
+        upload_latencies(client, clip, args.requests, start_after=3.0)))
+    browser = playwright.chromium.launch(executable_path=niced(CHROMIUM, args.browser_nice, workdir),
+                                         headless=True,
+                                         args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone}"])
+    cpu_before = cpu_by_kind()
+    try:
+        sent, updates = live_session(browser, url, args.seconds, uploads)
+        cpu = {kind: seconds - cpu_before.get(kind, 0.0) for kind, seconds in cpu_by_kind().items()}
+    finally:
+        browser.close()
+        # The uploads start once the page records: a failure before that leaves nothing to wait for, and
+        # join() would raise over the failure's own error.
+        if uploads.ident is not None:
+            uploads.join()
+    client.close()
+    delays, unmatched = pair(sent, updates)
+    # The chunks are the server's upload files under `workdir`: read their lengths while they exist.
+    chunks = {path for _, path in sent}
+    return LiveRun(delays=delays, unmatched=unmatched, alone=alone, during=during,
+                   sent_seconds=sum(sf.info(path).duration for path in chunks), chunks=len(chunks),
+                   heard=max((update[2] for update in updates), default=0.0), cpu=cpu)
+
+
+def print_run(run: LiveRun, args) -> None:
     print(f"browser niceness: {args.browser_nice}")
-    report(delays, unmatched, alone, during)
-    print(f"audio: {sent_seconds:.1f} s sent in {len({path for _, path in sent})} chunks; {heard:.1f} s classified "
+    report(run.delays, run.unmatched, run.alone, run.during)
+    print(f"audio: {run.sent_seconds:.1f} s sent in {run.chunks} chunks; {run.heard:.1f} s classified "
           "(Gradio gives a stream's function only the newest chunk: the rest were skipped under load)")
     print(f"CPU during the live phase ({args.seconds:g} s, /predict included): "
-          + ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(cpu.items())))
-    return 0
+          + ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(run.cpu.items())))
 
 
 def cpu_by_kind() -> dict[str, float]:
@@ -140,17 +175,6 @@ def niced(executable: str, niceness: int, workdir: Path) -> str:
                         f'exec nice -n {niceness} "{executable}" "$@"\n')
     launcher.chmod(0o755)
     return str(launcher)
-
-
-def model_folder(name: str | None, workdir: Path) -> tuple[str, str]:
-    """The model to serve; a random default-preset model saved under `workdir` when model/ is missing."""
-    model = resolve_model(name)
-    if model is not None:
-        return model, model
-    recognizer, line = load_recognizer(None)
-    recognizer.model.save_pretrained(workdir / "model")
-    recognizer.feature_extractor.save_pretrained(workdir / "model")
-    return str(workdir / "model"), line
 
 
 def write_audio(data_dir: Path, workdir: Path) -> tuple[Path, Path]:

@@ -40,6 +40,13 @@ RESULT_PREFIX = "LONG_AUDIO_RESULT "
 
 
 def main(argv=None) -> int:
+    args = parse_arguments(argv)
+    if args.child is not None:
+        return run_child(args)
+    return run_parent(args)
+
+
+def parse_arguments(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--minutes", type=float, nargs="+", default=[10.0, 60.0],
@@ -55,9 +62,7 @@ def main(argv=None) -> int:
         parser.error(f"every --minutes must be positive, got {args.minutes}")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.child is not None:
-        return run_child(args)
-    return run_parent(args)
+    return args
 
 
 def run_parent(args) -> int:
