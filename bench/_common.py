@@ -23,7 +23,8 @@ import torch  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification  # noqa: E402
-from ser_model.serving.inference import BUNDLED_MODEL, EmotionRecognizer, model_source  # noqa: E402
+from ser_model.cli import BUNDLED_MODEL, model_source  # noqa: E402
+from ser_model.serving.inference import EmotionRecognizer  # noqa: E402
 
 # The corpora live next to the repository (see /work/shared/data/README.md), never inside it;
 # SER_DATA_DIR moves them, as for the tests (tests/conftest.py).
