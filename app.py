@@ -13,16 +13,16 @@ import argparse
 import importlib.util
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import gradio as gr
 
-from ser_model.serving.analysis import (NOT_SURE_BELOW, SEGMENT_COLUMNS, analyze_file, describe, draw_pictures,
-                                segment_band_html, segment_rows, sentiment)
-from ser_model.audio_io import AudioError, TruncatedAudioWarning, format_duration
-from ser_model.hub.export import describe_training_data
-from ser_model.serving.inference import EmotionRecognizer, Prediction, model_source
+from ser_model.audio_io import AudioError, format_duration
+from ser_model.cli import model_source
+from ser_model.model_info import describe_training_data, load_training_corpora
+from ser_model.serving.analysis import (NOT_SURE_BELOW, SEGMENT_COLUMNS, RecentPredictions, analyze_file, describe,
+                                        draw_pictures, segment_band_html, segment_rows, sentiment)
+from ser_model.serving.inference import EmotionRecognizer
 from ser_model.serving.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
 from ser_model.serving.plots import timeline_figure
 
@@ -33,13 +33,12 @@ MAX_AUDIO_SECONDS = 600
 MAX_FILE_SIZE = "200mb"
 # Requests served at the same time; the rest wait in the queue, so one long file never blocks all.
 CONCURRENCY = 4
-# The app shows a truncated file's sentence itself (a toast, and the prediction's "warnings"); set
-# once here because warnings.catch_warnings is not thread-safe and requests run in threads.
-warnings.filterwarnings("ignore", category=TruncatedAudioWarning)
+# Requests that may wait in the queue; beyond it a request is refused at once rather than left to time out.
+QUEUE_SIZE = 64
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Live mode: the browser sends the microphone's audio every 0.1 s, and once per second of new audio
-# the newest window is classified (about 30 ms of CPU per update; see ser_model.serving.live). One live session ends after 10 minutes so that
-# a forgotten tab does not hold the Space; its timeline keeps the last MAX_HISTORY_SECONDS.
+# the newest window is classified (see ser_model.serving.live). One live session ends after 10 minutes
+# so that a forgotten tab does not hold the Space; its timeline keeps the last MAX_HISTORY_SECONDS.
 LIVE_TIME_LIMIT = 600
 # Above this share of missed audio the live result says so (the first chunk's upload alone misses a little).
 LIVE_SKIP_NOTICE = 0.2
@@ -63,11 +62,24 @@ ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
 if ARGS.mcp and importlib.util.find_spec("mcp") is None:
     sys.exit("--mcp needs Gradio's MCP extra, which is not installed: pip install 'gradio[mcp]==6.31.0'")
 _default_model, _default_revision = model_source()
-RECOGNIZER = EmotionRecognizer.from_pretrained(ARGS.model or _default_model,
-                                               revision=ARGS.revision or _default_revision)
+MODEL, REVISION = ARGS.model or _default_model, ARGS.revision or _default_revision
+RECOGNIZER = EmotionRecognizer.from_pretrained(MODEL, revision=REVISION)
 # Read from the model's own training record, so the page's sentence about its data stays true.
-TRAINING_DATA = describe_training_data(EmotionRecognizer.load_training_corpora(
-    ARGS.model or _default_model, revision=ARGS.revision or _default_revision))
+TRAINING_DATA = describe_training_data(load_training_corpora(MODEL, revision=REVISION))
+# Each prediction waits here for its pictures (the second step), so the file is decoded once. As many
+# as the requests that can be running or queued: API clients take the numbers and never the pictures.
+RECENT = RecentPredictions(capacity=CONCURRENCY + QUEUE_SIZE)
+
+
+def analyze_recording(audio_path: str, progress: gr.Progress):
+    """`analyze_file` with the app's limit, its progress bar, and bad audio as a sentence on the page."""
+    try:
+        return analyze_file(RECOGNIZER, audio_path, max_seconds=MAX_AUDIO_SECONDS,
+                            progress=lambda done, total: progress(done / total if total else None,
+                                                                  desc="classifying windows"))
+    except AudioError as error:
+        # duration=None: the sentence stays until dismissed, so nobody misses why nothing appeared.
+        raise gr.Error(str(error), duration=None) from None
 
 
 def predict(audio_path: str | None, progress=gr.Progress()):
@@ -85,24 +97,21 @@ def predict(audio_path: str | None, progress=gr.Progress()):
     """
     if not audio_path:
         raise gr.Error("Record or upload some speech first.", duration=None)
-    try:
-        analysis = analyze_file(RECOGNIZER, audio_path, max_seconds=MAX_AUDIO_SECONDS,
-                                progress=lambda done, total: progress(done / total if total else None,
-                                                                      desc="classifying windows"))
-    except AudioError as error:
-        # duration=None: the sentence stays until dismissed, so nobody misses why nothing appeared.
-        raise gr.Error(str(error), duration=None) from None
+    analysis = analyze_recording(audio_path, progress)
+    RECENT.put(audio_path, analysis.prediction)
     for notice in analysis.notices:
         gr.Warning(notice, duration=None)
     return (analysis.prediction.probabilities, analysis.sentiment, analysis.segments,
-            {**analysis.prediction.to_dict(timeline=True), "warnings": analysis.notices})
+            analysis.prediction.to_dict(timeline=True))
 
 
-def draw(audio_path: str, prediction: dict, progress=gr.Progress()):
+def draw(audio_path: str, progress=gr.Progress()):
     """The probability chart, the waveform/spectrogram/MFCC picture and, for long audio, the
     emotion timeline and the segments table (shown only then) of a recording `predict` has classified."""
+    # A prediction pushed out of RECENT by a burst of API requests is made again rather than refused.
+    prediction = RECENT.take(audio_path) or analyze_recording(audio_path, progress).prediction
     progress(None, desc="drawing")
-    pictures = draw_pictures(RECOGNIZER, audio_path, Prediction.from_dict(prediction))
+    pictures = draw_pictures(prediction, RECOGNIZER.labels)
     long = pictures.timeline is not None
     return (pictures.probabilities, pictures.signal, gr.update(value=pictures.timeline, visible=long),
             gr.update(visible=long))
@@ -202,8 +211,8 @@ with gr.Blocks(title="Speech emotion recognition") as demo:
         timeline = gr.Plot(label="Emotion over time", show_label=False, visible=False, elem_id="timeline")
         segments = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Segments", visible=False, interactive=False,
                                 elem_id="segments")
-        # The prediction travels from the numbers to the pictures through the page (a gr.State output
-        # would break Gradio 6.31's MCP tool, which cannot return State); API clients get it as JSON.
+        # The whole prediction for API clients (a gr.State output would break Gradio 6.31's MCP tool,
+        # which cannot return State); the pictures are drawn from the server's copy (RECENT).
         prediction = gr.JSON(label="prediction", visible=False)
         if example_files():
             with input_column:
@@ -234,7 +243,7 @@ with gr.Blocks(title="Speech emotion recognition") as demo:
     for trigger, api_name in triggers:
         trigger(predict, inputs=audio, outputs=[emotions, sentiment_label, segments, prediction], api_name=api_name,
                 concurrency_limit=CONCURRENCY).success(
-            draw, inputs=[audio, prediction], outputs=[probabilities, signal, timeline, segments], api_name=False,
+            draw, inputs=audio, outputs=[probabilities, signal, timeline, segments], api_name=False,
             concurrency_limit=CONCURRENCY)
 
     live_outputs = [live_state, live_now, live_band, live_segments]
@@ -249,7 +258,7 @@ with gr.Blocks(title="Speech emotion recognition") as demo:
     live_audio.stop_recording(live_finish, inputs=live_state, outputs=[live_overall, live_summary, live_timeline],
                               api_name=False, concurrency_id="live")
 
-demo.queue(max_size=64)
+demo.queue(max_size=QUEUE_SIZE)
 
 if __name__ == "__main__":
     demo.launch(server_name=ARGS.host, server_port=ARGS.port, share=ARGS.share, max_file_size=MAX_FILE_SIZE,

@@ -318,7 +318,7 @@ def time_pictures(model: str, clips: list[Path], count: int = 8) -> float:
     for clip in clips[:count]:
         prediction = analyze_file(recognizer, str(clip)).prediction
         started = time.perf_counter()
-        pictures = draw_pictures(recognizer, str(clip), prediction)
+        pictures = draw_pictures(prediction, recognizer.labels)
         for figure in (pictures.probabilities, pictures.signal):
             encode_plot_to_base64(figure, "webp")
         durations.append(time.perf_counter() - started)

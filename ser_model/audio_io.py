@@ -4,7 +4,7 @@ soundfile (libsndfile, bundled in its wheel) decodes WAV, AIFF, FLAC, Ogg Vorbis
 no system packages and detects the format from the file's content, so a misnamed file still loads.
 Everything else (m4a/AAC, webm, ...) goes through the `ffmpeg` binary when it is installed.
 Resampling uses soxr: `torchaudio.functional.resample` takes about a second per clip for awkward
-rate pairs such as TESS's 24,414 Hz, soxr about 5 ms (see /work/shared/NOTES.md).
+rate pairs such as TESS's 24,414 Hz, soxr about 5 ms (`bench/front_end.py` times decoding and resampling).
 
 Every failure is an `AudioError` whose message is one sentence naming the file by its base name.
 """
@@ -13,7 +13,6 @@ import shutil
 import struct
 import subprocess
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -27,7 +26,6 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "FFMPEG_EXTENSIONS",
     "AudioError",
-    "TruncatedAudioWarning",
     "audio_duration",
     "check_duration",
     "format_duration",
@@ -66,12 +64,6 @@ _FFMPEG_INSTALL_HINT = "apt-get install ffmpeg"
 
 class AudioError(InputError):
     """Bad or unreadable audio; `str(err)` is one sentence a person understands."""
-
-
-class TruncatedAudioWarning(UserWarning):
-    """A WAV holds less audio than its header promises; `str(warning)` is one sentence with both
-    durations. The samples present are used (an interrupted recording is still worth classifying),
-    but the person must learn that the result covers only part of what they meant to send."""
 
 
 def load_audio(path, sampling_rate=16000, max_seconds=None, min_seconds=0.25) -> np.ndarray:
@@ -141,9 +133,6 @@ def stream_audio(path, sampling_rate=16000, block_seconds=30.0) -> Iterator[np.n
     # A plain function returning a generator, so a bad path fails here, not at the first block.
     path = _checked_path(path)
     block_samples = max(1, round(block_seconds * sampling_rate))
-    notice = truncation_notice(path)
-    if notice is not None:
-        warnings.warn(TruncatedAudioWarning(notice), stacklevel=2)
     sound = _open_soundfile(path)
     if sound is None:
         chunks = _ffmpeg_chunks(_require_ffmpeg(path), path, sampling_rate, block_samples)
@@ -323,8 +312,9 @@ def truncation_notice(path) -> Optional[str]:
     """The sentence for a WAV that holds less audio than its header promises, else None.
 
     libsndfile quietly clamps such a file's frame count to the data present, so a cut-off recording
-    would pass as a shorter clip without anyone knowing. `stream_audio` warns with this sentence
-    (`TruncatedAudioWarning`); the CLI and the app show it to the person themselves.
+    would pass as a shorter clip without anyone knowing. The samples present are still used (an
+    interrupted recording is worth classifying), and the sentence travels with the result
+    (`Prediction.notices`), so that the person learns it covers only part of what they sent.
     """
     path = Path(path)
     sound = _open_soundfile(path)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +23,16 @@ from .errors import InputError
 # that is not one, a bad flag, a failed publish) and OS errors (a missing or unwritable path).
 USER_ERRORS = (InputError, OSError)
 FORMATS = ("table", "json", "csv")
+# The model folder that ships with the repository: the default of the CLI and the app, so that both
+# run offline on a fresh clone. Resolved here, at the top, because only a checkout has it: the
+# library below takes an explicit folder or Hub id.
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "model"
+
+
+def model_source() -> tuple[str, str | None]:
+    """The model the CLI and the app load when none is named: `$SER_MODEL` (a folder or Hub id) with
+    `$SER_MODEL_REVISION`, else the bundled model."""
+    return os.environ.get("SER_MODEL") or str(BUNDLED_MODEL), os.environ.get("SER_MODEL_REVISION") or None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_parser(commands)
     evaluate.add_parser(commands)
     export.add_parser(commands)
-    publish.add_parser(commands)
+    publish.add_parser(commands, default_model=str(BUNDLED_MODEL))
     args = parser.parse_args(argv)
     try:
         return args.run(args)
@@ -97,11 +107,8 @@ def output_format(requested: str | None, output: str | None) -> str:
 
 def run_predict(args: argparse.Namespace) -> int:
     from .serving import batch_predict
-    from .audio_io import TruncatedAudioWarning
-    from .serving.inference import EmotionRecognizer, model_source
+    from .serving.inference import EmotionRecognizer
 
-    # batch_predict prints the sentence as a "warning:" line of its own, without Python's source location.
-    warnings.filterwarnings("ignore", category=TruncatedAudioWarning)
     fmt = output_format(args.format, args.output)
     files = expand_paths(args.paths)
     if not files:
@@ -117,6 +124,7 @@ def run_predict(args: argparse.Namespace) -> int:
         # process as soon as one exits with an error, which could cut the writing short.
         return 0
     failures = sum(error is not None for _, _, error in results)
+    print_notices(results)
 
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
@@ -128,6 +136,14 @@ def run_predict(args: argparse.Namespace) -> int:
     if failures:
         print(f"{failures} of {len(results)} files failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def print_notices(results) -> None:
+    """One `warning:` line on stderr per notice (a truncated WAV): the file was classified all the
+    same, and stderr keeps the output, which may be a JSON or CSV file, data only."""
+    for _, prediction, _ in results:
+        for notice in prediction.notices if prediction else ():
+            print(f"warning: {notice}", file=sys.stderr)
 
 
 def write_table(results, labels, timeline, out) -> None:

@@ -1,5 +1,7 @@
 """What the app shows for one recording, checked without Gradio: `ser_model.serving.analysis` on the tiny model."""
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -8,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from ser_model.serving.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, analyze_file, describe, draw_pictures,
-                                segment_band_html, segment_rows, sentiment)
+from ser_model.serving.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, RecentPredictions, analyze_file,
+                                        describe, draw_pictures, segment_band_html, segment_rows, sentiment)
 from ser_model.audio_io import AudioError
 from ser_model.serving.inference import EmotionRecognizer, WindowPrediction, merge_segments, window_spans
 from ser_model.serving.plots import probability_figure, timeline_figure
@@ -76,7 +78,7 @@ def test_short_file_gives_one_decision_and_no_timeline(recognizer, tmp_path, clo
     assert not analysis.is_long
     assert analysis.segments == []
     assert calls and calls[-1] == pytest.approx((0.8, 0.8))
-    pictures = draw_pictures(recognizer, str(tmp_path / "short.wav"), analysis.prediction)
+    pictures = draw_pictures(analysis.prediction, recognizer.labels)
     assert isinstance(pictures.probabilities, Figure) and isinstance(pictures.signal, Figure)
     assert pictures.timeline is None
 
@@ -90,7 +92,7 @@ def test_file_longer_than_a_window_gets_a_timeline_and_merged_segments(recognize
     # Windows start every hop and the last one ends at the end: (3 - 1) / 0.5 + 1 = 5 windows.
     expected_windows = round((seconds - config.window_seconds) / config.window_hop_seconds) + 1
     assert analysis.is_long and len(analysis.prediction.windows) == expected_windows
-    pictures = draw_pictures(recognizer, str(tmp_path / "long.wav"), analysis.prediction)
+    pictures = draw_pictures(analysis.prediction, recognizer.labels)
     assert isinstance(pictures.timeline, Figure)
     assert analysis.segments == segment_rows(analysis.prediction.windows)
     assert analysis.segments[0][0] == 0.0 and analysis.segments[-1][1] == seconds
@@ -143,10 +145,51 @@ def test_bad_input_is_one_sentence(recognizer, tmp_path, close_figures, name, wr
     assert sentence.endswith(".") and "\n" not in sentence and "Traceback" not in sentence
 
 
+def test_the_pictures_come_from_the_prediction_without_decoding_the_file_again(recognizer, tmp_path, monkeypatch,
+                                                                              close_figures):
+    path = write_wav(tmp_path / "long.wav", 3.0)
+    prediction = analyze_file(recognizer, str(path)).prediction
+    view = prediction.view
+    decoded = sf.read(path, dtype="float32")[0]
+    window = recognizer.feature_extractor(decoded[:recognizer.window], sampling_rate=16_000)
+    # The features drawn are the model's input for the first window, and they cover that window only.
+    np.testing.assert_allclose(view.log_mel, window["input_values"][0], atol=1e-3)
+    np.testing.assert_allclose(view.mfcc, window["input_mfcc"][0], atol=1e-3)
+    assert view.feature_seconds == pytest.approx(recognizer.config.window_seconds, abs=0.02)
+    # The envelope spans the whole file and holds every sample between its bounds.
+    assert view.envelope_seconds[0] == 0 and view.envelope_seconds[-1] < 3.0 <= view.envelope_seconds[-1] + 0.01
+    assert view.envelope_low.min() == pytest.approx(decoded.min(), abs=1e-4)
+    assert view.envelope_high.max() == pytest.approx(decoded.max(), abs=1e-4)
+    monkeypatch.setattr("ser_model.audio_io.stream_audio", lambda *args, **kwargs: pytest.fail("decoded again"))
+    monkeypatch.setattr("ser_model.serving.inference.stream_audio", lambda *a, **k: pytest.fail("decoded again"))
+    assert isinstance(draw_pictures(prediction, recognizer.labels).signal, Figure)
+
+
+def test_a_prediction_without_its_view_cannot_be_drawn(recognizer, tmp_path):
+    prediction = recognizer.predict_file(write_wav(tmp_path / "clip.wav", 0.8))
+    assert prediction.view is None
+    with pytest.raises(ValueError, match="keep_view=True"):
+        draw_pictures(prediction, recognizer.labels)
+
+
+def test_recent_predictions_are_taken_once_by_file_and_the_oldest_go_first(recognizer, tmp_path):
+    paths = [str(write_wav(tmp_path / f"{i}.wav", 0.5, seed=i)) for i in range(3)]
+    predictions = [recognizer.predict_file(path) for path in paths]
+    recent = RecentPredictions(capacity=2)
+    for path, prediction in zip(paths, predictions):
+        recent.put(path, prediction)
+    assert len(recent) == 2 and recent.take(paths[0]) is None
+    assert recent.take(paths[2]) is predictions[2] and recent.take(paths[2]) is None
+    write_wav(paths[1], 0.6)  # another recording under the same name is not the one classified
+    assert recent.take(paths[1]) is None
+    assert recent.take(str(tmp_path / "missing.wav")) is None
+
+
 def test_a_truncated_wav_is_classified_with_its_notice_for_the_app(recognizer, tmp_path):
-    with pytest.warns(UserWarning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the notice travels in the result, not as a Python warning
         analysis = analyze_file(recognizer, str(write_truncated_wav(tmp_path / "cut.wav")), max_seconds=60)
-    assert analysis.notices == [TRUNCATED_SENTENCE]
+    assert analysis.notices == [TRUNCATED_SENTENCE] == analysis.prediction.to_dict()["warnings"]
     assert analysis.prediction.duration == pytest.approx(1.5)
     assert analyze_file(recognizer, write_wav(tmp_path / "whole.wav", 1.5)).notices == []
 

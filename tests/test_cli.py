@@ -119,5 +119,27 @@ def test_a_truncated_wav_is_classified_with_a_warning_line(tiny_model_dir, tmp_p
     captured = capsys.readouterr()
     (record,) = json.loads(captured.out)
     assert record["duration"] == 1.5 and "error" not in record
+    assert record["warnings"] == [TRUNCATED_SENTENCE]  # the JSON file keeps the notice with the result
     assert f"warning: {TRUNCATED_SENTENCE}" in captured.err.splitlines()
     assert "TruncatedAudioWarning" not in captured.err  # one sentence, not Python's warning format
+
+
+def test_the_default_model_is_the_bundled_folder_unless_the_environment_names_one(monkeypatch):
+    monkeypatch.delenv("SER_MODEL", raising=False)
+    monkeypatch.delenv("SER_MODEL_REVISION", raising=False)
+    assert cli.model_source() == (str(REPO / "model"), None) == (str(cli.BUNDLED_MODEL), None)
+    monkeypatch.setenv("SER_MODEL", "org/name")
+    monkeypatch.setenv("SER_MODEL_REVISION", "abc123")
+    assert cli.model_source() == ("org/name", "abc123")
+
+
+@pytest.mark.slow  # a fresh Python process and the bundled model
+def test_predict_without_model_uses_the_bundled_model_from_the_repository_root(tmp_path):
+    if not (REPO / "model" / "model.safetensors").is_file():
+        pytest.skip("the bundled model/ has not been exported")
+    env = {k: v for k, v in os.environ.items() if k not in ("SER_MODEL", "SER_MODEL_REVISION")}
+    done = subprocess.run([sys.executable, "-m", "ser_model", "predict", "examples/ravdess_actor07_angry.flac",
+                           "--format", "json"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["label"] in LABELS
+

@@ -46,20 +46,6 @@ def test_a_new_import_in_a_code_file_reaches_the_requirements(tmp_path, monkeypa
         hub_requirements()
 
 
-def test_the_training_data_sentence_names_languages_and_corpora(tiny_model_dir):
-    from ser_model.hub.export import describe_training_data
-    from ser_model.serving.inference import EmotionRecognizer
-
-    assert describe_training_data(["ravdess", "ased", "nemo"]) == "acted speech in English, Amharic and Polish " \
-                                                                 "(RAVDESS, ASED, nEMO)"
-    assert describe_training_data(["tess"]) == "acted speech in English (TESS)"
-    assert EmotionRecognizer.load_training_corpora(tiny_model_dir) is None
-    (tiny_model_dir / "split.json").write_text('{"corpora": {"tess": {}, "ravdess": {}}}')
-    assert EmotionRecognizer.load_training_corpora(tiny_model_dir) == ["ravdess", "tess"]
-    (tiny_model_dir / "training.json").write_text('{"corpora": ["turev"]}')  # the record of the run wins
-    assert EmotionRecognizer.load_training_corpora(tiny_model_dir) == ["turev"]
-
-
 def test_the_card_says_how_the_weights_were_started_and_averaged():
     from ser_model.hub.export import _training_description
     from ser_model.training.train import TrainingConfig

@@ -19,7 +19,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from ser_model.hub.export import pip_install_line
-from ser_model.serving.inference import BUNDLED_MODEL
+from ser_model.cli import BUNDLED_MODEL
 from ser_model.hub.publish import build_folder, check_loads
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from ser_model.audio_io import AudioError
-from ser_model.serving.inference import EmotionRecognizer, _sliding_windows
+from ser_model.serving.inference import ENVELOPE_POINTS, EmotionRecognizer, Prediction, _Envelope, _sliding_windows
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import speechlike
@@ -89,9 +89,9 @@ def test_ten_minute_file_streams_in_bounded_memory(recognizer, tmp_path):
     # A 10-minute file through the long-audio path: every window classified, in order, while
     # memory stays flat in the length (the decoded audio alone would be 38 MB).
     seen = []
-    prediction, peak = peak_allocation(recognizer, write_long_file(tmp_path / "long.wav", 10),
+    prediction, peak = peak_allocation(recognizer, write_long_file(tmp_path / "long.wav", 10), keep_view=True,
                                        progress=lambda done, total: seen.append((done, total)))
-    _, short_peak = peak_allocation(recognizer, write_long_file(tmp_path / "short.wav", 2))
+    _, short_peak = peak_allocation(recognizer, write_long_file(tmp_path / "short.wav", 2), keep_view=True)
 
     window, hop, seconds = recognizer.config.window_seconds, recognizer.config.window_hop_seconds, 600
     assert len(prediction.windows) == int((seconds - window) / hop) + 1
@@ -99,6 +99,7 @@ def test_ten_minute_file_streams_in_bounded_memory(recognizer, tmp_path):
     assert [w.start for w in prediction.windows] == sorted(w.start for w in prediction.windows)
     assert prediction.windows[-1].end == pytest.approx(seconds)
     assert seen[-1] == (pytest.approx(seconds), pytest.approx(seconds))
+    assert len(prediction.view.envelope_seconds) <= 2 * ENVELOPE_POINTS + 1  # the picture's data does not grow either
     # Five times the audio: only the per-window results (about 1 kB each) may add to the peak.
     assert peak < short_peak + 2 * 2**20, f"{peak / 2**20:.1f} MiB for 10 min vs {short_peak / 2**20:.1f} for 2 min"
     assert peak < 38 * 2**20 / 2
@@ -136,15 +137,15 @@ def test_a_name_that_is_neither_folder_nor_hub_id_is_one_sentence():
         EmotionRecognizer.from_pretrained("my model")
 
 
-def test_a_truncated_wav_is_classified_with_a_warning_that_gives_both_durations(recognizer, tmp_path):
-    from ser_model.audio_io import TruncatedAudioWarning
-
+def test_a_truncated_wav_is_classified_with_a_notice_that_gives_both_durations(recognizer, tmp_path):
     path = write_truncated_wav(tmp_path / "cut.wav", seconds=3.0, kept=0.5)
     assert sf.info(path).frames == 24_000  # libsndfile alone reads the 1.5 s without a word
-    with pytest.warns(TruncatedAudioWarning) as caught:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the sentence travels in the result, not as a Python warning
         prediction = recognizer.predict_file(path)
-    assert [str(w.message) for w in caught] == [TRUNCATED_SENTENCE]
+    assert prediction.notices == [TRUNCATED_SENTENCE]
     assert prediction.duration == pytest.approx(1.5)
+    assert Prediction.from_dict(prediction.to_dict()).notices == [TRUNCATED_SENTENCE]
 
 
 def test_a_wav_with_the_streaming_unknown_size_is_not_called_truncated(recognizer, tmp_path):
@@ -156,4 +157,27 @@ def test_a_wav_with_the_streaming_unknown_size_is_not_called_truncated(recognize
     path.write_bytes(bytes(data))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no truncation warning
-        assert recognizer.predict_file(path).duration == pytest.approx(1.5)
+        prediction = recognizer.predict_file(path)
+    assert prediction.duration == pytest.approx(1.5) and prediction.notices == []
+
+
+@pytest.mark.parametrize("length", [1, 7_999, 8_001, 1_000_000])
+@pytest.mark.parametrize("block", [1_000, 16_000, 70_001])
+def test_the_envelope_bounds_every_sample_in_bounded_size_whatever_the_blocks(length, block):
+    samples = np.random.default_rng(0).standard_normal(length).astype(np.float32)
+    envelope = _Envelope()
+    assert sum(map(len, envelope.tap(samples[i:i + block] for i in range(0, length, block)))) == length
+    seconds, low, high = envelope.result(16_000)
+    assert len(seconds) == len(low) == len(high) <= 2 * ENVELOPE_POINTS + 1
+    bin_samples = envelope.bin
+    assert np.allclose(seconds * 16_000, np.arange(len(low)) * bin_samples)
+    for i in range(len(low)):  # each bin holds exactly its stretch of samples, the last what remains
+        stretch = samples[i * bin_samples:(i + 1) * bin_samples]
+        assert (low[i], high[i]) == (stretch.min(), stretch.max())
+    assert len(low) == -(-length // bin_samples)
+
+
+def test_the_model_is_named_explicitly():
+    with pytest.raises(TypeError):
+        EmotionRecognizer.from_pretrained()  # the default model is the CLI's and the app's (ser_model.cli)
+

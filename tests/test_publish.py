@@ -13,7 +13,7 @@ from huggingface_hub.errors import HfHubHTTPError
 import ser_model.hub.publish as publish
 from ser_model.cli import main
 from ser_model.hub.export import pip_install_line
-from ser_model.serving.inference import BUNDLED_MODEL
+from ser_model.cli import BUNDLED_MODEL
 from ser_model.hub.publish import PublishError, build_folder, check_card, check_loads, commit_message, folder_files
 
 from .conftest import save_tiny_model

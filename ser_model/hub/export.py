@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..evaluation.report import (FUSION, SPEAKER_INDEPENDENT, calibration_sentence, left_out_table, markdown_report,
                                  recipe_comparison, results_table, robustness_table, validation_markdown)
 from ..feature_extractor import SERFeatureExtractor
+from ..model_info import CORPORA, DISPLAY_NAMES, LANGUAGE_NAMES, corpus_languages
 from ..modeling import SERForAudioClassification
 
 PACKAGE = Path(__file__).resolve().parents[1]  # ser_model/, where the Hub files are
@@ -33,52 +34,6 @@ DEFAULT_REPO_ID = "your-username/ser-densenet-fusion"
 # Non-commercial because every corpus it can be trained on is (RAVDESS and nEMO CC BY-NC-SA, TESS and
 # TurEV-DB CC BY-NC-ND), share-alike as RAVDESS and nEMO ask of adaptations.
 LICENSE = "cc-by-nc-sa-4.0"
-# What the card says of each corpus a split can hold: its Hub dataset tag (None: no canonical one),
-# its language (ISO 639-1), what it contains, and its licence and citation.
-CORPORA = {
-    "ravdess": ("ravdess", "en", "two English sentences read by professional actors",
-                "RAVDESS (CC BY-NC-SA 4.0): Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual Database of "
-                "Emotional Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391."),
-    "tess": ("tess", "en", "single English words in a carrier phrase",
-             "TESS (CC BY-NC-ND 4.0): Dupuis K, Pichora-Fuller MK (2010) Toronto emotional speech set (TESS). "
-             "University of Toronto."),
-    "crema-d": ("crema-d", "en", "twelve English sentences read by actors of varied age and ethnicity",
-                "CREMA-D (ODbL 1.0): Cao H, Cooper DG, Keutmann MK, Gur RC, Nenkova A, Verma R (2014) CREMA-D: "
-                "Crowd-sourced emotional multimodal actors dataset. IEEE Trans. Affective Computing 5(4)."),
-    "savee": ("savee", "en", "sentences read by four male British English speakers",
-              "SAVEE (free for research): Haq S, Jackson PJB (2009) Speaker-dependent audio-visual emotion "
-              "recognition. AVSP 2009."),
-    "ased": (None, "am", "Amharic sentences read by 65 speakers, each clip accepted by at least 5 of 8 listeners",
-             "ASED (no licence stated by its authors; non-commercial research use): Retta EA, Almekhlafi E, "
-             "Sutcliffe R, Mhamed M, Ali H, Feng J (2022) A New Amharic Speech Emotion Dataset and Classification "
-             "Benchmark. ACM Trans. Asian Low-Resour. Lang. Inf. Process. https://doi.org/10.1145/3529759."),
-    "nemo": ("amu-cai/nEMO", "pl", "Polish sentences read by 9 speakers",
-             "nEMO (CC BY-NC-SA 4.0): Christop I (2024) nEMO: Dataset of Emotional Speech in Polish. "
-             "LREC-COLING 2024."),
-    "turev": (None, "tr", "Turkish single words spoken by 6 speakers",
-              "TurEV-DB (CC BY-NC-ND 4.0): Canpolat SF, Ormanoğlu Z, Zeyrek D (2020) Turkish Emotion Voice "
-              "Database (TurEV-DB). SLTU-CCURL 2020, pp. 368-375."),
-    "emodb": (None, "de", "ten German sentences read by ten actors",
-              "EmoDB (free for research): Burkhardt F, Paeschke A, Rolfes M, Sendlmeier W, Weiss B (2005) A "
-              "database of German emotional speech. Interspeech 2005."),
-    "manifest": (None, None, "the user's own recordings listed in a manifest", "Own data: see its owner's terms."),
-}
-LANGUAGE_NAMES = {"en": "English", "am": "Amharic", "pl": "Polish", "tr": "Turkish", "de": "German"}
-DISPLAY_NAMES = {"ravdess": "RAVDESS", "tess": "TESS", "crema-d": "CREMA-D", "savee": "SAVEE", "ased": "ASED",
-                 "nemo": "nEMO", "turev": "TurEV-DB", "emodb": "EmoDB", "manifest": "your own recordings"}
-
-
-def describe_training_data(corpora: list[str] | None) -> str:
-    """'acted speech in English, Amharic, ... (RAVDESS, TESS, ASED, ...)', what the app tells people."""
-    if not corpora:
-        return "acted speech (its training corpora were not recorded with it)"
-    languages = sorted({CORPORA[c][1] for c in corpora if CORPORA.get(c, (None, None))[1]},
-                       key=lambda code: (code != "en", code))
-    named = [LANGUAGE_NAMES[code] for code in languages]
-    spoken = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named) or "several languages"
-    return f"acted speech in {spoken} ({', '.join(DISPLAY_NAMES.get(c, c) for c in corpora)})"
-
-
 # The measured files of an evaluation folder, copied as they are; its Markdown is rendered again from the
 # JSON by `evaluation.report`, so that the shipped report and the card always show the same tables.
 EVALUATION_FILES = ("report.json", "validation.json", "confusion_matrix.png", "reliability.png")
@@ -274,8 +229,7 @@ def _corpora(report: dict | None) -> list[str]:
 
 def _languages(report: dict | None) -> list[str]:
     """ISO codes of the training corpora's languages, English first."""
-    codes = {CORPORA[c][1] for c in _corpora(report) if CORPORA.get(c, (None, None))[1]}
-    return sorted(codes, key=lambda code: (code != "en", code))
+    return corpus_languages(_corpora(report))
 
 
 def _training_origin(training: dict | None) -> str:

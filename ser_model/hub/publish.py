@@ -27,7 +27,6 @@ from . import load_check
 from ..errors import InputError
 from ..evaluation.report import FUSION, SPEAKER_INDEPENDENT
 from .export import CARD_METRICS, DEFAULT_REPO_ID, export_model, pip_install_line
-from ..serving.inference import BUNDLED_MODEL
 from .load_check import LoadCheck
 
 HUB = "https://huggingface.co"
@@ -270,11 +269,12 @@ def upload(api: HfApi, folder: str | os.PathLike, repo_id: str, token: str, user
                                  commit_message=message, token=token)
 
 
-def add_parser(commands) -> None:
+def add_parser(commands, default_model: str) -> None:
+    """The `publish` command; `default_model` is the folder published when `--model` is not given."""
     parser = commands.add_parser("publish", help="check a model folder and upload it to the Hugging Face Hub",
                                  description=__doc__.split("\n\n")[1])
     parser.add_argument("--repo-id", default=None, help="Hub repository ORG/NAME (required unless --dry-run)")
-    parser.add_argument("--model", default=str(BUNDLED_MODEL), help="model folder (default: the bundled model/)")
+    parser.add_argument("--model", default=default_model, help="model folder (default: %(default)s)")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--revision-note", default=None, help="text added to the commit message")
     parser.add_argument("--dry-run", default=None, metavar="DIR",

@@ -5,15 +5,20 @@ Two steps, because they differ a hundredfold in cost: `analyze_file` decodes and
 waveform, features, probability chart and timeline (about 300 ms of matplotlib and encoding).
 The app answers with the numbers first and draws afterwards, so its API (which only needs the
 numbers) stays fast under load and a person sees the emotion before the pictures.
+
+The file is decoded once, as a stream (`EmotionRecognizer.predict_file`), and the prediction keeps
+what the pictures need (`Prediction.view`); `RecentPredictions` holds it between the two steps.
 """
 
 from __future__ import annotations
 
 import html
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from ..audio_io import load_audio, truncation_notice
 from .inference import EmotionRecognizer, Prediction, ProgressCallback, merge_segments
 from .plots import EMOTION_COLORS, probability_figure, signal_figure, timeline_figure
 
@@ -62,7 +67,11 @@ class Analysis:
     prediction: Prediction
     sentiment: dict[str, float]
     segments: list[list]  # `SEGMENT_COLUMNS` rows: windows with the same emotion merged; none for short audio
-    notices: list[str]  # sentences about a result that stands but covers less than asked (a truncated WAV)
+
+    @property
+    def notices(self) -> list[str]:
+        """Sentences about a result that stands but covers less than asked (a truncated WAV)."""
+        return self.prediction.notices
 
     @property
     def is_long(self) -> bool:
@@ -113,7 +122,8 @@ def segment_band_html(windows, data: dict[str, str] | None = None) -> str:
 
 def analyze_file(recognizer: EmotionRecognizer, path: str, max_seconds: float | None = None,
                  progress: ProgressCallback | None = None) -> Analysis:
-    """Predicts the emotion of an audio file (windowed when longer than one model window).
+    """Predicts the emotion of an audio file (windowed when longer than one model window), keeping
+    what `draw_pictures` needs in the prediction's `view`.
 
     Args:
         recognizer (`EmotionRecognizer`): the loaded model.
@@ -124,28 +134,65 @@ def analyze_file(recognizer: EmotionRecognizer, path: str, max_seconds: float | 
     Raises:
         `AudioError`: one sentence for a person, for every kind of bad input.
     """
-    config = recognizer.config
-    waveform = load_audio(path, config.sampling_rate, max_seconds=max_seconds, min_seconds=config.min_audio_seconds)
-    prediction = recognizer.predict_waveform(waveform, config.sampling_rate, progress=progress)
+    prediction = recognizer.predict_file(path, max_seconds=max_seconds, progress=progress, keep_view=True)
     long = len(prediction.windows) > 1
-    notice = truncation_notice(path)
     return Analysis(prediction=prediction, sentiment=sentiment(prediction.probabilities),
-                    segments=segment_rows(prediction.windows) if long else [], notices=[notice] if notice else [])
+                    segments=segment_rows(prediction.windows) if long else [])
 
 
-def draw_pictures(recognizer: EmotionRecognizer, path: str, prediction: Prediction) -> Pictures:
-    """Draws what the model heard in `path` and what it concluded (`analyze_file`'s prediction).
-
-    The file is decoded again rather than kept from `analyze_file`: decoding is cheap next to
-    drawing, and the app then holds no waveform between its two steps.
-    """
-    config = recognizer.config
-    waveform = load_audio(path, config.sampling_rate, min_seconds=config.min_audio_seconds)
-    features = recognizer.feature_extractor(waveform, sampling_rate=config.sampling_rate, truncation=False)
+def draw_pictures(prediction: Prediction, labels: list[str]) -> Pictures:
+    """Draws what the model heard and what it concluded, from a prediction made with `keep_view=True`
+    (`analyze_file`'s); `labels` are the model's, in order, for the timeline's legend."""
+    if prediction.view is None:
+        raise ValueError("draw_pictures needs a prediction made with keep_view=True, as analyze_file makes")
     long = len(prediction.windows) > 1
     return Pictures(
-        signal=signal_figure(waveform, config.sampling_rate, features["input_values"][0], features["input_mfcc"][0],
-                             config.hop_length),
+        signal=signal_figure(prediction.view, prediction.duration),
         probabilities=probability_figure(prediction.probabilities),
-        timeline=timeline_figure(prediction.windows, recognizer.labels) if long else None,
+        timeline=timeline_figure(prediction.windows, labels) if long else None,
     )
+
+
+class RecentPredictions:
+    """The latest predictions by audio file, so that the app's second step draws from the first
+    step's prediction instead of decoding the file again.
+
+    Keyed by path, modification time and size: Gradio stores each upload or recording as a file of
+    its own, so the key names what was classified. Bounded, oldest out first, because API clients
+    ask for the numbers alone and never collect what is kept for the pictures.
+
+    Args:
+        capacity (`int`): predictions kept; a request whose prediction was pushed out is predicted again.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: OrderedDict[tuple, Prediction] = OrderedDict()
+        # Gradio runs requests in threads, and an OrderedDict is not safe to change from several at once.
+        self._lock = threading.Lock()
+
+    def put(self, path: str, prediction: Prediction) -> None:
+        key = _file_key(path)
+        if key is None:
+            return
+        with self._lock:
+            self._items[key] = prediction
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def take(self, path: str) -> Prediction | None:
+        """The prediction kept for `path`, removed from the store; None when there is none."""
+        key = _file_key(path)
+        with self._lock:
+            return self._items.pop(key, None) if key is not None else None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _file_key(path: str) -> tuple | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return os.path.abspath(path), stat.st_mtime_ns, stat.st_size

@@ -8,14 +8,15 @@ gives each process a contiguous share of the file list (`split_between_processes
 copies in all. Each file is classified on its own, so the output (table, JSON or CSV) is the same
 however the files were spread.
 
-Why `--workers 2` used to be twice as slow as one process on 10 files (measured, see the README):
-each worker was *spawned*, so it imported torch, transformers and timm again (about 9 s of CPU per
-process, against about 40 ms to classify a 3 s clip), while the parent had also loaded a model it did
-not use. Workers are now *forked* from a parent that has imported everything but loaded no model and
-run no torch operation (forking a process whose torch thread pools have run can deadlock), so they
-start at once and each loads its own model. Each worker runs its share of this machine's cores (one
-thread each for 2 workers on 2 cores): torch's default of one thread per core, in several processes or
-next to other busy processes, made each clip 8 times slower in a measurement here.
+Workers are *forked* from a parent that has imported everything but loaded no model and run no
+torch operation: a spawned worker would import torch, transformers and timm again (seconds of CPU
+each, against milliseconds to classify a clip), and forking a process whose torch thread pools have
+run can deadlock. Each worker then loads its own model and runs its share of this machine's cores
+(one thread each for 2 workers on 2 cores), because torch's default of one thread per core, in
+several processes at once, oversubscribes the cores (the README's benchmarks give the figures).
+
+A file that cannot be decoded gets its error sentence in place of a prediction; a prediction's
+notices (a truncated WAV) travel inside it, for the caller to show.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from ..audio_io import AudioError, truncation_notice
+from ..audio_io import AudioError
 from ..errors import InputError
 from .inference import EmotionRecognizer, Prediction
 
@@ -117,10 +118,6 @@ def _predict_one(recognizer: EmotionRecognizer, path: Path, max_seconds: float |
         prediction = recognizer.predict_file(path, max_seconds=max_seconds)
     except (AudioError, OSError) as error:
         return path, None, str(error)
-    notice = truncation_notice(path)
-    if notice is not None:
-        # Classified all the same, from the audio present; stderr, so the output file stays data only.
-        print(f"warning: {notice}", file=sys.stderr)
     return path, prediction, None
 
 

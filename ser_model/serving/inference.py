@@ -5,11 +5,13 @@ windows of that length every `config.window_hop_seconds`, the last one aligned t
 every window is full length; windows are classified in batches and the overall prediction is the
 mean of the probabilities of the windows that are not silent. Files are decoded as a stream and
 windows are classified as they fill, so memory does not grow with the length of the audio.
+
+Which model to load by default is the caller's decision (the CLI and the app resolve it, see
+`ser_model.cli.model_source`): this module takes an explicit folder or Hub id.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,17 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
-from transformers.utils import cached_file
 
 from ..audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration, silence_error, stream_audio,
-                       to_mono_16k, validate_waveform)
-from ..configuration import SERConfig
+                        to_mono_16k, truncation_notice, validate_waveform)
+from ..configuration import SERConfig, seconds_to_samples
 from ..errors import InputError
 from ..feature_extractor import SERFeatureExtractor
 from ..modeling import SERForAudioClassification
 
-# The bundled model: the default everywhere, so the app and CLI run offline on a fresh clone.
-BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "model"
+# A `SignalView` keeps between this many and twice as many min/max pairs of the waveform: a picture
+# is about a thousand pixels wide, so that draws any length of audio without visible loss.
+ENVELOPE_POINTS = 4000
 
 ProgressCallback = Callable[[float, float | None], None]
 """Called with (seconds processed, total seconds or None when unknown)."""
@@ -48,16 +50,45 @@ class WindowPrediction:
 
 
 @dataclass
+class SignalView:
+    """What a prediction heard, kept while it was made so that drawing it needs no second decoding.
+
+    Args:
+        envelope_seconds (`np.ndarray` of shape `(points,)`): start time of each envelope bin.
+        envelope_low (`np.ndarray` of shape `(points,)`): the lowest sample in each bin.
+        envelope_high (`np.ndarray` of shape `(points,)`): the highest sample in each bin.
+        log_mel (`np.ndarray` of shape `(n_mels, frames)`): the model's log-mel input for the first window.
+        mfcc (`np.ndarray` of shape `(n_mfcc, frames)`): the model's MFCC input for the first window.
+        feature_seconds (`float`): the audio the features cover (the first window, or all of shorter audio).
+    """
+
+    envelope_seconds: np.ndarray
+    envelope_low: np.ndarray
+    envelope_high: np.ndarray
+    log_mel: np.ndarray
+    mfcc: np.ndarray
+    feature_seconds: float
+
+
+@dataclass
 class Prediction:
-    """The overall emotion of a clip or file and, for long audio, its per-window timeline."""
+    """The overall emotion of a clip or file and, for long audio, its per-window timeline.
+
+    `notices` are sentences about a result that stands but covers less than was asked (a truncated
+    WAV); they travel with the result so that every surface can show them. `view` is kept only when
+    asked (`keep_view=True`), for pictures, and is not part of `to_dict`.
+    """
 
     label: str
     probabilities: dict[str, float]
     duration: float
     windows: list[WindowPrediction] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    view: SignalView | None = None
 
     def to_dict(self, timeline: bool = True) -> dict:
-        result = {"label": self.label, "probabilities": self.probabilities, "duration": round(self.duration, 3)}
+        result = {"label": self.label, "probabilities": self.probabilities, "duration": round(self.duration, 3),
+                  "warnings": list(self.notices)}
         if timeline:
             result["windows"] = [
                 {"start": round(w.start, 3), "end": round(w.end, 3), "label": w.label, "probabilities": w.probabilities}
@@ -69,7 +100,7 @@ class Prediction:
     def from_dict(cls, data: dict) -> "Prediction":
         """The inverse of `to_dict(timeline=True)`, for a prediction that travelled as JSON."""
         windows = [WindowPrediction(w["start"], w["end"], w["probabilities"]) for w in data.get("windows", [])]
-        return cls(data["label"], data["probabilities"], data["duration"], windows)
+        return cls(data["label"], data["probabilities"], data["duration"], windows, list(data.get("warnings", [])))
 
 
 @dataclass
@@ -115,11 +146,6 @@ def merge_segments(windows: Sequence[WindowPrediction]) -> list[Segment]:
     return segments
 
 
-def model_source() -> tuple[str, str | None]:
-    """The model to load: `SER_MODEL` (a folder or Hub id) and `SER_MODEL_REVISION`, else the bundled model."""
-    return os.environ.get("SER_MODEL") or str(BUNDLED_MODEL), os.environ.get("SER_MODEL_REVISION") or None
-
-
 class EmotionRecognizer:
     """Feature extractor + model with the windowing that turns audio of any length into predictions.
 
@@ -136,40 +162,23 @@ class EmotionRecognizer:
         self.batch_size = batch_size
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         self.window = self.config.window_samples
-        self.hop = round(self.config.window_hop_seconds * self.config.sampling_rate)
+        self.hop = seconds_to_samples(self.config.window_hop_seconds, self.config.sampling_rate)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, revision: str | None = None,
+    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None,
                         device: str | None = None, **kwargs) -> "EmotionRecognizer":
-        """Loads a saved model folder or Hub id (default: `model_source()`).
+        """Loads a saved model folder or Hub id.
 
         Args:
             name_or_path (`str`, *optional*): a model folder or a Hub id such as `org/name`.
             revision (`str`, *optional*): Hub branch, tag or commit to pin.
             device (`str`, *optional*): `"cpu"`, `"cuda"`, ...; defaults to the GPU when there is one.
         """
-        if name_or_path is None:
-            name_or_path, revision = model_source()
         _check_source(name_or_path)
         model = SERForAudioClassification.from_pretrained(name_or_path, revision=revision)
         feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(model, feature_extractor, **kwargs)
-
-    @staticmethod
-    def load_training_corpora(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str] | None:
-        """The corpora a saved model was trained on, from the `training.json` saved with it (or, for
-        models saved before it named them, the corpora of its `split.json`); `None` when the folder
-        or Hub repository holds neither."""
-
-        for name, read in (("training.json", lambda data: data.get("corpora")),
-                           ("split.json", lambda data: sorted(data.get("corpora", {})) or None)):
-            path = cached_file(str(name_or_path), name, revision=revision, _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False)
-            corpora = read(json.loads(Path(path).read_text())) if path else None
-            if corpora:
-                return corpora
-        return None
 
     @staticmethod
     def load_labels(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str]:
@@ -182,41 +191,57 @@ class EmotionRecognizer:
     def sampling_rate(self) -> int:
         return self.config.sampling_rate
 
-    def predict_waveform(self, waveform: np.ndarray, sampling_rate: int,
-                         progress: ProgressCallback | None = None) -> Prediction:
+    def predict_waveform(self, waveform: np.ndarray, sampling_rate: int, progress: ProgressCallback | None = None,
+                         keep_view: bool = False) -> Prediction:
         """Predicts from samples in memory at any rate, mono or (frames, channels), int or float."""
         waveform = to_mono_16k(np.asarray(waveform), sampling_rate, self.sampling_rate)
         validate_waveform(waveform, self.sampling_rate, self.config.min_audio_seconds)
-        return self.predict_stream([waveform], total_seconds=len(waveform) / self.sampling_rate, progress=progress)
+        return self.predict_stream([waveform], total_seconds=len(waveform) / self.sampling_rate, progress=progress,
+                                   keep_view=keep_view)
 
     def predict_file(self, path: str | os.PathLike, max_seconds: float | None = None,
-                     progress: ProgressCallback | None = None) -> Prediction:
-        """Predicts from an audio file of any length, decoding it as a stream.
+                     progress: ProgressCallback | None = None, keep_view: bool = False) -> Prediction:
+        """Predicts from an audio file of any length, decoding it once, as a stream.
 
         Args:
             path (`str`): any format `ser_model.audio_io` reads.
             max_seconds (`float`, *optional*): refuse longer files (checked from the header before decoding).
             progress (`ProgressCallback`, *optional*): told how many seconds are done.
+            keep_view (`bool`, *optional*, defaults to `False`): keep a `SignalView` for pictures.
+
+        Returns:
+            `Prediction`, whose `notices` name a WAV truncated before the end its header promises.
         """
         total = audio_duration(path)
         name = Path(path).name
         # Worded as `load_audio` words them, so a file gets the same sentence on every path.
         check_duration(total, self.config.min_audio_seconds, max_seconds, subject=f"'{name}'")
-        return self.predict_stream(stream_audio(path, self.sampling_rate), total_seconds=total, progress=progress,
-                                   subject=f"The audio in '{name}'")
+        prediction = self.predict_stream(stream_audio(path, self.sampling_rate), total_seconds=total,
+                                         progress=progress, subject=f"The audio in '{name}'", keep_view=keep_view)
+        notice = truncation_notice(path)
+        if notice is not None:
+            prediction.notices.append(notice)
+        return prediction
 
     def predict_stream(self, blocks: Iterable[np.ndarray], total_seconds: float | None = None,
-                       progress: ProgressCallback | None = None, subject: str = "The audio") -> Prediction:
+                       progress: ProgressCallback | None = None, subject: str = "The audio",
+                       keep_view: bool = False) -> Prediction:
         """Predicts from consecutive blocks of 16 kHz mono float32 audio (the core of every path).
 
         A window with nothing louder than `SILENCE_PEAK` is marked silent and left out of the
         overall mean: pauses in long recordings would otherwise pull the prediction towards whatever
         silence looks like. `subject` names the audio in error sentences (e.g. the file name).
+        With `keep_view`, the envelope of the blocks and the features of the first window are kept
+        as the prediction's `view`, in the same pass.
         """
         sr = self.sampling_rate
         windows: list[WindowPrediction] = []
         pending: list[tuple[int, np.ndarray]] = []
         num_samples = 0
+        envelope, first_window = None, None
+        if keep_view:
+            envelope = _Envelope()
+            blocks = envelope.tap(blocks)
 
         def flush() -> None:
             probabilities = self.classify_batch([w for _, w in pending])
@@ -227,6 +252,8 @@ class EmotionRecognizer:
                 progress(windows[-1].end, total_seconds)
 
         for start, window, num_samples in _sliding_windows(blocks, self.window, self.hop):
+            if start == 0:
+                first_window = window
             if len(window) < self.window:
                 # Only audio shorter than one window gives a short window: check it before the model sees it.
                 check_duration(len(window) / sr, self.config.min_audio_seconds, subject=subject)
@@ -246,7 +273,15 @@ class EmotionRecognizer:
             raise silence_error(subject)
         windows.sort(key=lambda w: w.start)
         overall = {label: float(np.mean([p[label] for p in spoken])) for label in self.labels}
-        return Prediction(max(overall, key=overall.get), overall, num_samples / sr, windows)
+        view = None if envelope is None else self._signal_view(envelope, first_window)
+        return Prediction(max(overall, key=overall.get), overall, num_samples / sr, windows, view=view)
+
+    def _signal_view(self, envelope: "_Envelope", first_window: np.ndarray) -> SignalView:
+        features = self.feature_extractor(first_window, sampling_rate=self.sampling_rate, truncation=False)
+        log_mel, mfcc = features["input_values"][0], features["input_mfcc"][0]
+        seconds, low, high = envelope.result(self.sampling_rate)
+        return SignalView(seconds, low, high, log_mel, mfcc,
+                          feature_seconds=log_mel.shape[1] * self.config.hop_length / self.sampling_rate)
 
     @torch.inference_mode()
     def classify_batch(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
@@ -283,6 +318,68 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
+class _Envelope:
+    """Min/max of consecutive bins of samples, accumulated block by block: the waveform as a picture
+    draws it, in memory that does not grow with the audio. Bins start one sample wide and double
+    (neighbours merge) whenever there are more than twice `points`, so the length need not be known.
+    """
+
+    def __init__(self, points: int = ENVELOPE_POINTS):
+        self.points = points
+        self.bin = 1
+        self.low = np.zeros(0, dtype=np.float32)
+        self.high = np.zeros(0, dtype=np.float32)
+        self.partial: tuple[float, float, int] | None = None  # (low, high, samples) after the last full bin
+
+    def tap(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Yields `blocks` unchanged, adding each to the envelope on the way."""
+        for block in blocks:
+            self.add(np.asarray(block, dtype=np.float32))
+            yield block
+
+    def add(self, block: np.ndarray) -> None:
+        if self.partial is not None and len(block):
+            take = min(self.bin - self.partial[2], len(block))
+            self.partial = self._merge(self.partial, block[:take])
+            block = block[take:]
+            if self.partial[2] == self.bin:
+                self._append(np.array([self.partial[0]]), np.array([self.partial[1]]))
+                self.partial = None
+        full = len(block) // self.bin * self.bin
+        bins = block[:full].reshape(-1, self.bin)
+        self._append(bins.min(axis=1), bins.max(axis=1))
+        if full < len(block):
+            self.partial = self._merge(None, block[full:])
+        while len(self.low) > 2 * self.points:
+            self._double()
+
+    def result(self, sampling_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(start of each bin in seconds, lows, highs); the last bin may be narrower."""
+        low, high = self.low, self.high
+        if self.partial is not None:
+            low, high = np.append(low, self.partial[0]), np.append(high, self.partial[1])
+        return np.arange(len(low)) * self.bin / sampling_rate, low, high
+
+    def _append(self, low: np.ndarray, high: np.ndarray) -> None:
+        self.low = np.concatenate([self.low, low.astype(np.float32)])
+        self.high = np.concatenate([self.high, high.astype(np.float32)])
+
+    @staticmethod
+    def _merge(partial: tuple[float, float, int] | None, samples: np.ndarray) -> tuple[float, float, int]:
+        low, high, count = partial or (np.inf, -np.inf, 0)
+        return min(low, float(samples.min())), max(high, float(samples.max())), count + len(samples)
+
+    def _double(self) -> None:
+        """Merges neighbouring bins; an odd last bin starts the partial bin of the doubled width."""
+        even = len(self.low) // 2 * 2
+        if even < len(self.low):
+            low, high, count = self.partial or (np.inf, -np.inf, 0)
+            self.partial = (min(low, float(self.low[-1])), max(high, float(self.high[-1])), count + self.bin)
+        self.low = self.low[:even].reshape(-1, 2).min(axis=1)
+        self.high = self.high[:even].reshape(-1, 2).max(axis=1)
+        self.bin *= 2
+
+
 def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray, int]]:
     """Yields (start sample, window samples, samples read so far) over a stream of blocks.
 
@@ -312,5 +409,5 @@ def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Ite
         yield start, buffer[start - buffer_start:].copy(), total
 
 
-__all__ = ["BUNDLED_MODEL", "EmotionRecognizer", "Prediction", "Segment", "WindowPrediction", "merge_segments",
-           "model_source", "window_spans"]
+__all__ = ["EmotionRecognizer", "Prediction", "Segment", "SignalView", "WindowPrediction", "merge_segments",
+           "window_spans"]

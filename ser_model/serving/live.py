@@ -15,10 +15,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-
 import soundfile as sf
 
 from ..audio_io import SILENCE_PEAK, AudioError, to_mono_16k
+from ..configuration import seconds_to_samples
 from .inference import EmotionRecognizer, Prediction, WindowPrediction
 
 # How often the newest window is classified, in seconds of new audio. Gradio 6.31's audio component
@@ -61,7 +61,8 @@ class LiveSession:
     def for_recognizer(cls, recognizer: EmotionRecognizer, **kwargs) -> "LiveSession":
         config = recognizer.config
         return cls(config.sampling_rate, config.window_samples,
-                   max(1, round(config.min_audio_seconds * config.sampling_rate)), list(recognizer.labels), **kwargs)
+                   max(1, seconds_to_samples(config.min_audio_seconds, config.sampling_rate)), list(recognizer.labels),
+                   **kwargs)
 
     @property
     def seconds(self) -> float:
@@ -89,7 +90,8 @@ class LiveSession:
         self.buffer = np.concatenate([self.buffer, chunk])[-self.window_samples:]
         if len(self.buffer) < self.min_samples or len(chunk) == 0:
             return None
-        if self.history and self.total_samples - self.classified_at < self.every_seconds * self.sampling_rate:
+        every_samples = seconds_to_samples(self.every_seconds, self.sampling_rate)
+        if self.history and self.total_samples - self.classified_at < every_samples:
             return None
         self.classified_at = self.total_samples
         start = (self.total_samples - len(self.buffer)) / self.sampling_rate

@@ -48,15 +48,6 @@ def confusion_figure(matrices: dict[str, np.ndarray], labels: list[str], title: 
     return fig
 
 
-def _envelope(waveform: np.ndarray, points: int = 4000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Min/max envelope at `points` positions: hours of audio drawn in the time of a few seconds."""
-    if len(waveform) <= 2 * points:
-        return np.arange(len(waveform)), waveform, waveform
-    usable = len(waveform) // points * points
-    blocks = waveform[:usable].reshape(points, -1)
-    return np.arange(points) * blocks.shape[1], blocks.min(axis=1), blocks.max(axis=1)
-
-
 # The app shows figures scaled to the page: a 6.4-inch figure is drawn at about 330 px on a 390 px
 # phone, half its size, so text is set large enough (13 pt) to stay readable there.
 READABLE = {"font.size": 13, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11,
@@ -68,29 +59,39 @@ def _app_figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
-def signal_figure(waveform: np.ndarray, sampling_rate: int, log_mel: np.ndarray, mfcc: np.ndarray,
-                  hop_length: int):
-    """Waveform, normalised log-mel spectrogram and MFCCs on one time axis: what the model hears."""
-    seconds = len(waveform) / sampling_rate
+def signal_figure(view, duration: float):
+    """Waveform, normalised log-mel spectrogram and MFCCs: what the model hears.
+
+    Args:
+        view (`ser_model.serving.inference.SignalView`): the waveform's envelope and the first window's features.
+        duration (`float`): the audio's length in seconds; the waveform spans it all, the features the
+            first window (a 10-minute spectrogram would be too fine to read and costly to draw).
+    """
+    partial = view.feature_seconds < duration - 1e-3
     with rc_context(READABLE):
         fig = _app_figure(6.4, 7.0)
-        axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.5, 1.2]})
-        index, low, high = _envelope(waveform)
-        peak = 1.05 * max(1e-3, float(np.abs(waveform).max()))
-        axes[0].fill_between(index / sampling_rate, low, high, color="#4c72b0", linewidth=0.4)
-        axes[0].set_ylim(-peak, peak)
-        axes[0].set_yticks([])
-        axes[0].set_title("Waveform")
-        frame_seconds = log_mel.shape[1] * hop_length / sampling_rate
-        axes[1].imshow(log_mel, origin="lower", aspect="auto", cmap="magma", extent=(0, frame_seconds, 0, log_mel.shape[0]))
-        axes[1].set_ylabel("mel band")
-        axes[1].set_title("Log-mel spectrogram (DenseNet input)")
-        axes[2].imshow(mfcc, origin="lower", aspect="auto", cmap="coolwarm", vmin=-3, vmax=3,
-                       extent=(0, frame_seconds, 0, mfcc.shape[0]))
-        axes[2].set_ylabel("MFCC")
-        axes[2].set_xlabel("time (s)")
-        axes[2].set_title("MFCCs (CNN input)")
-        axes[2].set_xlim(0, seconds)
+        grid = fig.add_gridspec(3, 1, height_ratios=[1, 1.5, 1.2])
+        waveform, log_mel = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+        mfcc = fig.add_subplot(grid[2], sharex=log_mel)
+        peak = 1.05 * max(1e-3, float(np.abs(view.envelope_low).max()), float(np.abs(view.envelope_high).max()))
+        waveform.fill_between(view.envelope_seconds, view.envelope_low, view.envelope_high, color="#4c72b0",
+                              linewidth=0.4, step="post")
+        if partial:
+            waveform.axvspan(0, view.feature_seconds, color="#f0a030", alpha=0.25, linewidth=0)
+        waveform.set_xlim(0, duration)
+        waveform.set_ylim(-peak, peak)
+        waveform.set_yticks([])
+        waveform.set_title("Waveform" + (" (shaded: the window below)" if partial else ""))
+        extent = (0, view.feature_seconds, 0, view.log_mel.shape[0])
+        log_mel.imshow(view.log_mel, origin="lower", aspect="auto", cmap="magma", extent=extent)
+        log_mel.set_ylabel("mel band")
+        log_mel.set_title("Log-mel spectrogram (DenseNet input)" + (", first window" if partial else ""))
+        mfcc.imshow(view.mfcc, origin="lower", aspect="auto", cmap="coolwarm", vmin=-3, vmax=3,
+                    extent=(0, view.feature_seconds, 0, view.mfcc.shape[0]))
+        mfcc.set_ylabel("MFCC")
+        mfcc.set_xlabel("time (s)")
+        mfcc.set_title("MFCCs (CNN input)")
+        mfcc.set_xlim(0, view.feature_seconds)
     return fig
 
 

@@ -30,7 +30,7 @@ from ..configuration import PRESETS, SERConfig, seconds_to_samples
 from ..data.corpora import DEFAULT_DATA_DIR, LABELS, discover
 from ..errors import InputError
 from ..feature_extractor import SERFeatureExtractor
-from ..serving.inference import EmotionRecognizer
+from ..model_info import load_training_corpora
 from .mel_init import load_mel_init
 from ..modeling import SERForAudioClassification
 from ..data.splits import apply_split, load_split, make_split, save_split, subsample_parts, summarize_split
@@ -311,7 +311,7 @@ def train(cfg: TrainingConfig) -> Path:
             "config": dataclasses.asdict(cfg),
             "corpora": sorted({r.corpus for r in parts["train"]}),
             # What the starting model learned from, while its folder is at hand (the card says it).
-            "init_model_corpora": EmotionRecognizer.load_training_corpora(cfg.init_model) if cfg.init_model else None,
+            "init_model_corpora": load_training_corpora(cfg.init_model) if cfg.init_model else None,
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_validation_selection_macro_recall": trainer.state.best_metric,
             "calibration": calibration,

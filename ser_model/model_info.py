@@ -1,0 +1,81 @@
+"""Facts about a trained model that the app, the model card and training all state: which corpora it
+learnt from, in which languages, and how to say so in a sentence.
+
+Kept apart from `hub/export.py` (which builds the model card) so that the app can name its training
+data without importing the export, evaluation and training code behind the card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from transformers.utils import cached_file
+
+# What the card says of each corpus a split can hold: its Hub dataset tag (None: no canonical one),
+# its language (ISO 639-1), what it contains, and its licence and citation.
+CORPORA = {
+    "ravdess": ("ravdess", "en", "two English sentences read by professional actors",
+                "RAVDESS (CC BY-NC-SA 4.0): Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual Database of "
+                "Emotional Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391."),
+    "tess": ("tess", "en", "single English words in a carrier phrase",
+             "TESS (CC BY-NC-ND 4.0): Dupuis K, Pichora-Fuller MK (2010) Toronto emotional speech set (TESS). "
+             "University of Toronto."),
+    "crema-d": ("crema-d", "en", "twelve English sentences read by actors of varied age and ethnicity",
+                "CREMA-D (ODbL 1.0): Cao H, Cooper DG, Keutmann MK, Gur RC, Nenkova A, Verma R (2014) CREMA-D: "
+                "Crowd-sourced emotional multimodal actors dataset. IEEE Trans. Affective Computing 5(4)."),
+    "savee": ("savee", "en", "sentences read by four male British English speakers",
+              "SAVEE (free for research): Haq S, Jackson PJB (2009) Speaker-dependent audio-visual emotion "
+              "recognition. AVSP 2009."),
+    "ased": (None, "am", "Amharic sentences read by 65 speakers, each clip accepted by at least 5 of 8 listeners",
+             "ASED (no licence stated by its authors; non-commercial research use): Retta EA, Almekhlafi E, "
+             "Sutcliffe R, Mhamed M, Ali H, Feng J (2022) A New Amharic Speech Emotion Dataset and Classification "
+             "Benchmark. ACM Trans. Asian Low-Resour. Lang. Inf. Process. https://doi.org/10.1145/3529759."),
+    "nemo": ("amu-cai/nEMO", "pl", "Polish sentences read by 9 speakers",
+             "nEMO (CC BY-NC-SA 4.0): Christop I (2024) nEMO: Dataset of Emotional Speech in Polish. "
+             "LREC-COLING 2024."),
+    "turev": (None, "tr", "Turkish single words spoken by 6 speakers",
+              "TurEV-DB (CC BY-NC-ND 4.0): Canpolat SF, Ormanoğlu Z, Zeyrek D (2020) Turkish Emotion Voice "
+              "Database (TurEV-DB). SLTU-CCURL 2020, pp. 368-375."),
+    "emodb": (None, "de", "ten German sentences read by ten actors",
+              "EmoDB (free for research): Burkhardt F, Paeschke A, Rolfes M, Sendlmeier W, Weiss B (2005) A "
+              "database of German emotional speech. Interspeech 2005."),
+    "manifest": (None, None, "the user's own recordings listed in a manifest", "Own data: see its owner's terms."),
+}
+LANGUAGE_NAMES = {"en": "English", "am": "Amharic", "pl": "Polish", "tr": "Turkish", "de": "German"}
+DISPLAY_NAMES = {"ravdess": "RAVDESS", "tess": "TESS", "crema-d": "CREMA-D", "savee": "SAVEE", "ased": "ASED",
+                 "nemo": "nEMO", "turev": "TurEV-DB", "emodb": "EmoDB", "manifest": "your own recordings"}
+
+
+def corpus_languages(corpora: list[str]) -> list[str]:
+    """ISO 639-1 codes of the languages of `corpora`, English first, then alphabetical."""
+    codes = {CORPORA[c][1] for c in corpora if CORPORA.get(c, (None, None))[1]}
+    return sorted(codes, key=lambda code: (code != "en", code))
+
+
+def describe_training_data(corpora: list[str] | None) -> str:
+    """'acted speech in English, Amharic, ... (RAVDESS, TESS, ASED, ...)', what the app tells people."""
+    if not corpora:
+        return "acted speech (its training corpora were not recorded with it)"
+    named = [LANGUAGE_NAMES[code] for code in corpus_languages(corpora)]
+    spoken = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named) or "several languages"
+    return f"acted speech in {spoken} ({', '.join(DISPLAY_NAMES.get(c, c) for c in corpora)})"
+
+
+def load_training_corpora(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str] | None:
+    """The corpora a saved model was trained on, from the `training.json` saved with it (or, for models
+    saved before it named them, the corpora of its `split.json`); `None` when the folder or Hub
+    repository holds neither."""
+    for name, read in (("training.json", lambda data: data.get("corpora")),
+                       ("split.json", lambda data: sorted(data.get("corpora", {})) or None)):
+        path = cached_file(str(name_or_path), name, revision=revision, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)
+        corpora = read(json.loads(Path(path).read_text())) if path else None
+        if corpora:
+            return corpora
+    return None
+
+
+__all__ = ["CORPORA", "DISPLAY_NAMES", "LANGUAGE_NAMES", "corpus_languages", "describe_training_data",
+           "load_training_corpora"]
