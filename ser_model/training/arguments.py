@@ -265,7 +265,8 @@ def suppress_defaults(parser: argparse.ArgumentParser) -> None:
             continue
         if action.option_strings[0] == f"--{action.dest}":  # not the `--no_NAME` twin of a flag
             default = TRAINING_DEFAULTS.get(action.dest, action.default)
-            action.help = f"{action.help or ''} (default: {str(default).replace('%', '%%')})".strip()
+            said = "required" if action.dest == "output_dir" else f"default: {str(default).replace('%', '%%')}"
+            action.help = f"{action.help or ''} ({said})".strip()
         action.default = argparse.SUPPRESS
 
 
