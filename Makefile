@@ -31,7 +31,8 @@ test-fast: $(BIN)/.installed
 ## Train the shipped recipe on every corpus in ../shared/data: continue from the RAVDESS+TESS model
 ## in model-ravdess-tess/ for 12 epochs (about 30 minutes on 2 idle CPU cores; run it again to resume)
 train: $(BIN)/.installed
-	$(BIN)/python -m ser_model train --output-dir runs/cpu-small --init-model model-ravdess-tess --learning-rate 1e-3 --epochs 12
+	$(BIN)/python -m ser_model train --output_dir runs/cpu-small --cache_dir runs/cache --init_model model-ravdess-tess \
+		--learning_rate 1e-3 --num_train_epochs 12
 
 ## Score it on the held-out speakers per corpus, with the baseline, the robustness table and calibration
 evaluate: $(BIN)/.installed

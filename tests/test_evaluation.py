@@ -17,7 +17,7 @@ def records():
 def test_a_corpus_the_model_was_trained_without_is_tested_whole():
     data = records()
     split = make_split(data)
-    parts, held_out_by = evaluation_parts(data, split, {"config": {"exclude_corpora": ["turev"]}})
+    parts, held_out_by = evaluation_parts(data, split, {"arguments": {"exclude_corpora": ["turev"]}})
     assert held_out_by["turev"] == "corpus" and held_out_by["ravdess"] == "speaker"
     assert sum(r.corpus == "turev" for r in parts["test"]) == 32  # all of it
     assert not any(r.corpus == "turev" for r in parts["train"] + parts["validation"])

@@ -1,6 +1,7 @@
 """What the model card tells users to install: read from the Hub code files' imports, at the versions
 installed here. (That those packages alone load the model is tests/test_fresh_environment.py.)"""
 
+import json
 import shutil
 from importlib import metadata
 
@@ -48,15 +49,16 @@ def test_a_new_import_in_a_code_file_reaches_the_requirements(tmp_path, monkeypa
 
 def test_the_card_says_how_the_weights_were_started_and_averaged():
     from ser_model.hub.export import _training_description
-    from ser_model.training.train import TrainingConfig
+    from ser_model.training.arguments import parse_arguments, recipe
 
-    config = {**TrainingConfig().__dict__, "init_model": None, "weight_average_decay": 0.0}
-    record = {"config": config, "epochs_run": 12.0, "wall_seconds": 600.0, "best_validation_selection_macro_recall": 0.5}
+    arguments = recipe(*parse_arguments({"output_dir": "run", "weight_average_decay": 0.0}))
+    record = {"arguments": arguments, "epochs_run": 12.0, "wall_seconds": 600.0,
+              "best_validation_selection_macro_recall": 0.5}
     assert _training_description(record).startswith("From scratch with")
     assert "moving average" not in _training_description(record)
-    record["config"] = {**config, "init_model": "model-ravdess-tess", "weight_average_decay": 0.995}
+    record["arguments"] = {**arguments, "init_model": "model-ravdess-tess", "weight_average_decay": 0.995}
     described = _training_description(record)
-    assert described.startswith("Continued from the weights of an earlier model of this project (`--init-model "
+    assert described.startswith("Continued from the weights of an earlier model of this project (`--init_model "
                                 "model-ravdess-tess`)")
     record["init_model_corpora"] = ["ravdess", "tess"]
     assert _training_description(record).startswith("Continued from the weights of an earlier model of this project "
@@ -64,8 +66,34 @@ def test_the_card_says_how_the_weights_were_started_and_averaged():
     assert described.endswith("their moving average (decay 0.995).")
     assert export._training_origin(record) == ("trained on CPU in 10 minutes, continuing from an earlier model of "
                                                "this project (see Training)")
-    record["config"]["init_model"] = None
+    record["arguments"]["init_model"] = None
     assert export._training_origin(record) == "trained from scratch on CPU in 10 minutes"
+
+
+def test_the_card_states_the_recipe_the_arguments_record():
+    from ser_model.hub.export import _training_description
+    from ser_model.training.arguments import TRAINING_DEFAULTS, parse_arguments, recipe
+
+    arguments = recipe(*parse_arguments({"output_dir": "run", "learning_rate": 1e-3, "num_train_epochs": 12,
+                                         "early_stopping_patience": 5, "mixup_probability": 0.5}))
+    described = _training_description({"arguments": arguments, "epochs_run": 12.0, "wall_seconds": 60.0,
+                                       "best_validation_selection_macro_recall": 0.5})
+    batch = TRAINING_DEFAULTS["per_device_train_batch_size"]
+    assert f"learning rate 0.001, batch {batch}, cosine schedule, label smoothing 0.1," in described
+    assert "(patience 5)" in described and "mixup (p=0.5)" in described
+
+
+def test_the_bundled_training_records_are_read_by_the_one_reader():
+    from ser_model.hub.export import _training_description
+    from ser_model.training.arguments import parse_arguments
+
+    for folder in ("model", "model-ravdess-tess"):
+        record = json.loads((REPO / folder / "training.json").read_text())
+        parse_arguments(record["arguments"])  # each record's arguments are a recipe train reads
+        assert _training_description(record).endswith((".", ")."))
+    first_stage = json.loads((REPO / "model-ravdess-tess" / "training.json").read_text())
+    assert "a plain 7-way loss; clips drawn uniformly. Augmentation: speed [0.9, 1.1] (p=0.5), white noise " \
+           "(p=0.5), random crops, SpecAugment." in _training_description(first_stage)
 
 
 def left_out_report(held_out_by: dict[str, str]) -> dict:
@@ -104,18 +132,6 @@ def test_the_card_shows_the_recipe_comparison_without_the_report_headings():
     assert "#" not in tables and "\n\n\n" not in tables
     assert "| plain | 50.0% | 50.0% |" in tables and "| clean | 100.0% (50.0%) | 100.0% (50.0%) |" in tables
     assert export._validation_tables(None) == "(no comparison was exported with this model)"
-
-
-def test_re_exporting_an_exported_folder_keeps_its_validation_curve(tmp_path):
-    import json
-
-    run = {"config": {}, "log_history": [{"epoch": 1.0, "eval_macro_recall": 0.4, "eval_loss": 1.2}, {"loss": 2.0}],
-           "best_checkpoint": "runs/x/checkpoint-94"}
-    (tmp_path / "training.json").write_text(json.dumps(run))
-    summary = export._training_summary(tmp_path)
-    assert summary == {"config": {}, "validation_curve": [{"epoch": 1.0, "eval_macro_recall": 0.4}]}
-    (tmp_path / "training.json").write_text(json.dumps(summary))
-    assert export._training_summary(tmp_path) == summary
 
 
 def test_re_exporting_an_exported_folder_keeps_its_reports_and_renders_them_as_the_card_does(tiny_model_dir, tmp_path):

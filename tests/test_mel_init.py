@@ -1,4 +1,4 @@
-"""`train --mel-init PATH`: pretrained DenseNet weights into the mel branch (no download needed)."""
+"""`train --mel_init PATH`: pretrained DenseNet weights into the mel branch (no download needed)."""
 
 import pytest
 import torch

@@ -16,6 +16,8 @@ from ser_model.data.train_data import (BalancedEpochs, ClipDataset, FeatureColla
 
 from .conftest import speechlike, tiny_config
 
+LABEL2ID = {label: i for i, label in enumerate(LABELS)}
+
 
 def corpus(name, speakers, clips_per_speaker, labels=None):
     labels = labels or LABEL_SETS[name]
@@ -58,7 +60,7 @@ def test_class_weights_compare_a_class_with_the_draws_that_could_be_it():
                 label_set=("angry", "sad")) for i, label in enumerate(("angry", "sad"))]
     records = a + b
     weights = np.full(len(records), 1.0 / len(records))
-    w = class_weights(records, weights).numpy()
+    w = class_weights(records, weights, LABEL2ID).numpy()
     # Among draws that could be neutral (corpus A, 8 clips) 2 are: 1/4; disgust 1/8; angry (A and B: 10) 2/10.
     inverse = {"neutral": 4.0, "disgust": 8.0, "angry": 5.0, "sad": 5.0}
     assert w[LABELS.index("neutral")] / w[LABELS.index("disgust")] == pytest.approx(inverse["neutral"] / 8.0)
@@ -68,14 +70,34 @@ def test_class_weights_compare_a_class_with_the_draws_that_could_be_it():
 
 def test_a_class_no_corpus_contains_gets_no_weight():
     records = corpus("turev", 2, 4)
-    w = class_weights(records, sampling_weights(records, 0.5)).numpy()
+    w = class_weights(records, sampling_weights(records, 0.5), LABEL2ID).numpy()
     assert all(w[LABELS.index(label)] == 0 for label in ("disgust", "fear", "surprise"))
     assert all(w[LABELS.index(label)] > 0 for label in LABEL_SETS["turev"])
 
 
 def test_label_mask_follows_the_label_set():
     record = corpus("turev", 1, 1)[0]
-    assert [label for label, on in zip(LABELS, label_mask(record)) if on] == list(LABEL_SETS["turev"])
+    assert [label for label, on in zip(LABELS, label_mask(record.label_set, LABEL2ID)) if on] == \
+        list(LABEL_SETS["turev"])
+
+
+# A model with three classes in another order than `LABELS`: its config's label2id numbers them.
+OTHER_LABELS = {"sad": 0, "angry": 1, "happy": 2}
+
+
+def test_class_ids_masks_and_weights_follow_the_model_labels_not_the_module_constant():
+    records = [Record(path=f"c{i}", corpus="c", speaker="c:1", label=label, gender=None, utterance="u",
+                      label_set=("angry", "sad", "neutral"))
+               for i, label in enumerate(("angry", "sad", "sad"))]
+    assert label_mask(records[0].label_set, OTHER_LABELS).tolist() == [True, True, False]  # neutral: no class
+    collate = FeatureCollator(SERFeatureExtractor.from_config(tiny_config(id2label={0: "sad", 1: "angry",
+                                                                                  2: "happy"})), OTHER_LABELS)
+    batch = collate(list(ClipDataset([speechlike(0.3, seed=i) for i in range(3)], records)))
+    assert batch["labels"].tolist() == [1, 0, 0]
+    assert batch["label_mask"].tolist() == [[True, True, False]] * 3
+    weights = class_weights(records, np.full(3, 1 / 3), OTHER_LABELS).numpy()
+    assert weights.shape == (3,) and weights[2] == 0  # happy: in no clip's set
+    assert weights[1] == pytest.approx(2 * weights[0])  # angry is half as frequent as sad
 
 
 CLIPS = [speechlike(0.3, seed=i) for i in range(5)]
@@ -111,14 +133,13 @@ def test_the_same_seed_epoch_and_index_give_the_same_item():
     assert all(np.array_equal(dataset[i]["waveform"], items[i]) for i in range(4))
 
 
-def test_items_carry_their_label_and_mask():
+def test_items_carry_their_label_and_label_set():
     dataset = epochs(RECORDS)
     drawn = dataset.drawn_clips()
     for index in range(5):
         item = dataset[index]
         record = RECORDS[drawn[index]]
-        assert item["labels"] == LABELS.index(record.label)
-        assert np.array_equal(item["label_mask"], label_mask(record))
+        assert (item["label"], item["label_set"]) == (record.label, record.label_set)
 
 
 def test_codec_copies_come_from_the_coded_clips():
@@ -134,7 +155,7 @@ def test_codec_copies_come_from_the_coded_clips():
 
 
 def digest(item):
-    return item["labels"], hashlib.sha256(item["waveform"].tobytes()).hexdigest()
+    return item["label"], hashlib.sha256(item["waveform"].tobytes()).hexdigest()
 
 
 def epoch_through_loader(loader):
@@ -165,11 +186,13 @@ def test_workers_draw_anew_each_epoch(persistent):
 
 
 def test_the_collator_pads_and_stacks_labels_and_masks():
-    collate = FeatureCollator(SERFeatureExtractor.from_config(tiny_config()))
-    items = ClipDataset([speechlike(0.3), speechlike(0.5)], corpus("turev", 1, 2))
+    collate = FeatureCollator(SERFeatureExtractor.from_config(tiny_config()), LABEL2ID)
+    records = corpus("turev", 1, 2)
+    items = ClipDataset([speechlike(0.3), speechlike(0.5)], records)
     batch = collate([items[0], items[1]])
     assert batch["input_values"].shape[0] == 2 and batch["label_mask"].dtype == torch.bool
-    assert batch["label_mask"].shape == (2, len(LABELS)) and batch["labels"].tolist() == items.labels
+    assert batch["label_mask"].shape == (2, len(LABELS))
+    assert batch["labels"].tolist() == [LABELS.index(r.label) for r in records]
     assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
 
 

@@ -96,7 +96,7 @@ def test_selection_averages_the_speaker_held_out_corpora_equally():
     predicted = truth.copy()
     predicted[2:4] = LABELS.index("angry")
     predicted[5] = LABELS.index("happy")
-    metrics = ValidationMetrics(records, {"ravdess": "speaker", "turev": "speaker", "tess": "utterance"})
+    metrics = ValidationMetrics(records, {"ravdess": "speaker", "turev": "speaker", "tess": "utterance"}, len(LABELS))
     scores = metrics(type("P", (), {"label_ids": truth, "predictions": np.eye(7)[predicted]})())
     assert scores["ravdess_macro_recall"] == pytest.approx(0.5)
     assert scores["turev_macro_recall"] == pytest.approx(1.0)

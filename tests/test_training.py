@@ -11,38 +11,66 @@ from ser_model import SERFeatureExtractor
 
 from ser_model import SERForAudioClassification
 from ser_model.cli import main as cli_main
+from ser_model.errors import InputError
 from ser_model.evaluation.evaluate import evaluate, evaluate_validation
 from ser_model.hub.export import CODE_FILES, export_model, stale_code_files
 from ser_model.data.splits import load_split
 from ser_model.data.train_data import ClipDataset, FeatureCollator, load_clips
+from ser_model.training.arguments import SERTrainingArguments, TRAINING_DEFAULTS, parse_arguments, recipe
 from ser_model.training.trainer import label_set_cross_entropy
-from ser_model.training.train import TrainingConfig, build_trainer, prepare_data, train
+from ser_model.training.train import build_trainer, prepare_data, train
 
 from .conftest import TINY, data_dir_or_skip
 
-NO_AUGMENTATION = {name: 0.0 for name in TrainingConfig.PROBABILITIES if name != "label_smoothing"} | dict(
+NO_AUGMENTATION = {name: 0.0 for name in SERTrainingArguments.PROBABILITIES if name != "label_smoothing_factor"} | dict(
     time_masks=0, freq_masks=0)
 
 
-def test_invalid_training_config_is_named():
-    with pytest.raises(ValueError, match="preset"):
-        TrainingConfig(preset="huge")
-    with pytest.raises(ValueError, match="codec_probability"):
-        TrainingConfig(codec_probability=2.0)
-    with pytest.raises(ValueError, match="model_overrides"):
-        TrainingConfig(model_overrides="[1, 2]")
+def test_invalid_training_arguments_are_named():
+    for values, field in (({"preset": "huge"}, "preset"), ({"codec_probability": 2.0}, "codec_probability"),
+                          ({"model_overrides": "[1, 2]"}, "model_overrides"),
+                          ({"mel_init": "imagenet", "init_model": "model"}, "mel_init and init_model"),
+                          ({"lr_scheduler_type": "sideways"}, "sideways"), ({"no_such_flag": 1}, "no_such_flag")):
+        with pytest.raises(InputError, match=field):
+            parse_arguments({"output_dir": "run", **values})
+    with pytest.raises(InputError, match="output_dir is required"):
+        parse_arguments({})
+
+
+def run_train_command(monkeypatch, argv: list[str]):
+    """The arguments `python -m ser_model train ARGV` would train with."""
+    seen = {}
+    monkeypatch.setattr("ser_model.training.train.train", lambda *arguments: seen.setdefault("arguments", arguments))
+    assert cli_main(["train", *argv]) == 0
+    return seen["arguments"]
 
 
 def test_every_field_is_a_flag_of_the_train_command(monkeypatch):
-    seen = {}
-    monkeypatch.setattr("ser_model.training.train.train", lambda cfg: seen.setdefault("cfg", cfg) and "best")
-    cli_main(["train", "--epochs", "3", "--no_label_set_loss", "--speed-range", "0.8", "1.2", "--corpora", "ravdess",
-              "tess", "--model_overrides", '{"growth_rate": 8}', "--mel-init", "weights.pth",
-              "--init-model", "model"])
-    cfg = seen["cfg"]
-    assert (cfg.epochs, cfg.label_set_loss, cfg.speed_range, cfg.corpora) == (3, False, [0.8, 1.2], ["ravdess", "tess"])
-    assert cfg.model_config().growth_rate == 8 and cfg.mel_init == "weights.pth" and cfg.init_model == "model"
-    assert cfg.balanced_sampling is True and cfg.samples_per_epoch == TrainingConfig().samples_per_epoch
+    model_args, data_args, args = run_train_command(monkeypatch, [
+        "--output_dir", "run", "--num_train_epochs", "3", "--no_label_set_loss", "--speed-range", "0.8", "1.2",
+        "--corpora", "ravdess", "tess", "--model_overrides", '{"growth_rate": 8}', "--init-model", "model"])
+    assert (args.num_train_epochs, args.label_set_loss, args.speed_range) == (3, False, [0.8, 1.2])
+    assert data_args.corpora == ["ravdess", "tess"] and args.output_dir == "run"
+    assert model_args.model_config().growth_rate == 8 and model_args.init_model == "model"
+    # What the flags leave alone keeps the project's values, not TrainingArguments' own defaults.
+    assert args.balanced_sampling is True and args.samples_per_epoch == 3000
+    assert (args.learning_rate, args.lr_scheduler_type.value, args.load_best_model_at_end) == (2e-3, "cosine", True)
+    assert args.per_device_train_batch_size == TRAINING_DEFAULTS["per_device_train_batch_size"]
+
+
+def test_a_json_recipe_parses_to_the_same_arguments_as_the_flags(monkeypatch, tmp_path):
+    flags = ["--output_dir", "run", "--learning_rate", "1e-3", "--num_train_epochs", "12", "--init_model", "model",
+             "--exclude_corpora", "turev", "--no_calibrate", "--speed_range", "0.8", "1.2", "--branches", "mel"]
+    values = {"output_dir": "run", "learning_rate": 1e-3, "num_train_epochs": 12, "init_model": "model",
+              "exclude_corpora": ["turev"], "calibrate": False, "speed_range": [0.8, 1.2], "branches": ["mel"]}
+    (tmp_path / "recipe.json").write_text(json.dumps(values))
+    from_flags = recipe(*run_train_command(monkeypatch, flags))
+    assert recipe(*run_train_command(monkeypatch, [str(tmp_path / "recipe.json")])) == from_flags
+    assert from_flags["learning_rate"] == 1e-3 and from_flags["calibrate"] is False
+    # A saved record is a recipe too, and flags given after it win.
+    (tmp_path / "saved.json").write_text(json.dumps(from_flags))
+    again = recipe(*run_train_command(monkeypatch, [str(tmp_path / "saved.json"), "--output_dir", "elsewhere"]))
+    assert again == {**from_flags, "output_dir": "elsewhere"}
 
 
 @pytest.fixture(scope="module")
@@ -51,28 +79,30 @@ def trained(tmp_path_factory):
     data_dir = data_dir_or_skip()
     out = tmp_path_factory.mktemp("run")
     # No dropout and a high rate: 30 steps are enough to fit 24 clips visibly.
-    cfg = TrainingConfig(model_overrides=json.dumps({**TINY, "fusion_dropout": 0.0}), data_dir=str(data_dir),
-                         output_dir=str(out), max_steps=30, logging_steps=5, batch_size=8, learning_rate=1e-2,
-                         max_clips_per_part=24, cache_dir=None, samples_per_epoch=240, **NO_AUGMENTATION)
-    return train(cfg), data_dir
+    arguments = parse_arguments(dict(
+        model_overrides=json.dumps({**TINY, "fusion_dropout": 0.0}), data_dir=str(data_dir), output_dir=str(out),
+        max_steps=30, logging_steps=5, per_device_train_batch_size=8, per_device_eval_batch_size=8,
+        learning_rate=1e-2, max_clips_per_part=24, samples_per_epoch=240, **NO_AUGMENTATION))
+    return train(*arguments), data_dir
 
 
 @pytest.mark.slow
 def test_a_run_can_start_from_a_model_trained_before(trained, tmp_path):
     best, data_dir = trained
-    first = json.loads((best / "training.json").read_text())["config"]
-    cfg = TrainingConfig(**{**first, "output_dir": str(tmp_path), "init_model": str(best)})
-    _, split, parts = prepare_data(cfg)
-    model = build_trainer(cfg, split, parts, tmp_path).model
+    first = json.loads((best / "training.json").read_text())["arguments"]
+    model_args, data_args, args = parse_arguments({**first, "output_dir": str(tmp_path), "init_model": str(best)})
+    _, split, parts = prepare_data(data_args, args.seed)
+    model = build_trainer(model_args, data_args, args, split, parts).model
     saved = SERForAudioClassification.from_pretrained(best).state_dict()
     assert all(torch.equal(tensor, saved[name]) for name, tensor in model.state_dict().items())
 
 
-def training_loss(model, cfg: TrainingConfig) -> float:
+def training_loss(model, arguments) -> float:
     """The label-set loss of `model` on the run's training clips, unaugmented."""
-    _, _, parts = prepare_data(cfg)
+    model_args, data_args, args = arguments
+    _, _, parts = prepare_data(data_args, args.seed)
     dataset = ClipDataset(load_clips(parts["train"], 16_000, "clips"), parts["train"])
-    collate = FeatureCollator(SERFeatureExtractor.from_config(cfg.model_config()))
+    collate = FeatureCollator(SERFeatureExtractor.from_config(model.config), model.config.label2id)
     batch = collate([dataset[i] for i in range(len(dataset))])
     with torch.no_grad():
         logits = model.eval()(batch["input_values"], batch["input_mfcc"], batch["attention_mask"]).logits
@@ -83,11 +113,14 @@ def training_loss(model, cfg: TrainingConfig) -> float:
 def test_a_short_run_fits_its_training_clips_and_saves_a_loadable_model(trained):
     best, _ = trained
     record = json.loads((best / "training.json").read_text())
-    cfg = TrainingConfig(**record["config"])
-    losses = [entry["loss"] for entry in record["log_history"] if "loss" in entry]
+    arguments = parse_arguments(record["arguments"])
+    history = json.loads((best.parent / "trainer_state.json").read_text())["log_history"]  # trainer.save_state()
+    losses = [entry["loss"] for entry in history if "loss" in entry]
     assert len(losses) >= 4 and all(np.isfinite(losses))
-    set_seed(cfg.seed)
-    untrained = SERForAudioClassification(cfg.model_config())
+    assert record["validation_curve"] and {"epoch", "eval_macro_recall"} <= set(record["validation_curve"][-1])
+    assert (best.parent / "train_results.json").is_file()  # trainer.save_metrics()
+    set_seed(arguments[2].seed)
+    untrained = SERForAudioClassification(arguments[0].model_config())
     model = SERForAudioClassification.from_pretrained(best)
     assert model.config.growth_rate == TINY["growth_rate"]
     # The temperature was fitted on the validation speakers and travels in the config.
@@ -95,7 +128,7 @@ def test_a_short_run_fits_its_training_clips_and_saves_a_loadable_model(trained)
     assert model.config.calibration_temperature > 0 and record["calibration"]["clips"] > 0
     # Calibration changes no decision, but the loss: compare both at temperature 1.
     model.config.calibration_temperature = 1.0
-    assert training_loss(model, cfg) < training_loss(untrained, cfg)
+    assert training_loss(model, arguments) < training_loss(untrained, arguments)
     split = load_split(best / "split.json")
     assert split.corpora["ravdess"]["held_out_by"] == "speaker"
 
@@ -174,11 +207,11 @@ def test_export_writes_a_complete_model_folder(trained, tmp_path):
 def test_running_again_resumes_from_the_last_checkpoint_and_keeps_the_clock(trained):
     best, data_dir = trained
     first = json.loads((best / "training.json").read_text())
-    cfg = TrainingConfig(**{**first["config"], "max_steps": 40})
-    again = json.loads((train(cfg) / "training.json").read_text())
+    again = json.loads((train(*parse_arguments({**first["arguments"], "max_steps": 40})) / "training.json").read_text())
     assert again["resumed_from"].endswith("checkpoint-30")
     assert again["wall_seconds"] > first["wall_seconds"]
-    steps = [entry["step"] for entry in again["log_history"] if "loss" in entry]
+    history = json.loads((best.parent / "trainer_state.json").read_text())["log_history"]
+    steps = [entry["step"] for entry in history if "loss" in entry]
     assert steps[-1] == 40 and steps[0] == 5  # the history of the first 30 steps came back too
 
 

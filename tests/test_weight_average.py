@@ -3,15 +3,15 @@
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback, TrainingArguments
+from transformers import TrainerCallback
 
 from ser_model import SERFeatureExtractor
 
 from ser_model import SERForAudioClassification
 from ser_model.data.corpora import LABELS, Record
 from ser_model.data.train_data import ClipDataset, FeatureCollator
+from ser_model.training.arguments import SERTrainingArguments, parse_arguments
 from ser_model.training.trainer import SERTrainer
-from ser_model.training.train import TrainingConfig
 from ser_model.training.weight_average import WeightAverage
 
 from .conftest import speechlike, tiny_config
@@ -56,7 +56,7 @@ def test_decay_outside_the_open_unit_interval_is_refused():
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(decay=1.0)
     with pytest.raises(ValueError, match="weight_average_decay"):
-        TrainingConfig(weight_average_decay=1.0)
+        parse_arguments({"output_dir": "run", "weight_average_decay": 1.0})
 
 
 class KeepsTheAverage(TrainerCallback):
@@ -76,13 +76,13 @@ def test_checkpoints_and_evaluation_use_the_average_and_training_goes_on_from_th
     records = [Record(path=str(i), corpus="c", speaker="c:1", label=LABELS[i % 7], gender=None, utterance=str(i))
                for i in range(8)]
     clips = ClipDataset([speechlike(0.5, seed=i) for i in range(8)], records)
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, save_strategy="steps", save_steps=4,
-                             eval_strategy="steps", eval_steps=4, per_device_train_batch_size=4, learning_rate=0.05,
-                             report_to="none", remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+    args = SERTrainingArguments(output_dir=str(tmp_path), max_steps=4, save_strategy="steps", save_steps=4,
+                                eval_strategy="steps", eval_steps=4, per_device_train_batch_size=4, learning_rate=0.05,
+                                report_to="none", remove_unused_columns=False, use_cpu=True, disable_tqdm=True,
+                                time_masks=0, freq_masks=0)
     torch.manual_seed(0)
     trainer = SERTrainer(model=SERForAudioClassification(config), args=args, train_dataset=clips, eval_dataset=clips,
-                         data_collator=FeatureCollator(extractor), class_weights=torch.ones(7),
-                         training_config=TrainingConfig(time_masks=0, freq_masks=0))
+                         data_collator=FeatureCollator(extractor, config.label2id), class_weights=torch.ones(7))
     average = WeightAverage(0.9)
     trainer.add_callback(average)
     probe = KeepsTheAverage(average)

@@ -129,7 +129,7 @@ def change_level(waveform: np.ndarray, gain_db: float) -> np.ndarray:
 
 @dataclass
 class AugmentationSettings:
-    """Probabilities and ranges of each augmentation (filled from the training arguments).
+    """Probabilities and ranges of each augmentation (filled from `SERTrainingArguments`).
 
     Args:
         window (`int`): samples per training crop.

@@ -23,16 +23,19 @@ from tqdm.auto import tqdm
 
 from ..audio_io import load_audio
 from .augment import CODECS, Augmenter, encode_decode
-from .corpora import LABELS, Record
+from .corpora import Record
 from ..feature_extractor import SERFeatureExtractor
 from .splits import record_key
 
 logger = logging.getLogger(__name__)
 
 
-def label_mask(record: Record) -> np.ndarray:
-    """(len(LABELS),) booleans, true for the emotions the record's corpus can contain."""
-    return np.array([label in record.label_set for label in LABELS])
+def label_mask(label_set, label2id: dict[str, int]) -> np.ndarray:
+    """(len(label2id),) booleans indexed by class id, true for the emotions of `label_set` (the ones a
+    clip's corpus can contain) among the model's classes (`config.label2id`)."""
+    mask = np.zeros(len(label2id), dtype=bool)
+    mask[[label2id[label] for label in label_set if label in label2id]] = True
+    return mask
 
 
 def _cache_file(cache_dir: str | Path, kind: str, records: list[Record], extra: dict) -> Path:
@@ -116,38 +119,40 @@ def sampling_weights(records: list[Record], corpus_balance_exponent: float) -> n
                      for r in records])
 
 
-def class_weights(records: list[Record], weights: np.ndarray) -> torch.Tensor:
+def class_weights(records: list[Record], weights: np.ndarray, label2id: dict[str, int]) -> torch.Tensor:
     """Per-class loss weights under the sampler, for a loss scored over each clip's label set.
 
     A class is weighed against the draws that could have been it: its frequency among the draws
     whose corpus contains it. Disgust, in 2 of 5 corpora, is then as common as any class where it
     can occur, and is not inflated for the corpora that cannot contain it; what the weights
     correct is the imbalance inside corpora (RAVDESS has twice as much neutral, calm included).
-    Inverse of that frequency, scaled to mean 1 over the classes seen; unseen classes get 0.
+    Inverse of that frequency, scaled to mean 1 over the classes seen; unseen classes get 0. The
+    weights are indexed by the model's class ids (`label2id`).
     """
-    hits = np.zeros(len(LABELS))
-    possible = np.zeros(len(LABELS))
+    hits = np.zeros(len(label2id))
+    possible = np.zeros(len(label2id))
     for record, weight in zip(records, weights):
-        hits[LABELS.index(record.label)] += weight
-        possible += weight * label_mask(record)
-    frequency = np.divide(hits, possible, out=np.zeros(len(LABELS)), where=possible > 0)
-    inverse = np.divide(1.0, frequency, out=np.zeros(len(LABELS)), where=frequency > 0)
+        hits[label2id[record.label]] += weight
+        possible += weight * label_mask(record.label_set, label2id)
+    frequency = np.divide(hits, possible, out=np.zeros(len(label2id)), where=possible > 0)
+    inverse = np.divide(1.0, frequency, out=np.zeros(len(label2id)), where=frequency > 0)
     return torch.tensor(inverse / inverse[inverse > 0].mean(), dtype=torch.float32)
 
 
 class ClipDataset(Dataset):
-    """Whole clips with their class ids and label-set masks, unaugmented (validation, test)."""
+    """Whole clips with their emotion and label set, unaugmented (validation, test); `FeatureCollator`
+    turns the names into the model's class ids."""
 
     def __init__(self, clips: list[np.ndarray], records: list[Record]):
         self.clips = clips
-        self.labels = [LABELS.index(r.label) for r in records]
-        self.masks = [label_mask(r) for r in records]
+        self.records = records
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, index: int) -> dict:
-        return {"waveform": self.clips[index], "labels": self.labels[index], "label_mask": self.masks[index]}
+        record = self.records[index]
+        return {"waveform": self.clips[index], "label": record.label, "label_set": record.label_set}
 
 
 class BalancedEpochs(ClipDataset):
@@ -216,16 +221,23 @@ class BalancedEpochs(ClipDataset):
 
 
 class FeatureCollator:
-    """Turns a list of clips into a padded feature batch with `labels` and `label_mask`."""
+    """Turns a list of clips into a padded feature batch with `labels` (class ids) and `label_mask`.
 
-    def __init__(self, feature_extractor: SERFeatureExtractor):
+    Args:
+        feature_extractor (`SERFeatureExtractor`): the model's.
+        label2id (`dict[str, int]`): the model's classes (`config.label2id`), which number the labels.
+    """
+
+    def __init__(self, feature_extractor: SERFeatureExtractor, label2id: dict[str, int]):
         self.feature_extractor = feature_extractor
+        self.label2id = label2id
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         batch = dict(self.feature_extractor([item["waveform"] for item in items],
                                             sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"))
-        batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.long)
-        batch["label_mask"] = torch.from_numpy(np.stack([item["label_mask"] for item in items]))
+        batch["labels"] = torch.tensor([self.label2id[item["label"]] for item in items], dtype=torch.long)
+        batch["label_mask"] = torch.from_numpy(np.stack([label_mask(item["label_set"], self.label2id)
+                                                         for item in items]))
         return batch
 
 

@@ -128,7 +128,7 @@ def evaluation_parts(records: list[Record], split, training: dict | None) -> tup
     parts are the test set. A corpus the model was trained without is held out whole: all its
     clips are test clips.
     """
-    cfg = (training or {}).get("config", {})
+    cfg = (training or {}).get("arguments", {})
     chosen, excluded = cfg.get("corpora"), set(cfg.get("exclude_corpora") or [])
     trained_on = [r for r in records if r.corpus not in excluded and (chosen is None or r.corpus in chosen)]
     parts = apply_split(trained_on, split)

@@ -106,12 +106,10 @@ def export_model(model_dir: str | Path, output_dir: str | Path, report_dir: str 
         staging = Path(tmp) / "model"
         model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
-        for name in ("split.json",):
+        for name in ("split.json", "training.json"):
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, staging / name)
-        training = _training_summary(model_dir)
-        if training:
-            (staging / "training.json").write_text(json.dumps(training, indent=2))
+        training = _read_json(model_dir / "training.json")
         if report:
             _write_evaluation(report_dir, staging / "evaluation", report, validation, left_out)
         model_card(model, report, training, repo_id, validation, left_out).save(staging / "README.md")
@@ -161,22 +159,6 @@ def _left_out_corpus(report_file: Path) -> tuple[str, dict]:
         raise InputError(f"{report_file} is not of a model trained without exactly one corpus "
                          f"(corpora held out whole: {left_out or 'none'})")
     return left_out[0], report
-
-
-def _training_summary(model_dir: Path) -> dict | None:
-    """training.json without the step-by-step log, but with the validation curve."""
-    path = model_dir / "training.json"
-    if not path.is_file():
-        return None
-    training = json.loads(path.read_text())
-    if "log_history" not in training:  # already a summary: re-exporting an exported folder
-        return training
-    history = training.pop("log_history")
-    training["validation_curve"] = [{k: v for k, v in entry.items() if k in ("epoch", "eval_macro_recall",
-                                                                              "eval_accuracy")}
-                                    for entry in history if "eval_macro_recall" in entry]
-    training.pop("best_checkpoint", None)
-    return training
 
 
 def model_card(model: SERForAudioClassification, report: dict | None, training: dict | None,
@@ -237,7 +219,7 @@ def _training_origin(training: dict | None) -> str:
     if not training:
         return "trained on CPU in an unrecorded number of minutes"
     minutes = f"on CPU in {training['wall_seconds'] / 60:.0f} minutes"
-    if training["config"].get("init_model"):
+    if training["arguments"]["init_model"]:
         return f"trained {minutes}, continuing from an earlier model of this project (see Training)"
     return f"trained from scratch {minutes}"
 
@@ -336,36 +318,36 @@ def _results_table(report: dict | None, models: list[str]) -> str:
 
 
 def _training_description(training: dict | None) -> str:
+    """The recipe in a paragraph, from the arguments that `training.json` records (`training.arguments.recipe`)."""
     if not training:
         return "No training record was exported with this model."
-    cfg = training["config"]
-    # Runs before the selection score was restricted to speaker-held-out clips recorded the pooled one.
-    selection = training.get("best_validation_selection_macro_recall", training.get("best_validation_macro_recall"))
-    mixup = f", mixup (p={cfg['mixup_probability']})" if cfg.get("mixup_probability") else ""
-    channel = ", ".join(f"{name} p={cfg[key]}" for name, key in (
+    args = training["arguments"]
+    mixup = f", mixup (p={args['mixup_probability']})" if args["mixup_probability"] else ""
+    channel = ", ".join(f"{name} p={args[key]}" for name, key in (
         ("lossy codec (MP3/Opus/Vorbis)", "codec_probability"), ("reverberation", "reverb_probability"),
         ("babble", "babble_probability"), ("telephone/narrow band", "narrow_band_probability"),
-        ("level change", "level_probability")) if cfg.get(key))
-    sampling = (f"{cfg['samples_per_epoch']} draws per epoch balanced over corpora (share ~ speakers ** "
-                f"{cfg['corpus_balance_exponent']}) and speakers" if cfg.get("balanced_sampling") else
+        ("level change", "level_probability")) if args[key])
+    sampling = (f"{args['samples_per_epoch']} draws per epoch balanced over corpora (share ~ speakers ** "
+                f"{args['corpus_balance_exponent']}) and speakers" if args["balanced_sampling"] else
                 "clips drawn uniformly")
     loss = ("each clip scored over its own corpus' emotions (a corpus without disgust teaches little about "
-            f"disgust: out-of-set weight {cfg.get('out_of_set_weight', 0.0)})" if cfg.get("label_set_loss")
+            f"disgust: out-of-set weight {args['out_of_set_weight']})" if args["label_set_loss"]
             else "a plain 7-way loss")
     earlier = training.get("init_model_corpora")
     start = (("Continued from the weights of an earlier model of this project"
               + (f" trained on {' and '.join(c.upper() for c in earlier)} alone" if earlier else "")
-              + f" (`--init-model {cfg['init_model']}`)") if cfg.get("init_model") else "From scratch")
-    average = (f" The weights evaluated and shipped are their moving average (decay {cfg['weight_average_decay']})."
-               if cfg.get("weight_average_decay") else "")
+              + f" (`--init_model {args['init_model']}`)") if args["init_model"] else "From scratch")
+    average = (f" The weights evaluated and shipped are their moving average (decay {args['weight_average_decay']})."
+               if args["weight_average_decay"] else "")
     return (
-        f"{start} with `python -m ser_model train` (preset `{cfg['preset']}`, seed {cfg['seed']}): AdamW, "
-        f"learning rate {cfg['learning_rate']}, batch {cfg['batch_size']}, cosine schedule, label smoothing "
-        f"{cfg['label_smoothing']}, class-weighted loss, {loss}; {sampling}. Augmentation: speed "
-        f"{cfg['speed_range']} (p={cfg['speed_probability']}), white noise (p={cfg['noise_probability']})"
-        f"{', ' + channel if channel else ''}, random crops, SpecAugment{mixup}. Early stopping on the validation "
-        f"speakers' macro recall, averaged over corpora (patience {cfg['patience']}); best {selection:.3f} after "
-        f"{training['epochs_run']:.0f} epochs, {training['wall_seconds'] / 60:.1f} minutes on "
+        f"{start} with `python -m ser_model train` (preset `{args['preset']}`, seed {args['seed']}): AdamW, "
+        f"learning rate {args['learning_rate']}, batch {args['per_device_train_batch_size']}, "
+        f"{args['lr_scheduler_type']} schedule, label smoothing {args['label_smoothing_factor']}, class-weighted "
+        f"loss, {loss}; {sampling}. Augmentation: speed {args['speed_range']} (p={args['speed_probability']}), "
+        f"white noise (p={args['noise_probability']}){', ' + channel if channel else ''}, random crops, "
+        f"SpecAugment{mixup}. Early stopping on the validation speakers' macro recall, averaged over corpora "
+        f"(patience {args['early_stopping_patience']}); best {training['best_validation_selection_macro_recall']:.3f} "
+        f"after {training['epochs_run']:.0f} epochs, {training['wall_seconds'] / 60:.1f} minutes on "
         f"{training.get('device', 'CPU')}.{average}"
     )
 

@@ -1,4 +1,4 @@
-"""Starting the mel branch from pretrained DenseNet weights (`train --mel-init`).
+"""Starting the mel branch from pretrained DenseNet weights (`train --mel_init`).
 
 The original design of this model calls for a pretrained DenseNet over mel spectrograms: ImageNet
 features transfer to spectrograms better than random ones (Palanisamy et al. 2020, "Rethinking CNN
@@ -37,11 +37,11 @@ def pretrained_state_dict(source: str) -> dict[str, torch.Tensor]:
         try:
             return create_model(IMAGENET_MODEL, pretrained=True, num_classes=0).state_dict()
         except Exception as e:  # noqa: BLE001 - the Hub client raises many kinds; all mean "no download"
-            raise InputError(f"--mel-init imagenet could not download {IMAGENET_MODEL} from the Hugging Face Hub "
+            raise InputError(f"--mel_init imagenet could not download {IMAGENET_MODEL} from the Hugging Face Hub "
                              f"({type(e).__name__}); without internet pass a local checkpoint path instead") from e
     path = Path(source)
     if not path.is_file():
-        raise InputError(f"--mel-init: {source!r} is neither 'imagenet' nor an existing checkpoint file")
+        raise InputError(f"--mel_init: {source!r} is neither 'imagenet' nor an existing checkpoint file")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
@@ -63,7 +63,7 @@ def load_mel_init(model: SERForAudioClassification, source: str) -> list[str]:
     """
     encoder = model.ser.mel_encoder
     if encoder is None:
-        raise InputError("--mel-init needs a model with the mel branch")
+        raise InputError("--mel_init needs a model with the mel branch")
     target = encoder.densenet.state_dict()
     weights = {k: v for k, v in pretrained_state_dict(source).items() if not k.startswith("classifier.")}
     if STEM in weights and weights[STEM].shape[1] != target[STEM].shape[1]:
@@ -73,7 +73,7 @@ def load_mel_init(model: SERForAudioClassification, source: str) -> list[str]:
     if missing or mismatched:
         name = (missing or mismatched)[0]
         got = "absent" if name in missing else tuple(weights[name].shape)
-        raise InputError(f"--mel-init checkpoint does not fit this model's DenseNet ({len(missing)} tensors missing, "
+        raise InputError(f"--mel_init checkpoint does not fit this model's DenseNet ({len(missing)} tensors missing, "
                          f"{len(mismatched)} of another shape; e.g. {name}: model {tuple(target[name].shape)}, "
                          f"checkpoint {got}); choose the preset with its layout (densenet121 for ImageNet)")
     encoder.densenet.load_state_dict({k: weights[k] for k in target})

@@ -1,9 +1,9 @@
 """The training loop: `transformers.Trainer` with the loss, augmentation and callbacks of this task.
 
 - The loss scores each clip mainly over its corpus' label set (`label_set_cross_entropy`): a plain
-  7-way loss would teach the model "never disgust" on every clip of a corpus without disgust. The
-  classes outside the set keep a small weight (`out_of_set_weight`, 0.2 in training by default):
-  with none, the model learned nothing against them and called most TurEV-DB clips disgust.
+  loss over every class would teach the model "never disgust" on every clip of a corpus without
+  disgust. The classes outside the set keep a small weight (`out_of_set_weight`), so that a corpus
+  still teaches a little that its clips are not of the classes it lacks (README, Results).
 - SpecAugment and mixup work on the feature batch, so they sit in `compute_loss`, applied only
   while the model is in training mode; validation batches are never augmented.
 - Callbacks (public hooks only): new balanced draws each epoch, the run's wall clock across
@@ -17,13 +17,18 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
-from ..data.corpora import LABELS, Record
+from ..data.corpora import Record
 from ..metrics import classification_metrics
+from .arguments import SELECTION_METRIC
+
+if TYPE_CHECKING:
+    from .arguments import SERTrainingArguments
 
 
 def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor | None = None,
@@ -47,9 +52,8 @@ def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_ma
         out_of_set_weight (`float`, *optional*, defaults to 0.0): how much the classes outside the set
             still count in the softmax's denominator, in [0, 1]: 0 removes them (no gradient), 1 is the
             plain cross-entropy. In between they are pushed down, but that much more gently, so a corpus
-            without disgust still teaches a little that its clips are not disgust. Without any push, the
-            first multi-corpus run called about half the TurEV-DB and nEMO validation clips disgust, a class those
-            corpora do not have.
+            without disgust still teaches a little that its clips are not disgust; without any push the
+            model calls clips of such corpora a class they do not have (README, Results).
     """
     if label_mask is None:
         label_mask = torch.ones_like(logits, dtype=torch.bool)
@@ -102,31 +106,34 @@ class SERTrainer(Trainer):
     """Trainer whose loss is `label_set_cross_entropy`, with SpecAugment and mixup on training batches.
 
     Args:
+        model (`SERForAudioClassification`): the model to train.
+        args (`SERTrainingArguments`): `TrainingArguments` with the label smoothing, out-of-set weight,
+            SpecAugment and mixup settings read here.
         class_weights (`torch.Tensor` of shape `(num_labels,)`): from `train_data.class_weights`.
-        training_config (`TrainingConfig`): label smoothing, SpecAugment and mixup settings, seed.
-        *args, **kwargs: as `transformers.Trainer`.
+        **kwargs: as `transformers.Trainer`.
     """
 
-    def __init__(self, *args, class_weights: torch.Tensor, training_config, **kwargs):
-        super().__init__(*args, **kwargs)
+    args: SERTrainingArguments
+
+    def __init__(self, model, args: SERTrainingArguments, *, class_weights: torch.Tensor, **kwargs):
+        super().__init__(model=model, args=args, **kwargs)
         self.class_weights = class_weights
-        self.training_config = training_config
-        self.augment_rng = np.random.default_rng(training_config.seed)
-        self.spec_generator = torch.Generator().manual_seed(training_config.seed)
+        self.augment_rng = np.random.default_rng(args.seed)
+        self.spec_generator = torch.Generator().manual_seed(args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels, mask = inputs.pop("labels"), inputs.pop("label_mask", None)
-        cfg = self.training_config
+        args = self.args
         if not model.training:
             outputs = model(**inputs)
             loss = label_set_cross_entropy(outputs.logits, labels, mask, self.class_weights,
-                                           out_of_set_weight=cfg.out_of_set_weight)
+                                           out_of_set_weight=args.out_of_set_weight)
             return (loss, outputs) if return_outputs else loss
-        spec_augment(inputs, cfg.time_masks, cfg.time_mask_frames, cfg.freq_masks, cfg.freq_mask_bands,
+        spec_augment(inputs, args.time_masks, args.time_mask_frames, args.freq_masks, args.freq_mask_bands,
                      self.spec_generator)
         weight, order = 1.0, None
-        if self.augment_rng.random() < cfg.mixup_probability:
-            weight = float(self.augment_rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
+        if self.augment_rng.random() < args.mixup_probability:
+            weight = float(self.augment_rng.beta(args.mixup_alpha, args.mixup_alpha))
             order = torch.randperm(labels.shape[0], device=labels.device)
             inputs = mix_batch(inputs, weight, order)
         outputs = model(**inputs)
@@ -137,9 +144,8 @@ class SERTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _training_loss(self, logits, labels, mask):
-        cfg = self.training_config
-        return label_set_cross_entropy(logits, labels, mask, self.class_weights, cfg.label_smoothing,
-                                       cfg.out_of_set_weight)
+        return label_set_cross_entropy(logits, labels, mask, self.class_weights, self.args.label_smoothing_factor,
+                                       self.args.out_of_set_weight)
 
 
 class EpochDraws(TrainerCallback):
@@ -182,11 +188,18 @@ class ValidationMetrics:
     does not flatten the differences that matter for new speakers. Without any speaker-held-out
     validation clips it falls back to all of them. Each speaker-held-out corpus' macro recall is
     reported too (`<corpus>_macro_recall`).
+
+    Args:
+        records (`list[Record]`): the validation clips, in the order of the predictions.
+        held_out_by (`dict[str, str]`): how the split held out each corpus ("speaker", "utterance", ...).
+        num_labels (`int`): the model's number of classes (`config.num_labels`); the class ids are those
+            of its `label2id`.
     """
 
-    SELECTION = "selection_macro_recall"
+    SELECTION = SELECTION_METRIC
 
-    def __init__(self, records: list[Record], held_out_by: dict[str, str]):
+    def __init__(self, records: list[Record], held_out_by: dict[str, str], num_labels: int):
+        self.num_labels = num_labels
         groups = defaultdict(list)
         for i, record in enumerate(records):
             if held_out_by.get(record.corpus) == "speaker":
@@ -195,8 +208,8 @@ class ValidationMetrics:
 
     def __call__(self, prediction) -> dict[str, float]:
         y_true, y_pred = prediction.label_ids, prediction.predictions.argmax(-1)
-        metrics = classification_metrics(y_true, y_pred, len(LABELS))
-        per_corpus = {c: classification_metrics(y_true[i], y_pred[i], len(LABELS))["macro_recall"]
+        metrics = classification_metrics(y_true, y_pred, self.num_labels)
+        per_corpus = {c: classification_metrics(y_true[i], y_pred[i], self.num_labels)["macro_recall"]
                       for c, i in self.groups.items()}
         metrics.update({f"{c}_macro_recall": v for c, v in per_corpus.items()})
         metrics[self.SELECTION] = float(np.mean(list(per_corpus.values())))
