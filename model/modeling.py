@@ -1,4 +1,4 @@
-"""DenseNet (log-mel) + CNN (MFCC) fusion model for speech emotion recognition.
+"""DenseNet (log-mel) + CNN (MFCC) + optional Whisper encoder fusion model for speech emotion recognition.
 
 One of the three Hub files: it imports only torch, timm, transformers and its siblings.
 """
@@ -9,10 +9,12 @@ import torch
 from timm.models.densenet import DenseNet
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import can_return_tuple
 
-from .configuration import SERConfig
+from .configuration import WHISPER_POSITIONS_PER_SECOND, SERConfig
 
 
 def densenet_output_frames(num_frames, reduction: int):
@@ -99,6 +101,62 @@ class SERMfccEncoder(nn.Module):
         return masked_mean_std(self.layers(mfcc), attention_mask)
 
 
+class SERWhisperEncoder(nn.Module):
+    """transformers' `WhisperEncoder` over Whisper's log-mel of the window only, its hidden states
+    weighted by learned softmax weights (as SUPERB weights the layers of pretrained speech encoders,
+    Yang et al. 2021) and pooled over real positions.
+
+    `WhisperEncoder.forward` insists on 30 s of input (3000 frames) and ignores padding, so the branch
+    runs the encoder's own submodules itself: the convolutions, the positional table sliced to the
+    window's positions (50 per second), the layers with a mask of the padded positions, and the final
+    LayerNorm. Padding then changes nothing: padded frames are zeroed before each convolution, which
+    is what the convolutions' zero padding gives a clip alone, and are masked in attention and pooling.
+    Whisper's LayerDrop (`encoder_layerdrop`, 0 in the released checkpoints) is not applied.
+    """
+
+    def __init__(self, config: SERConfig):
+        super().__init__()
+        # Built from the nested config, never downloaded: the weights come with the model's own
+        # checkpoint, or from `ser_model.training.speech_encoder` when training starts.
+        self.encoder = WhisperEncoder(config.speech_encoder)
+        num_layers = config.speech_encoder.encoder_layers
+        self.hidden_state_ids = config.speech_encoder_hidden_states or list(range(num_layers + 1))
+        self.layer_weights = nn.Parameter(torch.zeros(len(self.hidden_state_ids)))
+        self.output_size = 2 * config.speech_encoder.d_model
+
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden_states, position_mask = self.hidden_states(input_features, attention_mask)
+        weights = nn.functional.softmax(self.layer_weights, dim=0)
+        weighted = (torch.stack(hidden_states) * weights.view(-1, 1, 1, 1)).sum(dim=0)
+        return masked_mean_std(weighted.transpose(1, 2), position_mask)
+
+    def hidden_states(self, input_features: torch.Tensor,
+                      attention_mask: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The hidden states `hidden_state_ids` selects, each `(batch, positions, d_model)`, and the
+        `(batch, positions)` mask of real positions."""
+        encoder = self.encoder
+        frames = attention_mask.unsqueeze(1).to(input_features.dtype)
+        embeds = nn.functional.gelu(encoder.conv1(input_features * frames)) * frames
+        embeds = nn.functional.gelu(encoder.conv2(embeds)).transpose(1, 2)
+        positions = embeds.shape[1]
+        positions_limit = encoder.embed_positions.num_embeddings
+        if positions > positions_limit:
+            raise ValueError(f"The Whisper branch takes at most {positions_limit} positions "
+                             f"({positions_limit / WHISPER_POSITIONS_PER_SECOND:g} s of audio), got {positions}: "
+                             "pass one window.")
+        hidden = embeds + encoder.embed_positions.weight[:positions]
+        hidden = nn.functional.dropout(hidden, p=encoder.dropout, training=self.training)
+        lengths = encoder._get_feat_extract_output_lengths(attention_mask.sum(dim=-1))
+        position_mask = frame_mask(lengths, positions)
+        layer_mask = create_bidirectional_mask(encoder.config, hidden, position_mask)
+        states = [hidden]
+        for layer in encoder.layers[: max(self.hidden_state_ids)]:
+            states.append(layer(states[-1], layer_mask))
+        if len(states) == len(encoder.layers) + 1:
+            states[-1] = encoder.layer_norm(states[-1])
+        return [states[i] for i in self.hidden_state_ids], position_mask
+
+
 class SERFusionHead(nn.Module):
     """LayerNorm over the concatenated branch embeddings (their scales differ), then a one-hidden-layer MLP."""
 
@@ -119,15 +177,16 @@ class SERFusionHead(nn.Module):
 class SERPreTrainedModel(PreTrainedModel):
     """
     Declares what the models of this file share: their config class, the name of the main input
-    (the log-mel spectrogram, as AST's `input_values`), the weight initialisation, and that they
-    do not support gradient checkpointing (the whole network is 0.4 M parameters at its default
-    size, so activation memory is never the limit).
+    (the log-mel spectrogram, as AST's `input_values`), the weight initialisation, that the Whisper
+    branch may use PyTorch's scaled-dot-product attention, and that they do not support gradient
+    checkpointing (activation memory of one 4 s window is never the limit).
     """
 
     config_class = SERConfig
     base_model_prefix = "ser"
     main_input_name = "input_values"
     supports_gradient_checkpointing = False
+    _supports_sdpa = True
     # The loss is a mean over the batch, not a sum to be divided by `num_items_in_batch`: Trainer must
     # not pass that count, and scales the loss for gradient accumulation itself.
     accepts_loss_kwargs = False
@@ -135,7 +194,10 @@ class SERPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         # Kaiming for convolutions (as timm's DenseNet) since the network is trained from scratch;
         # nn.init is called through the module so that transformers can guard loaded weights.
-        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        # The Whisper encoder is a PreTrainedModel: transformers initialises it with its own rules.
+        if isinstance(module, SERWhisperEncoder):
+            nn.init.zeros_(module.layer_weights)  # equal weights for every hidden state at the start
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -155,7 +217,8 @@ class SERModelOutput(ModelOutput):
         pooler_output (`torch.FloatTensor` of shape `(batch, SERModel.embedding_size)`):
             Utterance embedding: the concatenated mean and std pooling of each branch.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
-            Each branch's pooled features, in `config.branches` order: `(batch, 2 * channels)` each.
+            Each branch's pooled features, mel, MFCC, then Whisper (those the config has):
+            `(batch, 2 * channels)` each.
     """
 
     pooler_output: torch.FloatTensor | None = None
@@ -169,12 +232,17 @@ class SERModel(SERPreTrainedModel):
         super().__init__(config)
         self.mel_encoder = SERMelEncoder(config) if "mel" in config.branches else None
         self.mfcc_encoder = SERMfccEncoder(config) if "mfcc" in config.branches else None
+        self.whisper_encoder = SERWhisperEncoder(config) if "whisper" in config.branches else None
         self.post_init()
+
+    def _encoders(self) -> list[nn.Module]:
+        """The branch encoders of the config, in a fixed order (mel, MFCC, Whisper)."""
+        return [e for e in (self.mel_encoder, self.mfcc_encoder, self.whisper_encoder) if e is not None]
 
     @property
     def embedding_size(self) -> int:
         """Size of the utterance embedding: each branch's pooled mean and standard deviation."""
-        return sum(encoder.output_size for encoder in (self.mel_encoder, self.mfcc_encoder) if encoder is not None)
+        return sum(encoder.output_size for encoder in self._encoders())
 
     @can_return_tuple
     def forward(
@@ -182,34 +250,40 @@ class SERModel(SERPreTrainedModel):
         input_values: torch.Tensor | None = None,
         input_mfcc: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        whisper_attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
     ) -> SERModelOutput:
         """
         Any other keyword argument is a `TypeError`, so that a misspelt name is not silently ignored.
+        Each branch needs its inputs; the others may be left out.
 
         Args:
             input_values (`torch.Tensor` of shape `(batch, n_mels, frames)`): normalised log-mel spectrogram.
             input_mfcc (`torch.Tensor` of shape `(batch, n_mfcc, frames)`): normalised MFCCs.
             attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*): 1 on real frames.
+            input_features (`torch.Tensor` of shape `(batch, num_mel_bins, whisper_frames)`): Whisper's log-mel.
+            whisper_attention_mask (`torch.Tensor` of shape `(batch, whisper_frames)`, *optional*): 1 on real
+                frames of `input_features`.
             output_hidden_states (`bool`, *optional*): also return each branch's pooled features; defaults
                 to `config.output_hidden_states`.
             return_dict (`bool`, *optional*): a `SERModelOutput` (default, `config.return_dict`) or a tuple.
         """
-        reference = input_values if input_values is not None else input_mfcc
-        if reference is None:
-            raise ValueError("SERModel needs input_values and/or input_mfcc from SERFeatureExtractor.")
-        if attention_mask is None:
-            attention_mask = torch.ones(reference.shape[0], reference.shape[-1], dtype=torch.long,
-                                        device=reference.device)
+        branches = (
+            (self.mel_encoder, "input_values", input_values, attention_mask),
+            (self.mfcc_encoder, "input_mfcc", input_mfcc, attention_mask),
+            (self.whisper_encoder, "input_features", input_features, whisper_attention_mask),
+        )
         embeddings = []
-        if self.mel_encoder is not None:
-            if input_values is None:
-                raise ValueError("This model has a mel branch: pass input_values (the log-mel spectrogram).")
-            embeddings.append(self.mel_encoder(input_values, attention_mask))
-        if self.mfcc_encoder is not None:
-            if input_mfcc is None:
-                raise ValueError("This model has an MFCC branch: pass input_mfcc.")
-            embeddings.append(self.mfcc_encoder(input_mfcc, attention_mask))
+        for encoder, name, features, mask in branches:
+            if encoder is None:
+                continue
+            if features is None:
+                raise ValueError(f"This model's branches are {self.config.branches}: pass {name} "
+                                 "(SERFeatureExtractor.from_config(config) returns it).")
+            if mask is None:
+                mask = torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=features.device)
+            embeddings.append(encoder(features, mask))
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         return SERModelOutput(pooler_output=torch.cat(embeddings, dim=1),
@@ -231,6 +305,8 @@ class SERForAudioClassification(SERPreTrainedModel):
         input_values: torch.Tensor | None = None,
         input_mfcc: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        whisper_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
     ) -> SequenceClassifierOutput:
@@ -239,7 +315,8 @@ class SERForAudioClassification(SERPreTrainedModel):
         give no loss.
 
         Args:
-            input_values, input_mfcc, attention_mask: as in [`SERModel.forward`].
+            input_values, input_mfcc, attention_mask, input_features, whisper_attention_mask: as in
+                [`SERModel.forward`].
             labels (`torch.LongTensor` of shape `(batch,)`, *optional*): class ids; when given, `loss` is
                 `classification_loss(logits, labels)`.
             output_hidden_states (`bool`, *optional*): also return the embeddings, for people who want
@@ -252,8 +329,8 @@ class SERForAudioClassification(SERPreTrainedModel):
             `config.calibration_temperature` so that their softmax is calibrated, `loss` when labels are
             given and `hidden_states` when asked for.
         """
-        encoded = self.ser(input_values, input_mfcc, attention_mask, output_hidden_states=output_hidden_states,
-                           return_dict=True)
+        encoded = self.ser(input_values, input_mfcc, attention_mask, input_features, whisper_attention_mask,
+                           output_hidden_states=output_hidden_states, return_dict=True)
         logits, fused = self.head(encoded.pooler_output)
         logits = logits / self.config.calibration_temperature
         loss = classification_loss(logits, labels) if labels is not None else None
@@ -273,5 +350,6 @@ __all__ = [
     "SERPreTrainedModel",
     "SERModel",
     "SERForAudioClassification",
+    "SERWhisperEncoder",
     "densenet_output_frames",
 ]

@@ -4,7 +4,8 @@ This file is one of the three "Hub files" (with `feature_extractor.py` and `mode
 copied next to the weights, so it imports nothing but `transformers` and its siblings.
 """
 
-from transformers import PreTrainedConfig
+from transformers import PreTrainedConfig, WhisperConfig
+from transformers.configuration_utils import SubConfigSpec
 
 # The 7 emotions, in class-id order. RAVDESS "calm" is folded into neutral by the corpus readers.
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -46,10 +47,16 @@ PRESETS = {
     },
 }
 
-BRANCHES = ("mel", "mfcc")
+BRANCHES = ("mel", "mfcc", "whisper")
+
+# Whisper's audio front end is fixed by its training (Radford et al. 2022): 16 kHz audio, a log-mel
+# frame every 10 ms, and a stride-2 convolution before the transformer, so 50 positions per second.
+WHISPER_SAMPLING_RATE = 16_000
+WHISPER_POSITIONS_PER_SECOND = 50
 
 # Fields that `SERConfig` stores as JSON gives them back (lists, floats).
 _LIST_FIELDS = ("block_config", "mfcc_channels", "branches")
+_OPTIONAL_LIST_FIELDS = ("speech_encoder_hidden_states",)
 _FLOAT_FIELDS = ("f_min", "f_max", "window_seconds", "window_hop_seconds", "min_audio_seconds", "densenet_drop_rate",
                  "fusion_dropout", "calibration_temperature")
 
@@ -68,7 +75,8 @@ def seconds_to_samples(seconds: float, sampling_rate: int) -> int:
 class SERConfig(PreTrainedConfig):
     r"""
     Configuration of [`SERForAudioClassification`]: the audio front end, a timm DenseNet over log-mel
-    spectrograms, a small 1-D CNN over MFCCs and the fusion head.
+    spectrograms, a small 1-D CNN over MFCCs, optionally a pretrained Whisper speech encoder, and the
+    fusion head.
 
     `window_hop_seconds` and `min_audio_seconds` steer only long-audio inference (`ser_model.serving.inference`),
     not the network. They live here all the same because they belong to the trained model, not to
@@ -118,7 +126,16 @@ class SERConfig(PreTrainedConfig):
         fusion_dropout (`float`, *optional*, defaults to 0.3):
             Dropout before each linear layer of the fusion head.
         branches (`list[str]`, *optional*, defaults to `["mel", "mfcc"]`):
-            Which branches feed the head; a single branch gives the ablation models.
+            Which branches feed the head, among `"mel"`, `"mfcc"` and `"whisper"`; a single branch gives
+            the ablation models.
+        speech_encoder (`dict` or `WhisperConfig`, *optional*):
+            Config of the Whisper encoder of the `"whisper"` branch (needed by it, ignored without it),
+            kept inside config.json so that a saved model needs no other file. The training script takes
+            it from a pretrained checkpoint (`ser_model.training.speech_encoder`).
+        speech_encoder_hidden_states (`list[int]`, *optional*):
+            Which hidden states of the encoder the branch weights and pools: 0 is the embeddings, `i` the
+            output of layer `i` (the last one after the encoder's final LayerNorm). All of them by
+            default, as SUPERB weights every layer; layers above the highest one listed are not run.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal init of linear layers.
         calibration_temperature (`float`, *optional*, defaults to 1.0):
@@ -128,6 +145,8 @@ class SERConfig(PreTrainedConfig):
     """
 
     model_type = "ser_fusion"
+    # transformers builds `speech_encoder` from a dict (as saved in config.json) and serialises it nested.
+    sub_configs_defaults = {"speech_encoder": SubConfigSpec(WhisperConfig, optional=True)}
 
     sampling_rate: int = FRONT_END_DEFAULTS["sampling_rate"]
     n_fft: int = FRONT_END_DEFAULTS["n_fft"]
@@ -147,7 +166,9 @@ class SERConfig(PreTrainedConfig):
     mfcc_kernel_size: int = 5
     fusion_hidden_size: int = 128
     fusion_dropout: float = 0.3
-    branches: list[str] | tuple[str, ...] = BRANCHES
+    branches: list[str] | tuple[str, ...] = ("mel", "mfcc")
+    speech_encoder: dict | WhisperConfig | None = None
+    speech_encoder_hidden_states: list[int] | tuple[int, ...] | None = None
     initializer_range: float = 0.02
     calibration_temperature: float = 1.0
 
@@ -159,6 +180,9 @@ class SERConfig(PreTrainedConfig):
         # its saved copy compare equal.
         for name in _LIST_FIELDS:
             setattr(self, name, list(getattr(self, name)))
+        for name in _OPTIONAL_LIST_FIELDS:
+            if getattr(self, name) is not None:
+                setattr(self, name, list(getattr(self, name)))
         for name in _FLOAT_FIELDS:
             setattr(self, name, float(getattr(self, name)))
         super().__post_init__(**kwargs)
@@ -218,6 +242,26 @@ class SERConfig(PreTrainedConfig):
             self.branches
         ):
             raise ValueError(f"branches must be a non-empty subset of {list(BRANCHES)}, got {self.branches!r}")
+        if "whisper" in self.branches:
+            self._validate_speech_encoder()
+
+    def _validate_speech_encoder(self) -> None:
+        if not isinstance(self.speech_encoder, WhisperConfig):
+            raise ValueError(f"branches names 'whisper', so speech_encoder must be the WhisperConfig of its encoder, "
+                             f"got {self.speech_encoder!r}")
+        if self.sampling_rate != WHISPER_SAMPLING_RATE:
+            raise ValueError(f"sampling_rate must be {WHISPER_SAMPLING_RATE} with the whisper branch, the rate Whisper "
+                             f"was trained at, got {self.sampling_rate}")
+        longest = self.speech_encoder.max_source_positions / WHISPER_POSITIONS_PER_SECOND
+        if self.window_seconds > longest:
+            raise ValueError(f"window_seconds must be at most {longest} s, the span of the speech encoder's "
+                             f"positions, got {self.window_seconds}")
+        states = self.speech_encoder_hidden_states
+        layers = self.speech_encoder.encoder_layers
+        if states is not None and (not states or len(set(states)) != len(states)
+                                   or any(not isinstance(i, int) or not 0 <= i <= layers for i in states)):
+            raise ValueError(f"speech_encoder_hidden_states must be distinct indices from 0 (the embeddings) to "
+                             f"{layers} (the last layer), got {states!r}")
 
     @property
     def window_samples(self) -> int:
@@ -225,4 +269,5 @@ class SERConfig(PreTrainedConfig):
         return seconds_to_samples(self.window_seconds, self.sampling_rate)
 
 
-__all__ = ["EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SERConfig", "densenet_downsampling", "seconds_to_samples"]
+__all__ = ["BRANCHES", "EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SERConfig", "densenet_downsampling",
+           "seconds_to_samples"]

@@ -1,4 +1,5 @@
-"""Feature extractor: 16 kHz mono audio -> normalised log-mel spectrogram and MFCCs.
+"""Feature extractor: 16 kHz mono audio -> normalised log-mel spectrogram and MFCCs, and Whisper's
+log-mel for models with the Whisper branch.
 
 One of the three Hub files: it imports nothing of the project but its siblings.
 """
@@ -6,7 +7,7 @@ One of the three Hub files: it imports nothing of the project but its siblings.
 import numpy as np
 import torch
 import torchaudio
-from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers import BatchFeature, SequenceFeatureExtractor, WhisperFeatureExtractor
 from transformers.utils import logging
 
 from .configuration import FRONT_END_DEFAULTS, SERConfig, seconds_to_samples
@@ -35,6 +36,10 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
       has more high-frequency energy).
     - `input_mfcc`: MFCCs (DCT-II of the same log-mel spectrogram), with cepstral mean and variance
       normalisation per coefficient, the usual channel compensation for MFCCs.
+    - `input_features` and `whisper_attention_mask`, only for a model with the Whisper branch
+      (`whisper_num_mel_bins` set): Whisper's own log-mel (transformers' `WhisperFeatureExtractor`,
+      100 frames per second) of each clip, computed on the clip alone and then padded, instead of on
+      30 s of padding.
 
     Audio longer than `window_seconds` is truncated (set `truncation=False` to keep it whole); use
     `ser_model.serving.inference` for windowed long-audio prediction. It never resamples: a wrong
@@ -53,14 +58,16 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         normalize_level (`bool`, *optional*, defaults to `True`): scale each clip to `REFERENCE_RMS`
             first, so the features do not depend on the recording level. Models trained before this
             existed save `False`, which scales only audio louder than full scale down to a peak of 1.
+        whisper_num_mel_bins (`int`, *optional*): mel bins of the Whisper branch's encoder
+            (`config.speech_encoder.num_mel_bins`); `None` for models without that branch.
         padding_value (`float`, *optional*, defaults to 0.0): value of padded frames.
         return_attention_mask (`bool`, *optional*, defaults to `True`): return the frame mask.
     """
 
     model_input_names = ["input_values", "input_mfcc", "attention_mask"]
 
-    def __init__(self, normalize_level: bool = True, padding_value: float = 0.0, return_attention_mask: bool = True,
-                 **kwargs):
+    def __init__(self, normalize_level: bool = True, whisper_num_mel_bins: int | None = None,
+                 padding_value: float = 0.0, return_attention_mask: bool = True, **kwargs):
         front_end = {name: kwargs.pop(name, default) for name, default in FRONT_END_DEFAULTS.items()}
         kwargs.pop("feature_size", None)  # saved by to_dict, but always n_mels
         super().__init__(
@@ -86,15 +93,21 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         )
         # Orthonormal DCT-II, as torchaudio.transforms.MFCC uses; shape (n_mels, n_mfcc).
         self._dct = torchaudio.functional.create_dct(self.n_mfcc, self.n_mels, norm="ortho")
+        self.whisper_num_mel_bins = whisper_num_mel_bins
+        # Whisper's own front end, with its own fixed frame (25 ms every 10 ms) and mel filters.
+        self._whisper = (None if whisper_num_mel_bins is None else
+                         WhisperFeatureExtractor(feature_size=whisper_num_mel_bins, sampling_rate=self.sampling_rate))
 
     @classmethod
     def from_config(cls, config: SERConfig) -> "SERFeatureExtractor":
         """The feature extractor that matches a model config's front end."""
-        return cls(**{name: getattr(config, name) for name in FRONT_END_DEFAULTS})
+        whisper_num_mel_bins = config.speech_encoder.num_mel_bins if "whisper" in config.branches else None
+        return cls(**{name: getattr(config, name) for name in FRONT_END_DEFAULTS},
+                   whisper_num_mel_bins=whisper_num_mel_bins)
 
     def to_dict(self) -> dict:
         output = super().to_dict()
-        for private in ("_mel_spectrogram", "_dct"):
+        for private in ("_mel_spectrogram", "_dct", "_whisper"):
             output.pop(private, None)
         return output
 
@@ -133,15 +146,22 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
 
         Returns:
             [`BatchFeature`] with `input_values` (batch, n_mels, frames), `input_mfcc` (batch, n_mfcc, frames)
-            and `attention_mask` (batch, frames), 1 on real frames and 0 on padding.
+            and `attention_mask` (batch, frames), 1 on real frames and 0 on padding; with the Whisper
+            branch also `input_features` (batch, whisper_num_mel_bins, whisper_frames) and
+            `whisper_attention_mask` (batch, whisper_frames).
         """
         self._check_sampling_rate(sampling_rate)
         max_length = self.window_samples if max_length is None else max_length
         waveforms = self._checked_waveforms(raw_speech, max_length if truncation else None)
         features = [self._features(w) for w in waveforms]
-        data, attention_mask = self._pad(features, self._padded_frames(features, padding, max_length))
-        if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
-            data["attention_mask"] = attention_mask
+        frames = _padded_frames([mel.shape[1] for mel, _ in features], padding, self.num_frames(max_length))
+        input_values, attention_mask = _pad_frames([mel for mel, _ in features], frames, self.padding_value)
+        input_mfcc, _ = _pad_frames([mfcc for _, mfcc in features], frames, self.padding_value)
+        data = {"input_values": input_values, "input_mfcc": input_mfcc, "attention_mask": attention_mask}
+        if self._whisper is not None:
+            data.update(self._whisper_features(waveforms, padding, max_length))
+        if not (self.return_attention_mask if return_attention_mask is None else return_attention_mask):
+            data = {name: value for name, value in data.items() if not name.endswith("attention_mask")}
         return BatchFeature(data, tensor_type=return_tensors)
 
     def _check_sampling_rate(self, sampling_rate: int | None) -> None:
@@ -173,28 +193,22 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
                 raise ValueError("Audio contains NaN or infinite samples.")
         return waveforms
 
-    def _padded_frames(self, features: list[tuple[np.ndarray, np.ndarray]], padding: bool | str,
-                       max_length: int) -> int:
-        """Frames of the batch: those of the longest clip, or of `max_length` samples."""
-        if padding == "max_length":
-            return self.num_frames(max_length)
-        if padding in (True, "longest"):
-            return max(mel.shape[1] for mel, _ in features)
-        raise ValueError(f"padding must be 'longest', 'max_length' or True, got {padding!r}")
+    def _whisper_features(self, waveforms: list[np.ndarray], padding: bool | str, max_length: int) -> dict:
+        """Whisper's log-mel of each clip, computed on its real samples and then padded, with its mask.
+        Whisper's own batch call pads the audio first, so a clip's last frames and the maximum that
+        normalises its log-mel would depend on the longest clip of the batch."""
+        log_mels = [self._whisper_log_mel(w) for w in waveforms]
+        # Whisper drops the centred STFT's last frame: n samples give n // hop_length frames.
+        frames = _padded_frames([m.shape[1] for m in log_mels], padding, max_length // self._whisper.hop_length)
+        input_features, mask = _pad_frames(log_mels, frames, self.padding_value)
+        return {"input_features": input_features, "whisper_attention_mask": mask}
 
-    def _pad(self, features: list[tuple[np.ndarray, np.ndarray]], frames: int) -> tuple[dict, np.ndarray]:
-        """Each clip's log-mel and MFCCs placed in a batch of `frames` frames filled with
-        `padding_value`, and the mask of their real frames."""
-        batch = len(features)
-        input_values = np.full((batch, self.n_mels, frames), self.padding_value, dtype=np.float32)
-        input_mfcc = np.full((batch, self.n_mfcc, frames), self.padding_value, dtype=np.float32)
-        attention_mask = np.zeros((batch, frames), dtype=np.int32)
-        for i, (mel, mfcc) in enumerate(features):
-            n = min(mel.shape[1], frames)
-            input_values[i, :, :n] = mel[:, :n]
-            input_mfcc[i, :, :n] = mfcc[:, :n]
-            attention_mask[i, :n] = 1
-        return {"input_values": input_values, "input_mfcc": input_mfcc}, attention_mask
+    def _whisper_log_mel(self, waveform: np.ndarray) -> np.ndarray:
+        """`WhisperFeatureExtractor`'s log-mel (whisper_num_mel_bins, frames) of one clip at its own level,
+        as Whisper was trained. Not cut at Whisper's 30 s: `truncation` has already cut it, or was
+        turned off, and the model then refuses what its positions cannot hold."""
+        return self._whisper(_within_full_scale(waveform), sampling_rate=self.sampling_rate, padding="longest",
+                             truncation=False, return_tensors="np")["input_features"][0]
 
     def _features(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised log-mel (n_mels, frames) and MFCC (n_mfcc, frames) of one clip."""
@@ -205,9 +219,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
             if rms > 0:
                 waveform = (waveform * (REFERENCE_RMS / rms)).astype(np.float32)
         else:
-            peak = np.abs(waveform).max()
-            if peak > 1.0:
-                waveform = waveform / peak
+            waveform = _within_full_scale(waveform)
         with torch.no_grad():
             # pipeline(...) can hand over a read-only buffer, which torch.from_numpy warns about.
             samples = torch.from_numpy(np.require(waveform, requirements="W"))
@@ -216,6 +228,35 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
             log_mel = (log_mel - log_mel.mean()) / (log_mel.std(correction=0) + NORM_EPS)
             mfcc = (mfcc - mfcc.mean(dim=1, keepdim=True)) / (mfcc.std(dim=1, keepdim=True, correction=0) + NORM_EPS)
         return log_mel.numpy(), mfcc.numpy()
+
+
+def _within_full_scale(waveform: np.ndarray) -> np.ndarray:
+    """Audio louder than full scale, which no decoded file is, scaled down to a peak of 1; absurdly loud
+    input would otherwise overflow a float32 power spectrum."""
+    peak = np.abs(waveform).max()
+    return waveform / peak if peak > 1.0 else waveform
+
+
+def _padded_frames(lengths: list[int], padding: bool | str, max_length_frames: int) -> int:
+    """Frames of the batch: those of the longest clip (`lengths` in frames), or `max_length_frames`."""
+    if padding == "max_length":
+        return max_length_frames
+    if padding in (True, "longest"):
+        return max(lengths)
+    raise ValueError(f"padding must be 'longest', 'max_length' or True, got {padding!r}")
+
+
+def _pad_frames(features: list[np.ndarray], frames: int, padding_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-clip arrays of shape (channels, frames_i) as one (batch, channels, frames) array, each cut at
+    `frames` or filled with `padding_value` beyond its own frames, and the (batch, frames) mask of
+    the real frames."""
+    batch = np.full((len(features), features[0].shape[0], frames), padding_value, dtype=np.float32)
+    mask = np.zeros((len(features), frames), dtype=np.int32)
+    for i, feature in enumerate(features):
+        n = min(feature.shape[1], frames)
+        batch[i, :, :n] = feature[:, :n]
+        mask[i, :n] = 1
+    return batch, mask
 
 
 def _as_list_of_waveforms(raw_speech) -> list[np.ndarray]:

@@ -1,7 +1,12 @@
 """Shared fixtures: tiny configs and models so that most tests run in well under a second, and the
 location of the real corpora (SER_DATA_DIR, default ../shared/data) for the tests that need them."""
 
+import os
 from pathlib import Path
+
+# Nothing may download during the tests (the Whisper tests build their checkpoints in tmp folders):
+# set before huggingface_hub is imported, which reads it once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest

@@ -102,7 +102,10 @@ def test_configs_saved_before_the_annotated_fields_load_and_save_unchanged(expor
     assert (config.block_config, config.calibration_temperature) == (saved["block_config"],
                                                                      saved["calibration_temperature"])
     config.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "config.json").read_text()) == saved
+    resaved = json.loads((tmp_path / "config.json").read_text())
+    # The same keys and values, plus the speech-encoder fields added since, empty.
+    assert resaved == {**saved, "speech_encoder": None, "speech_encoder_hidden_states": None}
+    assert config.speech_encoder is None and "whisper" not in config.branches
 
 
 def test_fields_are_stored_as_json_gives_them_back():
@@ -116,3 +119,30 @@ def test_a_field_broken_after_construction_is_refused_when_saving(tmp_path):
     config.branches = ["pitch"]
     with pytest.raises(ValueError, match="branches"):
         config.save_pretrained(tmp_path)
+
+
+def test_the_whisper_branch_needs_its_encoder_config_and_whisper_audio():
+    from transformers import WhisperConfig
+
+    encoder = WhisperConfig(d_model=16, encoder_layers=2, encoder_attention_heads=2)
+    with pytest.raises(ValueError, match="speech_encoder must be the WhisperConfig"):
+        SERConfig(branches=["mel", "whisper"])
+    with pytest.raises(ValueError, match="sampling_rate must be 16000"):
+        SERConfig(branches=["whisper"], speech_encoder=encoder, sampling_rate=8_000, f_max=4_000.0)
+    with pytest.raises(ValueError, match="window_seconds must be at most 30"):
+        SERConfig(branches=["whisper"], speech_encoder=encoder, window_seconds=31.0)
+    for states in ([], [0, 0], [3], [-1]):
+        with pytest.raises(ValueError, match="speech_encoder_hidden_states"):
+            SERConfig(branches=["whisper"], speech_encoder=encoder, speech_encoder_hidden_states=states)
+
+
+def test_the_nested_encoder_config_round_trips_through_json(tmp_path):
+    from transformers import WhisperConfig
+
+    config = SERConfig(branches=["mel", "mfcc", "whisper"], speech_encoder_hidden_states=(0, 2),
+                       speech_encoder=WhisperConfig(d_model=16, encoder_layers=2, encoder_attention_heads=2).to_dict())
+    assert isinstance(config.speech_encoder, WhisperConfig) and config.speech_encoder_hidden_states == [0, 2]
+    config.save_pretrained(tmp_path)
+    loaded = SERConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded.speech_encoder, WhisperConfig)
+    assert loaded.to_dict() == config.to_dict()
