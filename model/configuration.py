@@ -9,6 +9,9 @@ from transformers.configuration_utils import SubConfigSpec
 
 # The 7 emotions, in class-id order. RAVDESS "calm" is folded into neutral by the corpus readers.
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+# How the voice sounds, the classes of the optional second head (`voice_head`). Perceived from the
+# audio alone and trained from the corpora's speaker metadata: never a fact about the person.
+VOICE_LABELS = ("female", "male")
 
 # The audio front end: the fields `SERFeatureExtractor` takes from `SERConfig`, with their
 # defaults. This dict is the one list of them: the config declares its fields from it and the
@@ -136,6 +139,10 @@ class SERConfig(PreTrainedConfig):
             Which hidden states of the encoder the branch weights and pools: 0 is the embeddings, `i` the
             output of layer `i` (the last one after the encoder's final LayerNorm). All of them by
             default, as SUPERB weights every layer; layers above the highest one listed are not run.
+        voice_head (`bool`, *optional*, defaults to `False`):
+            Adds a second head on the same utterance embedding that tells whether the voice sounds female
+            or male (`VOICE_LABELS`), trained jointly from the corpora's speaker metadata; its logits are
+            `voice_logits` of the output. Off, the model is the emotion classifier alone.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal init of linear layers.
         calibration_temperature (`float`, *optional*, defaults to 1.0):
@@ -169,6 +176,7 @@ class SERConfig(PreTrainedConfig):
     branches: list[str] | tuple[str, ...] = ("mel", "mfcc")
     speech_encoder: dict | WhisperConfig | None = None
     speech_encoder_hidden_states: list[int] | tuple[int, ...] | None = None
+    voice_head: bool = False
     initializer_range: float = 0.02
     calibration_temperature: float = 1.0
 
@@ -269,5 +277,5 @@ class SERConfig(PreTrainedConfig):
         return seconds_to_samples(self.window_seconds, self.sampling_rate)
 
 
-__all__ = ["BRANCHES", "EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SERConfig", "densenet_downsampling",
-           "seconds_to_samples"]
+__all__ = ["BRANCHES", "EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SERConfig", "VOICE_LABELS",
+           "densenet_downsampling", "seconds_to_samples"]

@@ -14,7 +14,7 @@ from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import can_return_tuple
 
-from .configuration import WHISPER_POSITIONS_PER_SECOND, SERConfig
+from .configuration import VOICE_LABELS, WHISPER_POSITIONS_PER_SECOND, SERConfig
 
 
 def densenet_output_frames(num_frames, reduction: int):
@@ -174,6 +174,22 @@ class SERFusionHead(nn.Module):
         return self.classifier(self.dropout(hidden)), hidden
 
 
+class SERVoiceHead(nn.Module):
+    """Whether the voice sounds female or male (`VOICE_LABELS`), from the same utterance embedding as the
+    emotion: a LayerNorm and one linear layer, since the pitch and formant cues it needs are already in
+    every branch's pooled statistics."""
+
+    def __init__(self, config: SERConfig, embedding_size: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(embedding_size)
+        self.dropout = nn.Dropout(config.fusion_dropout)
+        self.classifier = nn.Linear(embedding_size, len(VOICE_LABELS))
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Returns the voice logits `(batch, len(VOICE_LABELS))`."""
+        return self.classifier(self.dropout(self.norm(embedding)))
+
+
 class SERPreTrainedModel(PreTrainedModel):
     """
     Declares what the models of this file share: their config class, the name of the main input
@@ -223,6 +239,19 @@ class SERModelOutput(ModelOutput):
 
     pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class SERClassifierOutput(SequenceClassifierOutput):
+    """
+    [`SequenceClassifierOutput`] (`loss`, `logits`, `hidden_states`, `attentions`) plus:
+
+    Args:
+        voice_logits (`torch.FloatTensor` of shape `(batch, len(VOICE_LABELS))`, *optional*):
+            Whether the voice sounds female or male, from models with `config.voice_head`; not calibrated.
+    """
+
+    voice_logits: torch.FloatTensor | None = None
 
 
 class SERModel(SERPreTrainedModel):
@@ -297,6 +326,7 @@ class SERForAudioClassification(SERPreTrainedModel):
         super().__init__(config)
         self.ser = SERModel(config)
         self.head = SERFusionHead(config, self.ser.embedding_size)
+        self.voice_head = SERVoiceHead(config, self.ser.embedding_size) if config.voice_head else None
         self.post_init()
 
     @can_return_tuple
@@ -308,8 +338,9 @@ class SERForAudioClassification(SERPreTrainedModel):
         input_features: torch.Tensor | None = None,
         whisper_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        voice_labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
-    ) -> SequenceClassifierOutput:
+    ) -> SERClassifierOutput:
         """
         Any other keyword argument is a `TypeError`, so that a misspelt name (`label=`) cannot silently
         give no loss.
@@ -319,23 +350,28 @@ class SERForAudioClassification(SERPreTrainedModel):
                 [`SERModel.forward`].
             labels (`torch.LongTensor` of shape `(batch,)`, *optional*): class ids; when given, `loss` is
                 `classification_loss(logits, labels)`.
+            voice_labels (`torch.LongTensor` of shape `(batch,)`, *optional*): indices into `VOICE_LABELS`, -100
+                where unknown; with a voice head, their cross-entropy is added to `loss`.
             output_hidden_states (`bool`, *optional*): also return the embeddings, for people who want
                 them: each branch's pooled features, then the fused embedding (the head's hidden layer,
                 `(batch, fusion_hidden_size)`).
             return_dict (`bool`, *optional*): a `SequenceClassifierOutput` (default) or a tuple.
 
         Returns:
-            [`SequenceClassifierOutput`] with `logits` of shape `(batch, num_labels)`, already divided by
-            `config.calibration_temperature` so that their softmax is calibrated, `loss` when labels are
-            given and `hidden_states` when asked for.
+            [`SERClassifierOutput`] with `logits` of shape `(batch, num_labels)`, already divided by
+            `config.calibration_temperature` so that their softmax is calibrated, `voice_logits` with a voice
+            head, `loss` when labels are given and `hidden_states` when asked for.
         """
         encoded = self.ser(input_values, input_mfcc, attention_mask, input_features, whisper_attention_mask,
                            output_hidden_states=output_hidden_states, return_dict=True)
         logits, fused = self.head(encoded.pooler_output)
         logits = logits / self.config.calibration_temperature
+        voice_logits = self.voice_head(encoded.pooler_output) if self.voice_head is not None else None
         loss = classification_loss(logits, labels) if labels is not None else None
+        if loss is not None and voice_logits is not None and voice_labels is not None:
+            loss = loss + voice_loss(voice_logits, voice_labels)
         hidden_states = encoded.hidden_states + (fused,) if encoded.hidden_states is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states)
+        return SERClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, voice_logits=voice_logits)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -345,8 +381,19 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return nn.functional.cross_entropy(logits, labels)
 
 
+def voice_loss(voice_logits: torch.Tensor, voice_labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the voice head over the clips whose speaker's gender the corpus records; the
+    others (label -100) give no loss. Zero, not NaN, for a batch without any."""
+    known = voice_labels != -100
+    if not known.any():
+        return voice_logits.sum() * 0.0  # keeps the graph, so every process's backward sees the head
+    return nn.functional.cross_entropy(voice_logits[known], voice_labels[known])
+
+
 __all__ = [
     "classification_loss",
+    "voice_loss",
+    "SERClassifierOutput",
     "SERPreTrainedModel",
     "SERModel",
     "SERForAudioClassification",

@@ -48,7 +48,8 @@ def run_train_command(monkeypatch, argv: list[str]):
 def test_every_field_is_a_flag_of_the_train_command(monkeypatch):
     model_args, data_args, args = run_train_command(monkeypatch, [
         "--output_dir", "run", "--num_train_epochs", "3", "--no_label_set_loss", "--speed-range", "0.8", "1.2",
-        "--corpora", "ravdess", "tess", "--model_overrides", '{"growth_rate": 8}', "--init-model", "model"])
+        "--corpora", "ravdess", "tess", "--model_overrides", '{"growth_rate": 8}', "--init-model", "model",
+        "--branches", "mel", "mfcc"])
     assert (args.num_train_epochs, args.label_set_loss, args.speed_range) == (3, False, [0.8, 1.2])
     assert data_args.corpora == ["ravdess", "tess"] and args.output_dir == "run"
     assert model_args.model_config().growth_rate == 8 and model_args.init_model == "model"

@@ -26,7 +26,8 @@ def test_every_weight_of_the_saved_model_is_loaded_under_the_new_config(tmp_path
         assert torch.equal(tensor, expected[name]), name
 
 
-@pytest.mark.parametrize("saved", [tiny_config(growth_rate=8), tiny_config(branches=["mel"])])
+@pytest.mark.parametrize("saved", [tiny_config(growth_rate=8), tiny_config(voice_head=True),
+                                   tiny_config(branches=["mel"], growth_rate=8)])
 def test_another_architecture_is_refused_with_the_reason(tmp_path, saved):
     SERForAudioClassification(saved).save_pretrained(tmp_path)
     with pytest.raises(InputError, match="another architecture than this preset") as refused:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..audio_io import load_audio
 from .augment import CODECS, Augmenter, encode_decode
 from .corpora import Record
+from ..configuration import VOICE_LABELS
 from ..feature_extractor import SERFeatureExtractor
 from .splits import record_key
 
@@ -152,7 +153,8 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
-        return {"waveform": self.clips[index], "label": record.label, "label_set": record.label_set}
+        return {"waveform": self.clips[index], "label": record.label, "label_set": record.label_set,
+                "gender": record.gender}
 
 
 class BalancedEpochs(ClipDataset):
@@ -226,11 +228,14 @@ class FeatureCollator:
     Args:
         feature_extractor (`SERFeatureExtractor`): the model's.
         label2id (`dict[str, int]`): the model's classes (`config.label2id`), which number the labels.
+        voice (`bool`, *optional*, defaults to `False`): also `voice_labels` from each clip's speaker
+            gender (`voice_label`), for a model with a voice head.
     """
 
-    def __init__(self, feature_extractor: SERFeatureExtractor, label2id: dict[str, int]):
+    def __init__(self, feature_extractor: SERFeatureExtractor, label2id: dict[str, int], voice: bool = False):
         self.feature_extractor = feature_extractor
         self.label2id = label2id
+        self.voice = voice
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         batch = dict(self.feature_extractor([item["waveform"] for item in items],
@@ -238,7 +243,15 @@ class FeatureCollator:
         batch["labels"] = torch.tensor([self.label2id[item["label"]] for item in items], dtype=torch.long)
         batch["label_mask"] = torch.from_numpy(np.stack([label_mask(item["label_set"], self.label2id)
                                                          for item in items]))
+        if self.voice:
+            batch["voice_labels"] = torch.tensor([voice_label(item.get("gender")) for item in items], dtype=torch.long)
         return batch
+
+
+def voice_label(gender: str | None) -> int:
+    """The voice head's target for a speaker of `gender` ("female", "male" or None): its index in
+    `VOICE_LABELS`, or -100 (no loss) when the corpus does not record it."""
+    return VOICE_LABELS.index(gender) if gender in VOICE_LABELS else -100
 
 
 __all__ = [
@@ -250,4 +263,5 @@ __all__ = [
     "label_mask",
     "load_clips",
     "sampling_weights",
+    "voice_label",
 ]

@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..configuration import PRESETS, SERConfig, seconds_to_samples
+from ..configuration import BRANCHES, PRESETS, SERConfig, seconds_to_samples
 from ..data.augment import AugmentationSettings
 from ..data.corpora import DEFAULT_DATA_DIR
 from ..errors import InputError
+from .speech_encoder import DEFAULT_SPEECH_ENCODER, speech_encoder_config
 
 # The validation score that picks the best checkpoint and stops training (`trainer.ValidationMetrics`).
 SELECTION_METRIC = "selection_macro_recall"
@@ -69,7 +70,14 @@ class ModelArguments:
     """The model to train: a `SERConfig` preset with fields overridden, and where its first weights come from."""
 
     preset: str = field(default="cpu-small", metadata=_help(f"model size, one of {sorted(PRESETS)}"))
-    branches: list[str] | None = field(default=None, metadata=_help("only these branches (mel, mfcc): ablations"))
+    branches: list[str] = field(default_factory=lambda: list(BRANCHES), metadata=_help(
+        f"the branches of the fusion, among {list(BRANCHES)}; fewer give the ablation models"))
+    speech_encoder: str = field(default=DEFAULT_SPEECH_ENCODER, metadata=_help(
+        "the pretrained Whisper checkpoint of the whisper branch: a Hub id (openai/whisper-base, "
+        "openai/whisper-small, ...) or a folder in the Hub's layout; its sizes come from its config"))
+    voice_head: bool = field(default=True, metadata=_help(
+        "also learn whether the voice sounds female or male, from the corpora's speaker metadata "
+        "(clips without it give that head no loss)"))
     model_overrides: str = field(default="{}", metadata=_help(
         'SERConfig fields over the preset, as a JSON object, e.g. \'{"growth_rate": 24}\''))
     mel_init: str | None = field(default=None, metadata=_help(
@@ -92,15 +100,25 @@ class ModelArguments:
             raise InputError(f"model_overrides must be a JSON object, got {self.model_overrides!r}")
         if self.mel_init and self.init_model:
             raise InputError("mel_init and init_model both set the mel branch's first weights; pass one of them")
-        self.model_config()  # a bad model setting is refused before any data is read
+        # A bad model setting is refused before any data is read; the speech encoder's own config is
+        # read (perhaps downloaded) only when the model is built.
+        self.model_config(speech_encoder=False)
 
     def config_overrides(self) -> dict:
         """The `SERConfig` fields these arguments set over the preset."""
-        return {**json.loads(self.model_overrides), **({"branches": self.branches} if self.branches else {})}
+        return {**json.loads(self.model_overrides), "branches": self.branches, "voice_head": self.voice_head}
 
-    def model_config(self) -> SERConfig:
+    def model_config(self, speech_encoder: bool = True) -> SERConfig:
+        """The config of the model to train; with `speech_encoder=False`, the same without the whisper
+        branch (checks every other field without reading the encoder's checkpoint)."""
+        overrides = self.config_overrides()
+        if "whisper" in self.branches:
+            if speech_encoder:
+                overrides["speech_encoder"] = speech_encoder_config(self.speech_encoder)
+            else:
+                overrides["branches"] = [b for b in self.branches if b != "whisper"] or ["mel"]
         try:
-            return SERConfig.from_preset(self.preset, **self.config_overrides())
+            return SERConfig.from_preset(self.preset, **overrides)
         except ValueError as error:  # the Hub file cannot import InputError; here the values came from flags
             raise InputError(str(error)) from error
 
@@ -157,6 +175,15 @@ class SERTrainingArguments(TrainingArguments):
         "whose validation score is steadier than the raw weights'; 0: off"))
     calibrate: bool = field(default=True, metadata=_help(
         "fit the temperature that calibrates the probabilities on the validation speakers"))
+    # The pretrained speech encoder and the voice head.
+    speech_encoder_trainable_layers: int = field(default=0, metadata=_help(
+        "how many of the speech encoder's top layers are trained (0: frozen, -1: all); a frozen encoder keeps "
+        "what 680,000 hours taught it about voices, and costs no backward pass through it"))
+    speech_encoder_learning_rate: float = field(default=1e-4, metadata=_help(
+        "learning rate of the speech encoder's trained layers: lower than the rest, so that the few speakers "
+        "here do not wash out what pretraining learned"))
+    voice_loss_weight: float = field(default=0.2, metadata=_help(
+        "weight of the voice head's loss beside the emotion loss; small, since the voice is the easier task"))
     # Waveform augmentation (ser_model.data.augment). The probabilities leave a good share of the draws free
     # of room and channel effects: trained on mostly degraded clips, the model mistakes clean clips for a
     # brighter class (README, Results).
@@ -187,7 +214,7 @@ class SERTrainingArguments(TrainingArguments):
 
     PROBABILITIES = ("speed_probability", "noise_probability", "codec_probability", "reverb_probability",
                      "babble_probability", "narrow_band_probability", "level_probability", "label_smoothing_factor",
-                     "mixup_probability", "out_of_set_weight")
+                     "mixup_probability", "out_of_set_weight", "voice_loss_weight")
 
     def __post_init__(self):
         if not self.output_dir:
@@ -198,6 +225,9 @@ class SERTrainingArguments(TrainingArguments):
                 raise InputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise InputError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
+        if self.speech_encoder_trainable_layers < -1:
+            raise InputError(f"speech_encoder_trainable_layers must be -1 (all), 0 (frozen) or a number of top layers, "
+                             f"got {self.speech_encoder_trainable_layers}")
         if self.samples_per_epoch <= 0:
             raise InputError(f"samples_per_epoch must be positive, got {self.samples_per_epoch}")
         self._fit_the_machine()

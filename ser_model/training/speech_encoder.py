@@ -69,4 +69,24 @@ def load_speech_encoder(model: SERForAudioClassification, name_or_path: str) -> 
     return len(weights)
 
 
-__all__ = ["DEFAULT_SPEECH_ENCODER", "load_speech_encoder", "speech_encoder_config"]
+def freeze_speech_encoder(model: SERForAudioClassification, trainable_layers: int) -> None:
+    """Stops the gradient of the Whisper branch's encoder but for its top `trainable_layers` layers (0:
+    all frozen, -1: none); the final LayerNorm trains with the top layer. The branch's layer weights
+    train in every case: they choose what the head hears."""
+    encoder = model.ser.whisper_encoder.encoder
+    layers = len(encoder.layers)
+    trained = layers if trainable_layers == -1 else min(trainable_layers, layers)
+    encoder.requires_grad_(trainable_layers == -1)
+    for layer in encoder.layers[layers - trained:]:
+        layer.requires_grad_(True)
+    encoder.layer_norm.requires_grad_(trained > 0)
+
+
+def is_speech_encoder_parameter(name: str) -> bool:
+    """Whether the parameter `name` of an `SERForAudioClassification` is one of the pretrained encoder's,
+    which train at their own learning rate."""
+    return name.startswith("ser.whisper_encoder.encoder.")
+
+
+__all__ = ["DEFAULT_SPEECH_ENCODER", "freeze_speech_encoder", "is_speech_encoder_parameter", "load_speech_encoder",
+           "speech_encoder_config"]

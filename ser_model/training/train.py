@@ -24,7 +24,7 @@ from accelerate.utils import gather_object
 from transformers import EarlyStoppingCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..configuration import seconds_to_samples
+from ..configuration import SERConfig, seconds_to_samples
 from ..data.augment import Augmenter
 from ..data.corpora import Record, discover
 from ..data.splits import apply_split, load_split, make_split, save_split, subsample_parts, summarize_split
@@ -38,7 +38,8 @@ from .arguments import (DataArguments, ModelArguments, SERTrainingArguments, arg
                         parse_arguments, read_recipe, recipe, suppress_defaults)
 from .calibration import fit_temperature, reliability, softmax
 from .mel_init import load_mel_init
-from .trainer import EpochDraws, SERTrainer, ValidationMetrics, WallClock
+from .speech_encoder import freeze_speech_encoder, load_speech_encoder
+from .trainer import EpochDraws, SERTrainer, ValidationMetrics, WallClock, split_heads
 from .warm_start import load_warm_start
 from .weight_average import WeightAverage
 
@@ -80,17 +81,24 @@ def check_labels(records: list[Record], label2id: dict[str, int]) -> None:
                          f"give the model those classes (id2label in --model_overrides) or leave those corpora out")
 
 
-def build_model(model_args: ModelArguments) -> SERForAudioClassification:
-    """The model of the chosen preset, with random weights or the first weights the arguments name."""
+def build_model(model_args: ModelArguments, args: SERTrainingArguments) -> SERForAudioClassification:
+    """The model of the chosen preset, with random weights or the first weights the arguments name, its
+    speech encoder pretrained and frozen but for the top layers `args` trains."""
     config = model_args.model_config()
     if model_args.init_model:
         model = load_warm_start(model_args.init_model, config)
-        logger.info("warm start: every weight from %s", model_args.init_model)
-        return model
-    model = SERForAudioClassification(config)
-    if model_args.mel_init:
-        loaded = load_mel_init(model, model_args.mel_init)
-        logger.info("mel branch: %d tensors from %s", len(loaded), model_args.mel_init)
+        logger.info("warm start from %s", model_args.init_model)
+        has_encoder = "whisper" in SERConfig.from_pretrained(model_args.init_model).branches
+    else:
+        model, has_encoder = SERForAudioClassification(config), False
+        if model_args.mel_init:
+            loaded = load_mel_init(model, model_args.mel_init)
+            logger.info("mel branch: %d tensors from %s", len(loaded), model_args.mel_init)
+    if "whisper" in config.branches:
+        if not has_encoder:
+            loaded = load_speech_encoder(model, model_args.speech_encoder)
+            logger.info("whisper branch: %d tensors from %s", loaded, model_args.speech_encoder)
+        freeze_speech_encoder(model, args.speech_encoder_trainable_layers)
     return model
 
 
@@ -117,14 +125,14 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, args: SE
                                coded, args.codec_probability, args.seed)
     validation_set = ClipDataset(load_clips(parts["validation"], rate, "loading validation", data_args.cache_dir),
                                  parts["validation"])
-    model = build_model(model_args)
+    model = build_model(model_args, args)
     held_out_by = {corpus: info["held_out_by"] for corpus, info in split.corpora.items()}
     trainer = SERTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=validation_set,
-        data_collator=FeatureCollator(feature_extractor, label2id),
+        data_collator=FeatureCollator(feature_extractor, label2id, voice=model_config.voice_head),
         processing_class=feature_extractor,  # saved in every checkpoint, so each one is a complete model folder
         compute_metrics=ValidationMetrics(parts["validation"], held_out_by, model_config.num_labels),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience),
@@ -141,7 +149,7 @@ def calibrate(trainer: SERTrainer) -> dict:
     there are none), sets it in the model config, and returns the fit with the ECE before and after."""
     chosen = np.concatenate(list(trainer.compute_metrics.groups.values()))
     output = trainer.predict(trainer.eval_dataset)
-    logits, labels = output.predictions[chosen], output.label_ids[chosen]
+    logits, labels = split_heads(output.predictions)[0][chosen], split_heads(output.label_ids)[0][chosen]
     temperature = fit_temperature(logits, labels)
     trainer.model.config.calibration_temperature = temperature
     return {"temperature": temperature, "clips": len(labels),

@@ -25,7 +25,9 @@ from transformers import Trainer, TrainerCallback
 
 from ..data.corpora import Record
 from ..metrics import classification_metrics
+from ..modeling import voice_loss
 from .arguments import SELECTION_METRIC
+from .speech_encoder import is_speech_encoder_parameter
 
 if TYPE_CHECKING:
     from .arguments import SERTrainingArguments
@@ -116,18 +118,39 @@ class SERTrainer(Trainer):
     args: SERTrainingArguments
 
     def __init__(self, model, args: SERTrainingArguments, *, class_weights: torch.Tensor, **kwargs):
+        if args.label_names is None:
+            # What the Trainer gathers as labels at evaluation; it would otherwise take every forward argument
+            # named "*label*", and wait for voice labels that a model without a voice head is never given.
+            args.label_names = ["labels", "voice_labels"] if model.config.voice_head else ["labels"]
         super().__init__(model=model, args=args, **kwargs)
         self.class_weights = class_weights
         self.augment_rng = np.random.default_rng(args.seed)
         self.spec_generator = torch.Generator().manual_seed(args.seed)
 
+    def create_optimizer(self, model=None):
+        """AdamW as `Trainer` builds it, with the pretrained speech encoder's trained parameters in groups of
+        their own at `speech_encoder_learning_rate` (the schedule scales every group alike)."""
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh:
+            encoder = {id(p) for n, p in self.model.named_parameters() if is_speech_encoder_parameter(n)}
+            for group in list(optimizer.param_groups):
+                moved = [p for p in group["params"] if id(p) in encoder]
+                if moved:
+                    group["params"] = [p for p in group["params"] if id(p) not in encoder]
+                    optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
+                                               "params": moved, "lr": self.args.speech_encoder_learning_rate})
+        return optimizer
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels, mask = inputs.pop("labels"), inputs.pop("label_mask", None)
+        voice_labels = inputs.pop("voice_labels", None)
         args = self.args
         if not model.training:
             outputs = model(**inputs)
             loss = label_set_cross_entropy(outputs.logits, labels, mask, self.class_weights,
                                            out_of_set_weight=args.out_of_set_weight)
+            loss = loss + self._voice_loss(outputs, voice_labels)
             return (loss, outputs) if return_outputs else loss
         spec_augment(inputs, args.time_masks, args.time_mask_frames, args.freq_masks, args.freq_mask_bands,
                      self.spec_generator)
@@ -137,15 +160,22 @@ class SERTrainer(Trainer):
             order = torch.randperm(labels.shape[0], device=labels.device)
             inputs = mix_batch(inputs, weight, order)
         outputs = model(**inputs)
-        loss = weight * self._training_loss(outputs.logits, labels, mask)
+        loss = weight * (self._training_loss(outputs.logits, labels, mask) + self._voice_loss(outputs, voice_labels))
         if order is not None:
-            loss = loss + (1.0 - weight) * self._training_loss(outputs.logits, labels[order],
-                                                               None if mask is None else mask[order])
+            loss = loss + (1.0 - weight) * (
+                self._training_loss(outputs.logits, labels[order], None if mask is None else mask[order])
+                + self._voice_loss(outputs, None if voice_labels is None else voice_labels[order]))
         return (loss, outputs) if return_outputs else loss
 
     def _training_loss(self, logits, labels, mask):
         return label_set_cross_entropy(logits, labels, mask, self.class_weights, self.args.label_smoothing_factor,
                                        self.args.out_of_set_weight)
+
+    def _voice_loss(self, outputs, voice_labels) -> torch.Tensor | float:
+        """The voice head's share of the loss; nothing for a model without one."""
+        if voice_labels is None or getattr(outputs, "voice_logits", None) is None:
+            return 0.0
+        return self.args.voice_loss_weight * voice_loss(outputs.voice_logits, voice_labels)
 
 
 class EpochDraws(TrainerCallback):
@@ -207,14 +237,27 @@ class ValidationMetrics:
         self.groups = {c: np.array(v) for c, v in groups.items()} or {"all": np.arange(len(records))}
 
     def __call__(self, prediction) -> dict[str, float]:
-        y_true, y_pred = prediction.label_ids, prediction.predictions.argmax(-1)
+        (logits, voice_logits), (y_true, voice_true) = split_heads(prediction.predictions), \
+            split_heads(prediction.label_ids)
+        y_pred = logits.argmax(-1)
         metrics = classification_metrics(y_true, y_pred, self.num_labels)
         per_corpus = {c: classification_metrics(y_true[i], y_pred[i], self.num_labels)["macro_recall"]
                       for c, i in self.groups.items()}
         metrics.update({f"{c}_macro_recall": v for c, v in per_corpus.items()})
         metrics[self.SELECTION] = float(np.mean(list(per_corpus.values())))
+        if voice_logits is not None and voice_true is not None and (voice_true >= 0).any():
+            known = voice_true >= 0
+            metrics["voice_accuracy"] = float((voice_logits[known].argmax(-1) == voice_true[known]).mean())
         return metrics
 
 
+def split_heads(values) -> tuple[np.ndarray, np.ndarray | None]:
+    """The emotion part and the voice part (or None) of what `Trainer` gathers: one array for a model
+    without a voice head, a tuple `(emotion, voice)` with one."""
+    if isinstance(values, (tuple, list)):
+        return values[0], (values[1] if len(values) > 1 else None)
+    return values, None
+
+
 __all__ = ["EpochDraws", "SERTrainer", "ValidationMetrics", "WallClock", "label_set_cross_entropy", "mix_batch",
-           "spec_augment"]
+           "spec_augment", "split_heads"]
