@@ -181,3 +181,27 @@ def test_the_model_is_named_explicitly():
     with pytest.raises(TypeError):
         EmotionRecognizer.from_pretrained()  # the default model is the CLI's and the app's (ser_model.cli)
 
+
+
+def test_a_model_with_a_voice_head_says_how_the_voice_sounds_over_the_spoken_windows(tmp_path):
+    from ser_model import SERFeatureExtractor, SERForAudioClassification
+    from ser_model.configuration import VOICE_LABELS
+
+    from .conftest import tiny_config
+
+    config = tiny_config(voice_head=True)
+    SERForAudioClassification(config).save_pretrained(tmp_path)
+    SERFeatureExtractor.from_config(config).save_pretrained(tmp_path)
+    recognizer = EmotionRecognizer.from_pretrained(tmp_path)
+    audio = np.concatenate([speechlike(1.0), np.zeros(16_000, dtype=np.float32), speechlike(1.0, seed=3)])
+    prediction = recognizer.predict_waveform(audio, 16_000)
+    spoken = [w.voice for w in prediction.windows if w.probabilities is not None]
+    assert all(w.voice is None for w in prediction.windows if w.probabilities is None)
+    assert prediction.voice == pytest.approx({v: np.mean([s[v] for s in spoken]) for v in VOICE_LABELS})
+    assert sum(prediction.voice.values()) == pytest.approx(1.0) and prediction.voice_label in VOICE_LABELS
+    assert Prediction.from_dict(prediction.to_dict()).voice == prediction.voice
+
+
+def test_a_model_without_a_voice_head_says_nothing_of_the_voice(recognizer):
+    prediction = recognizer.predict_waveform(speechlike(0.5), 16_000)
+    assert prediction.voice is None and prediction.voice_label is None and "voice" not in prediction.to_dict()

@@ -23,7 +23,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration, silence_error, stream_audio,
                         to_mono_16k, truncation_notice, validate_waveform)
-from ..configuration import SERConfig, seconds_to_samples
+from ..configuration import VOICE_LABELS, SERConfig, seconds_to_samples
 from ..errors import InputError
 from ..feature_extractor import SERFeatureExtractor
 from ..modeling import SERForAudioClassification
@@ -38,11 +38,13 @@ ProgressCallback = Callable[[float, float | None], None]
 
 @dataclass
 class WindowPrediction:
-    """One window of the timeline; `probabilities` is None for a silent window."""
+    """One window of the timeline; `probabilities` is None for a silent window, `voice` (how the voice
+    sounds: `VOICE_LABELS` -> probability) None there and for models without a voice head."""
 
     start: float
     end: float
     probabilities: dict[str, float] | None
+    voice: dict[str, float] | None = None
 
     @property
     def label(self) -> str | None:
@@ -76,7 +78,9 @@ class Prediction:
 
     `notices` are sentences about a result that stands but covers less than was asked (a truncated
     WAV); they travel with the result so that every surface can show them. `view` is kept only when
-    asked (`keep_view=True`), for pictures, and is not part of `to_dict`.
+    asked (`keep_view=True`), for pictures, and is not part of `to_dict`. `voice` is whether the voice
+    sounds female or male (mean over the spoken windows), from models with a voice head: a perception
+    of the audio, never a fact about the person.
     """
 
     label: str
@@ -85,13 +89,22 @@ class Prediction:
     windows: list[WindowPrediction] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     view: SignalView | None = None
+    voice: dict[str, float] | None = None
+
+    @property
+    def voice_label(self) -> str | None:
+        """"female" or "male" (how the voice sounds), or None without a voice head."""
+        return None if self.voice is None else max(self.voice, key=self.voice.get)
 
     def to_dict(self, timeline: bool = True) -> dict:
         result = {"label": self.label, "probabilities": self.probabilities, "duration": round(self.duration, 3),
                   "warnings": list(self.notices)}
+        if self.voice is not None:
+            result["voice"] = self.voice
         if timeline:
             result["windows"] = [
-                {"start": round(w.start, 3), "end": round(w.end, 3), "label": w.label, "probabilities": w.probabilities}
+                {"start": round(w.start, 3), "end": round(w.end, 3), "label": w.label, "probabilities": w.probabilities,
+                 **({"voice": w.voice} if w.voice is not None else {})}
                 for w in self.windows
             ]
         return result
@@ -99,8 +112,10 @@ class Prediction:
     @classmethod
     def from_dict(cls, data: dict) -> "Prediction":
         """The inverse of `to_dict(timeline=True)`, for a prediction that travelled as JSON."""
-        windows = [WindowPrediction(w["start"], w["end"], w["probabilities"]) for w in data.get("windows", [])]
-        return cls(data["label"], data["probabilities"], data["duration"], windows, list(data.get("warnings", [])))
+        windows = [WindowPrediction(w["start"], w["end"], w["probabilities"], w.get("voice"))
+                   for w in data.get("windows", [])]
+        return cls(data["label"], data["probabilities"], data["duration"], windows, list(data.get("warnings", [])),
+                   voice=data.get("voice"))
 
 
 @dataclass
@@ -244,9 +259,9 @@ class EmotionRecognizer:
             blocks = envelope.tap(blocks)
 
         def flush() -> None:
-            probabilities = self.classify_batch([w for _, w in pending])
-            for (start, w), probs in zip(pending, probabilities):
-                windows.append(WindowPrediction(start / sr, (start + len(w)) / sr, probs))
+            probabilities, voices = self.classify_with_voice([w for _, w in pending])
+            for (start, w), probs, voice in zip(pending, probabilities, voices):
+                windows.append(WindowPrediction(start / sr, (start + len(w)) / sr, probs, voice))
             pending.clear()
             if progress is not None:
                 progress(windows[-1].end, total_seconds)
@@ -274,7 +289,8 @@ class EmotionRecognizer:
         windows.sort(key=lambda w: w.start)
         overall = {label: float(np.mean([p[label] for p in spoken])) for label in self.labels}
         view = None if envelope is None else self._signal_view(envelope, first_window)
-        return Prediction(max(overall, key=overall.get), overall, num_samples / sr, windows, view=view)
+        return Prediction(max(overall, key=overall.get), overall, num_samples / sr, windows, view=view,
+                          voice=_mean_voice(windows))
 
     def _signal_view(self, envelope: "_Envelope", first_window: np.ndarray) -> SignalView:
         features = self.feature_extractor(first_window, sampling_rate=self.sampling_rate, truncation=False)
@@ -283,16 +299,34 @@ class EmotionRecognizer:
         return SignalView(seconds, low, high, log_mel, mfcc,
                           feature_seconds=log_mel.shape[1] * self.config.hop_length / self.sampling_rate)
 
-    @torch.inference_mode()
     def classify_batch(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
         """Emotion probabilities of each 16 kHz mono float32 clip, in one forward pass (no windowing:
         each clip is one decision, whatever its length)."""
+        return self.classify_with_voice(waveforms)[0]
+
+    @torch.inference_mode()
+    def classify_with_voice(self, waveforms: list[np.ndarray]) -> tuple[list[dict[str, float]],
+                                                                          list[dict[str, float] | None]]:
+        """As `classify_batch`, plus how each clip's voice sounds (`VOICE_LABELS` -> probability; None for
+        every clip of a model without a voice head)."""
         features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, truncation=False,
                                           return_tensors="pt")
         device = next(self.model.parameters()).device
-        logits = self.model(**{k: v.to(device) for k, v in features.items()}).logits
-        probabilities = logits.float().softmax(dim=-1).cpu().numpy()
-        return [dict(zip(self.labels, map(float, row))) for row in probabilities]
+        output = self.model(**{k: v.to(device) for k, v in features.items()})
+        probabilities = output.logits.float().softmax(dim=-1).cpu().numpy()
+        emotions = [dict(zip(self.labels, map(float, row))) for row in probabilities]
+        if getattr(output, "voice_logits", None) is None:
+            return emotions, [None] * len(emotions)
+        voices = output.voice_logits.float().softmax(dim=-1).cpu().numpy()
+        return emotions, [dict(zip(VOICE_LABELS, map(float, row))) for row in voices]
+
+
+def _mean_voice(windows: Sequence[WindowPrediction]) -> dict[str, float] | None:
+    """How the voice sounds over the whole audio: the mean over the windows that have a voice."""
+    voices = [w.voice for w in windows if w.voice is not None]
+    if not voices:
+        return None
+    return {label: float(np.mean([v[label] for v in voices])) for label in VOICE_LABELS}
 
 
 def _check_source(name_or_path: str | os.PathLike) -> None:
