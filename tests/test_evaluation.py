@@ -125,6 +125,31 @@ def test_the_baseline_table_puts_the_baseline_next_to_each_fusion_group():
                          "| tess | utterance | 20 | 1 | 100.0% | 100.0% | 95.0% | 95.0% | +5.0 pts |"]
 
 
+def test_the_probe_gets_its_columns_next_to_the_baseline_and_its_rows_in_every_table():
+    results = small_report()["results"]
+    results[report.PROBE] = {"ravdess": group(40, 0.5, 0.45), SPEAKER_INDEPENDENT: group(40, 0.5, 0.45)}
+    lines = report.baseline_table(results)
+    assert lines[0].endswith("| baseline UAR | fusion − baseline UAR | probe UAR | fusion − probe UAR |")
+    assert lines[2:4] == [
+        "| ravdess | speaker | 40 | 2 | 60.0% | 55.0% | 50.0% | 35.0% | +20.0 pts | 45.0% | +10.0 pts |",
+        "| speaker-independent | speaker | 40 | 2 | 60.0% | 55.0% | 50.0% | – | – | 45.0% | +10.0 pts |"]
+    assert "| whisper_probe | ravdess (speaker) | 40 | 2 | 50.0% | 45.0% | 40.0% |" in \
+        report.results_table(results, list(results))
+    markdown = report.markdown_report({**small_report(), "results": results})
+    assert "| 45.0% | +10.0 pts |" in markdown and "| whisper_probe | speaker-independent (speaker) |" in markdown
+
+
+def test_the_left_out_table_has_the_probe_where_a_report_measured_it():
+    def scores(recall, corpus="turev"):
+        return {corpus: {"clips": 1735, "speakers": 6, "accuracy": recall + 0.01, "macro_recall": recall}}
+    with_probe = {"results": {"fusion": scores(0.45), "mfcc_svm_baseline": scores(0.3), "whisper_probe": scores(0.5)}}
+    without = {"results": {"fusion": scores(0.4, "nemo"), "mfcc_svm_baseline": scores(0.3, "nemo")}}  # an older report
+    lines = report.left_out_table({"turev": with_probe, "nemo": without})
+    assert lines[0].endswith("| baseline UAR | fusion − baseline UAR | probe UAR | fusion − probe UAR |")
+    assert lines[2].endswith("| 45.0% | 30.0% | +15.0 pts | 50.0% | -5.0 pts |")
+    assert lines[3].endswith("| 30.0% | +10.0 pts | – | – |")
+
+
 def test_the_per_class_table_has_a_column_per_label_and_a_dash_for_an_absent_class():
     lines = report.per_class_table(small_report()["results"]["fusion"], ["angry", "sad"])
     assert lines[0] == "| test set | angry | sad |" and lines[3] == "| speaker-independent | 50.0% | – |"
@@ -149,7 +174,7 @@ def test_the_left_out_table_shows_the_corpus_by_its_display_name():
 def test_report_md_has_each_table_once_under_its_heading_and_skips_what_was_not_measured():
     markdown = report.markdown_report(small_report())
     headings = [line for line in markdown.splitlines() if line.startswith("## ")]
-    assert headings == ["## Test: fusion against the MFCC+SVM baseline trained on the same data", "## Test: every model",
+    assert headings == ["## Test: fusion against the baselines trained on the same data", "## Test: every model",
                         "## Validation speakers: the figures recipes are chosen by",
                         "## Per-class recall of the fusion model", "## Robustness to the channel",
                         "## Calibration on held-out speakers"]
@@ -158,7 +183,7 @@ def test_report_md_has_each_table_once_under_its_heading_and_skips_what_was_not_
     older = {k: v for k, v in small_report().items() if k not in ("validation", "robustness", "calibration",
                                                                     "corpora_trained_on")}
     headings = [line for line in report.markdown_report(older).splitlines() if line.startswith("## ")]
-    assert headings == ["## Test: fusion against the MFCC+SVM baseline trained on the same data", "## Test: every model",
+    assert headings == ["## Test: fusion against the baselines trained on the same data", "## Test: every model",
                         "## Per-class recall of the fusion model"]
 
 

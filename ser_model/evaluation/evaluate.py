@@ -9,8 +9,11 @@ sampling rate), and writes `report.json`, `report.md`, `confusion_matrix.png` an
   was trained without (`--exclude_corpora`, leave-one-corpus-out) is scored on all of its clips
   and marked `held_out_by: corpus`. Corpora split by speaker are also pooled ("speaker-independent");
   single-speaker TESS, held out by word, is reported on its own line.
-- **Baseline**: an MFCC-statistics + SVM model trained on the same training clips (the corpora the
-  model was trained on), C chosen on the same validation speakers; scored on the same test clips.
+- **Baselines**: an MFCC-statistics + SVM model and the frozen-encoder probe (`ser_model.evaluation.probe`:
+  a logistic regression on a pretrained Whisper encoder's pooled hidden states), each trained on the
+  same training clips (the corpora the model was trained on), C chosen on the same validation speakers;
+  scored on the same test clips. The probe's encoder is `--probe-encoder`, by default the model's own
+  `--speech_encoder` (from its `training.json`); a model trained without one gets no probe row.
 - **Validation**: the model and each `--ablation` on the validation speakers, the figures recipes
   are chosen by; `--validation-only` scores just these, never touching the test speakers, and
   compares the models under every channel condition on those speakers too.
@@ -40,7 +43,8 @@ from ..errors import InputError
 from ..audio_io import AudioError
 from ..serving.inference import EmotionRecognizer, Prediction
 from ..metrics import classification_metrics, confusion_matrix, per_class_recall
-from .report import BASELINE, FUSION, SPEAKER_INDEPENDENT, markdown_report, validation_markdown
+from .probe import FrozenEncoderProbe, fit_choosing_c
+from .report import BASELINE, FUSION, PROBE, SPEAKER_INDEPENDENT, markdown_report, validation_markdown
 from .robustness import conditions, missing_conditions
 from ..data.splits import apply_split, load_split, subsample_parts
 from ..data.train_data import load_clips
@@ -107,15 +111,13 @@ class MfccSvmBaseline:
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import SVC
 
-        best = (-1.0, None)
-        for c in self.C_GRID:
-            candidate = make_pipeline(StandardScaler(), SVC(C=c, class_weight="balanced")).fit(train_x, train_y)
-            score = classification_metrics(validation_y, candidate.predict(validation_x),
-                                           self.num_labels)["macro_recall"]
-            if score > best[0]:
-                best = (score, candidate)
-        self.model = best[1]
-        return best[0]
+        def score(predicted):
+            return classification_metrics(validation_y, predicted, self.num_labels)["macro_recall"]
+
+        _, self.model, value = fit_choosing_c(
+            lambda c: make_pipeline(StandardScaler(), SVC(C=c, class_weight="balanced")), self.C_GRID,
+            train_x, train_y, validation_x, score)
+        return value
 
     def predict(self, x) -> np.ndarray:
         return self.model.predict(x)
@@ -143,20 +145,35 @@ def evaluation_parts(records: list[Record], split, training: dict | None) -> tup
 def _model_parts(model_dir: str, data_dir: str, split_path: str | None, max_clips_per_part: int | None):
     """The model's split (saved with it unless `split_path`), the parts to score and how each corpus was held out."""
     split = load_split(split_path or Path(model_dir) / "split.json")
-    training_file = Path(model_dir) / "training.json"
-    training = json.loads(training_file.read_text()) if training_file.is_file() else None
-    parts, held_out_by = evaluation_parts(discover(data_dir), split, training)
+    parts, held_out_by = evaluation_parts(discover(data_dir), split, _training_record(model_dir))
     if max_clips_per_part:
         parts = subsample_parts(parts, max_clips_per_part)
     return split, parts, held_out_by
 
 
+def _training_record(model_dir: str) -> dict | None:
+    """The model folder's `training.json`, or None for a model trained before it was written."""
+    training_file = Path(model_dir) / "training.json"
+    return json.loads(training_file.read_text()) if training_file.is_file() else None
+
+
+def probe_encoder_for(model_dir: str, requested: str | None) -> str | None:
+    """The encoder of the frozen-encoder probe: `requested`, else the `speech_encoder` the model was
+    trained from; None, said in the log, when there is neither."""
+    encoder = requested or ((_training_record(model_dir) or {}).get("arguments") or {}).get("speech_encoder")
+    if not encoder:
+        logger.info("frozen-encoder probe skipped: %s records no speech_encoder it was trained from, and no "
+                    "--probe-encoder was given", model_dir)
+    return encoder
+
+
 def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
              split_path: str | None = None, max_clips_per_part: int | None = None,
-             robustness: bool = True, cache_dir: str | None = None) -> dict:
-    """Scores the model, the ablations and the baseline (see the module docstring) and writes the report.
+             robustness: bool = True, cache_dir: str | None = None, probe_encoder: str | None = None) -> dict:
+    """Scores the model, the ablations and the baselines (see the module docstring) and writes the report.
     `max_clips_per_part` evaluates on a spread-out subset (smoke tests only); `cache_dir` keeps decoded
-    clips as training does (`train_data.load_clips`)."""
+    clips as training does (`train_data.load_clips`), and the probe's features; `probe_encoder` is the
+    probe's Whisper checkpoint (none: no probe; `probe_encoder_for` gives the default)."""
     split, parts, held_out_by = _model_parts(model_dir, data_dir, split_path, max_clips_per_part)
     if not parts["test"]:
         raise InputError("the test part of the split is empty: there is nothing to evaluate on")
@@ -167,13 +184,16 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
         # The training run's cache of decoded clips, where one exists, saves decoding them again.
         return load_clips(parts[name], recognizer.sampling_rate, f"loading {name}", cache_dir)
 
-    waves = {name: load(name) for name in ("test", "validation")}
+    waves = {name: load(name) for name in ("test", "validation", "train")}
     test_predictions = predict_all(recognizer, waves["test"], FUSION)
     results = {FUSION: evaluate_predictions(parts["test"], [p.label for p in test_predictions], recognizer.labels,
                                             held_out_by)}
     results.update({name: scores(model, parts["test"], waves["test"], held_out_by, name)
                     for name, model in recognizers.items() if name != FUSION})
-    results[BASELINE] = baseline_results(recognizer, parts, waves, load("train"), held_out_by)
+    results[BASELINE] = baseline_results(recognizer, parts, waves, waves["train"], held_out_by)
+    probe = probe_encoder and probe_results(probe_encoder, recognizer, parts, waves, held_out_by, cache_dir)
+    if probe:
+        results[PROBE] = probe["test"]
     report = {
         "model": str(model_dir),
         "labels": recognizer.labels,
@@ -185,6 +205,9 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
                        for name, model in recognizers.items()},
         "calibration": calibration_results(recognizer, parts["test"], test_predictions, held_out_by),
     }
+    if probe:
+        report["validation"][PROBE] = probe["validation"]
+        report["probe"] = probe["probe"]
     if robustness:
         report["robustness"] = robustness_on_test_actors(recognizer, parts["test"], waves["test"])
     write_report(report, Path(output_dir))
@@ -206,11 +229,13 @@ def scores(recognizer: EmotionRecognizer, records: list[Record], waves: list[np.
 
 def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
                         split_path: str | None = None, cache_dir: str | None = None,
-                        max_clips_per_part: int | None = None, robustness: bool = True) -> dict:
-    """Only the validation speakers, for the model and each ablation: comparing recipes this way
-    never looks at the test speakers. With `robustness`, each model's decisions are also compared
-    under every channel condition on the validation clips of the speaker-held-out corpora (the
-    figures a channel augmentation recipe is chosen by). Writes `validation.json` and `validation.md`."""
+                        max_clips_per_part: int | None = None, robustness: bool = True,
+                        probe_encoder: str | None = None) -> dict:
+    """Only the validation speakers, for the model, each ablation and the frozen-encoder probe (with a
+    `probe_encoder`): comparing recipes this way never looks at the test speakers. With `robustness`,
+    each model's decisions are also compared under every channel condition on the validation clips of
+    the speaker-held-out corpora (the figures a channel augmentation recipe is chosen by). Writes
+    `validation.json` and `validation.md`."""
     _, parts, held_out_by = _model_parts(model_dir, data_dir, split_path, max_clips_per_part)
     records = parts["validation"]
     if not records:
@@ -219,6 +244,12 @@ def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablation
     waves = load_clips(records, recognizers[FUSION].sampling_rate, "loading validation", cache_dir)
     validation = {name: scores(recognizer, records, waves, held_out_by, f"{name} (validation)")
                   for name, recognizer in recognizers.items()}
+    probe = None
+    if probe_encoder:
+        train = load_clips(parts["train"], recognizers[FUSION].sampling_rate, "loading train", cache_dir)
+        probe = probe_results(probe_encoder, recognizers[FUSION], parts, {"validation": waves, "train": train},
+                              held_out_by, cache_dir)
+        validation[PROBE] = probe["validation"]
     channels = {}
     if robustness:
         chosen = [i for i, r in enumerate(records) if held_out_by.get(r.corpus) == "speaker"]
@@ -227,6 +258,8 @@ def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablation
                                       babble_clips=waves)
     report = {"model": str(model_dir), "ablations": ablations or {}, "held_out_by": held_out_by,
               "validation": validation, "robustness": channels}
+    if probe:
+        report["probe"] = probe["probe"]
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "validation.json").write_text(json.dumps(report, indent=2))
@@ -242,6 +275,24 @@ def baseline_results(recognizer, parts, waves, train_waves, held_out_by) -> dict
                  baseline.features(waves["validation"]), label_ids["validation"])
     predicted = [labels[i] for i in baseline.predict(baseline.features(waves["test"]))]
     return evaluate_predictions(parts["test"], predicted, labels, held_out_by)
+
+
+def probe_results(encoder: str, recognizer, parts, waves, held_out_by, cache_dir) -> dict:
+    """The frozen-encoder probe trained on the training clips of `waves`, C chosen on its validation
+    clips: its results on each other part of `waves` ("validation", and "test" when there), and under
+    "probe" its encoder, C and validation selection score."""
+    labels = recognizer.labels
+    probe = FrozenEncoderProbe(encoder, recognizer.model.config.window_seconds, len(labels), cache_dir)
+    features = {name: probe.features(parts[name], clips, name) for name, clips in waves.items()}
+    label_ids = {name: [labels.index(r.label) for r in parts[name]] for name in waves}
+    selection = probe.fit(features["train"], label_ids["train"], features["validation"], label_ids["validation"],
+                          parts["validation"], held_out_by)
+    logger.info("frozen-encoder probe (%s): C=%g chosen on the validation speakers (selection score %.3f)",
+                encoder, probe.c, selection)
+    results = {name: evaluate_predictions(parts[name], [labels[i] for i in probe.predict(features[name])], labels,
+                                          held_out_by)
+               for name in waves if name != "train"}
+    return {**results, "probe": {"encoder": encoder, "C": probe.c, "validation_selection_macro_recall": selection}}
 
 
 def calibration_results(recognizer, records, predictions: list[Prediction], held_out_by) -> dict:
@@ -333,7 +384,12 @@ def add_parser(commands) -> None:
                         help="score the model and ablations on the validation speakers only (to compare recipes "
                              "without looking at the test speakers); writes validation.json and validation.md")
     parser.add_argument("--cache-dir", default="runs/cache",
-                        help="decoded clips kept between runs, shared with training (empty to turn off)")
+                        help="decoded clips and the probe's features kept between runs, shared with training "
+                             "(empty to turn off)")
+    parser.add_argument("--probe-encoder", default=None, metavar="NAME_OR_PATH",
+                        help="Whisper checkpoint of the frozen-encoder probe, a Hub id or a folder (default: the "
+                             "speech_encoder the model was trained from, per its training.json)")
+    parser.add_argument("--no-probe", action="store_true", help="skip the frozen-encoder probe (the second baseline)")
     parser.set_defaults(run=_run)
 
 
@@ -341,14 +397,15 @@ def _run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ablations = dict(item.split("=", 1) for item in args.ablation)
     output_dir = args.output_dir or str(Path(args.model) / "evaluation")
+    probe_encoder = None if args.no_probe else probe_encoder_for(args.model, args.probe_encoder)
     if args.validation_only:
         report = evaluate_validation(args.model, args.data_dir, output_dir, ablations, args.split, args.cache_dir or None,
-                                     robustness=not args.no_robustness)
+                                     robustness=not args.no_robustness, probe_encoder=probe_encoder)
         print((Path(output_dir) / "validation.md").read_text())
         print(f"written to {output_dir}/validation.json and validation.md")
         return 0
     report = evaluate(args.model, args.data_dir, output_dir, ablations, args.split, robustness=not args.no_robustness,
-                      cache_dir=args.cache_dir or None)
+                      cache_dir=args.cache_dir or None, probe_encoder=probe_encoder)
     print(markdown_report(report).split("## Per-class")[0])
     print(f"report written to {output_dir}")
     return 0

@@ -14,7 +14,10 @@ from __future__ import annotations
 # The names of the report's groups and models (keys of `report["results"]`).
 SPEAKER_INDEPENDENT = "speaker-independent"
 BASELINE = "mfcc_svm_baseline"
+PROBE = "whisper_probe"  # the frozen-encoder probe (`evaluation.probe`)
 FUSION = "fusion"
+# The baselines, each trained on the model's training clips, by the short name their columns carry.
+BASELINES = {BASELINE: "baseline", PROBE: "probe"}
 
 SAME_TOP_EMOTION = "same top emotion as the clean clip"
 
@@ -50,16 +53,32 @@ def results_table(results: dict[str, dict], models: list[str]) -> list[str]:
     return lines
 
 
+def _baselines(reports: list[dict]) -> list[str]:
+    """The baselines measured in any of these `report["results"]`, in the order of `BASELINES` (a report
+    written before the probe existed has the MFCC+SVM baseline only)."""
+    return [name for name in BASELINES if any(name in results for results in reports)]
+
+
+def _baseline_columns(names: list[str]) -> list[str]:
+    return [column for name in names for column in (f"{BASELINES[name]} UAR", f"fusion − {BASELINES[name]} UAR")]
+
+
+def _baseline_cells(results: dict[str, dict], names: list[str], group: str, fusion_recall: float) -> list[str]:
+    """Each baseline's macro recall on the group's clips, and the fusion's lead over it."""
+    recalls = [results.get(name, {}).get(group, {}).get("macro_recall") for name in names]
+    return [cell for recall in recalls for cell in (percent(recall), points(fusion_recall, recall))]
+
+
 def baseline_table(results: dict[str, dict]) -> list[str]:
-    """The fusion model's test groups, each with the MFCC+SVM baseline's macro recall on the same clips
-    and the difference."""
+    """The fusion model's test groups, each with every baseline's macro recall on the same clips (the
+    MFCC+SVM baseline, the frozen-encoder probe) and the fusion's lead over it."""
+    names = _baselines([results])
     lines = _header(["test set", "held out by", "clips", "speakers", "accuracy", "macro recall (UAR)", "macro F1",
-                     "baseline UAR", "fusion − baseline UAR"])
+                     *_baseline_columns(names)])
     for group, r in results[FUSION].items():
-        baseline = results.get(BASELINE, {}).get(group, {}).get("macro_recall")
         lines.append(_row([group, r["held_out_by"], r["clips"], r["speakers"], percent(r["accuracy"]),
-                           percent(r["macro_recall"]), percent(r["macro_f1"]), percent(baseline),
-                           points(r["macro_recall"], baseline)]))
+                           percent(r["macro_recall"]), percent(r["macro_f1"]),
+                           *_baseline_cells(results, names, group, r["macro_recall"])]))
     return lines
 
 
@@ -125,15 +144,16 @@ def recipe_comparison(validation_report: dict) -> list[str]:
 
 def left_out_table(left_out: dict[str, dict], corpus_names: dict[str, str] | None = None) -> list[str]:
     """One row per corpus a model was trained without (leave-one-corpus-out), from that model's
-    report: its figures on all of the corpus and the baseline's, trained on the same clips.
+    report: its figures on all of the corpus and the baselines', trained on the same clips.
     `corpus_names` gives the names to show (the corpus key where it has none)."""
+    names = _baselines([report["results"] for report in left_out.values()])
     lines = _header(["corpus left out of training", "clips", "speakers", "accuracy", "macro recall (UAR)",
-                     "baseline UAR", "fusion − baseline"])
+                     *_baseline_columns(names)])
     for corpus, report in left_out.items():
-        fusion, baseline = report["results"][FUSION][corpus], report["results"][BASELINE][corpus]
+        fusion = report["results"][FUSION][corpus]
         lines.append(_row([(corpus_names or {}).get(corpus, corpus), fusion["clips"], fusion["speakers"],
                            percent(fusion["accuracy"]), percent(fusion["macro_recall"]),
-                           percent(baseline["macro_recall"]), points(fusion["macro_recall"], baseline["macro_recall"])]))
+                           *_baseline_cells(report["results"], names, corpus, fusion["macro_recall"])]))
     return lines
 
 
@@ -152,7 +172,7 @@ def markdown_report(report: dict) -> str:
              "rows pool the corpora held out by speaker (and any held out whole); a corpus split by utterance "
              "(single-speaker TESS) is held out by word and is NOT speaker-independent."]
     sections = {
-        "Test: fusion against the MFCC+SVM baseline trained on the same data": baseline_table(report["results"]),
+        "Test: fusion against the baselines trained on the same data": baseline_table(report["results"]),
         "Test: every model": results_table(report["results"], list(report["results"])),
         "Validation speakers: the figures recipes are chosen by":
             report.get("validation") and validation_table(report["validation"], report["held_out_by"]),
@@ -173,6 +193,6 @@ def validation_markdown(validation_report: dict) -> str:
                       *recipe_comparison(validation_report), ""])
 
 
-__all__ = ["BASELINE", "FUSION", "SPEAKER_INDEPENDENT", "baseline_table", "calibration_sentence",
+__all__ = ["BASELINE", "BASELINES", "FUSION", "PROBE", "SPEAKER_INDEPENDENT", "baseline_table", "calibration_sentence",
            "channel_comparison_table", "left_out_table", "markdown_report", "per_class_table", "percent", "points",
            "recipe_comparison", "results_table", "robustness_table", "validation_markdown", "validation_table"]
