@@ -277,7 +277,9 @@ class EmotionRecognizer:
         return Prediction(max(overall, key=overall.get), overall, num_samples / sr, windows, view=view)
 
     def _signal_view(self, envelope: "_Envelope", first_window: np.ndarray) -> SignalView:
-        features = self.feature_extractor(first_window, sampling_rate=self.sampling_rate, truncation=False)
+        # A picture of what the model hears: a long file's first window may be silent, and is drawn all the same.
+        features = self.feature_extractor(first_window, sampling_rate=self.sampling_rate, truncation=False,
+                                          check_audio=False)
         log_mel, mfcc = features["input_values"][0], features["input_mfcc"][0]
         seconds, low, high = envelope.result(self.sampling_rate)
         return SignalView(seconds, low, high, log_mel, mfcc,
