@@ -18,21 +18,19 @@ from pathlib import Path
 
 from .audio_io import AUDIO_EXTENSIONS
 from .errors import InputError
+from .model_info import BUNDLED_MODEL, bundled_model
 
 # What every command reports as one sentence: the project's input errors (bad audio, a corpus folder
 # that is not one, a bad flag, a failed publish) and OS errors (a missing or unwritable path).
 USER_ERRORS = (InputError, OSError)
 FORMATS = ("table", "json", "csv")
-# The model folder that ships with the repository: the default of the CLI and the app, so that both
-# run offline on a fresh clone. Resolved here, at the top, because only a checkout has it: the
-# library below takes an explicit folder or Hub id.
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "model"
 
 
 def model_source() -> tuple[str, str | None]:
     """The model the CLI and the app load when none is named: `$SER_MODEL` (a folder or Hub id) with
-    `$SER_MODEL_REVISION`, else the bundled model."""
-    return os.environ.get("SER_MODEL") or str(BUNDLED_MODEL), os.environ.get("SER_MODEL_REVISION") or None
+    `$SER_MODEL_REVISION`, else the bundled model (`model_info.BUNDLED_MODEL`), so that both run offline
+    on a fresh clone."""
+    return os.environ.get("SER_MODEL") or bundled_model(), os.environ.get("SER_MODEL_REVISION") or None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
