@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from ser_model.audio_io import AudioError
 from ser_model.serving.inference import ENVELOPE_POINTS, EmotionRecognizer, Prediction, _Envelope, _sliding_windows
@@ -209,3 +210,22 @@ def test_an_installation_without_the_repository_says_it_has_no_bundled_model(tmp
     with pytest.raises(OSError, match=r"has no bundled model .* `pip install -e /path/to/repository`"):
         EmotionRecognizer.from_pretrained()
 
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_serving_uses_one_thread_unless_omp_num_threads_says_otherwise(monkeypatch, restore_threads):
+    from ser_model.serving.inference import INFERENCE_THREADS, set_inference_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)
+    assert set_inference_threads() == INFERENCE_THREADS == torch.get_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert set_inference_threads() == torch.get_num_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert set_inference_threads() == 1

@@ -32,6 +32,12 @@ from ..modeling import SERForAudioClassification
 # A `SignalView` keeps between this many and twice as many min/max pairs of the waveform: a picture
 # is about a thousand pixels wide, so that draws any length of audio without visible loss.
 ENVELOPE_POINTS = 4000
+# torch's intra-op threads for serving (the app, the CLI) unless OMP_NUM_THREADS says otherwise. One
+# prediction is a series of small convolutions: split over two threads, each waits for the other at
+# every operation, which costs nothing on idle cores but on cores shared with other work (a training
+# run, other requests) made a 3.5 s clip take 3.1 s instead of 38 ms (README, "Threads"). The app gets
+# its parallelism from serving several requests at once, the CLI from `--workers`.
+INFERENCE_THREADS = 1
 
 ProgressCallback = Callable[[float, float | None], None]
 """Called with (seconds processed, total seconds or None when unknown)."""
@@ -300,6 +306,15 @@ class EmotionRecognizer:
         return [dict(zip(self.labels, map(float, row))) for row in probabilities]
 
 
+def set_inference_threads() -> int:
+    """Sets torch's intra-op threads for serving to $OMP_NUM_THREADS when it is set, else to
+    `INFERENCE_THREADS`, and returns the number: the one place the app and the CLI choose it."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    threads = int(value) if value.isdigit() and int(value) > 0 else INFERENCE_THREADS
+    torch.set_num_threads(threads)
+    return threads
+
+
 def _check_source(name_or_path: str | os.PathLike) -> None:
     """Plain sentences, at once, instead of transformers' errors for a missing folder or a name that is
     not `org/name`: transformers would take a bare name such as `model` for a Hub id and retry the
@@ -418,5 +433,5 @@ def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Ite
         yield start, buffer[start - buffer_start:].copy(), total
 
 
-__all__ = ["EmotionRecognizer", "Prediction", "Segment", "SignalView", "WindowPrediction", "merge_segments",
-           "window_spans"]
+__all__ = ["INFERENCE_THREADS", "EmotionRecognizer", "Prediction", "Segment", "SignalView", "WindowPrediction",
+           "merge_segments", "set_inference_threads", "window_spans"]
