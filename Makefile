@@ -8,38 +8,52 @@ PORT ?= 7860
 
 # The first install downloads about 3 GB (torch) and takes a few minutes: pip shows its progress.
 # The project itself is installed too (editable), so `import ser_model` works from any folder.
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# Two stamp files say what is installed, each redone when its requirements change: the app's
+# (requirements.txt and the project: all that `make app`, train, evaluate and export need), then the
+# test tools on top (requirements-dev.txt: pytest, playwright, librosa), for `make test` only.
+APP_INSTALLED := $(BIN)/.installed-app
+DEV_INSTALLED := $(BIN)/.installed-dev
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	@echo "Installing the requirements into $(VENV): a few minutes the first time."
 	$(BIN)/pip install --upgrade --progress-bar on pip
-	$(BIN)/pip install --progress-bar on -r requirements.txt -r requirements-dev.txt
+
+$(APP_INSTALLED): requirements.txt pyproject.toml | $(BIN)/python
+	@echo "Installing requirements.txt and this project into $(VENV): a few minutes the first time."
+	$(BIN)/pip install --progress-bar on -r requirements.txt
 	$(BIN)/pip install --no-deps --no-build-isolation -e .
 	touch $@
 
+# requirements.txt again, so that the test tools' dependencies cannot move the app's pins.
+$(DEV_INSTALLED): requirements-dev.txt $(APP_INSTALLED)
+	@echo "Installing the test tools (requirements-dev.txt) into $(VENV)."
+	$(BIN)/pip install --progress-bar on -r requirements.txt -r requirements-dev.txt
+	touch $@
+
 ## Start the demo on the bundled model at http://127.0.0.1:$(PORT) (`make app PORT=8080` for another port)
-app: $(BIN)/.installed
+app: $(APP_INSTALLED)
 	$(BIN)/python app.py --port $(PORT)
 
 ## Run the whole test suite (slow tests included; they skip with a reason where data or tools are absent)
-test: $(BIN)/.installed
+test: $(DEV_INSTALLED)
 	$(BIN)/python -m pytest
 
 ## Only the fast unit tests
-test-fast: $(BIN)/.installed
+test-fast: $(DEV_INSTALLED)
 	$(BIN)/python -m pytest -m "not slow"
 
 ## Train the shipped recipe on every corpus in ../shared/data: continue from the RAVDESS+TESS model
 ## in model-ravdess-tess/ for 12 epochs (about 30 minutes on 2 idle CPU cores; run it again to resume)
-train: $(BIN)/.installed
+train: $(APP_INSTALLED)
 	$(BIN)/python -m ser_model train --output_dir runs/cpu-small --cache_dir runs/cache --init_model model-ravdess-tess \
 		--learning_rate 1e-3 --num_train_epochs 12
 
 ## Score it on the held-out speakers per corpus, with the baseline, the robustness table and calibration
-evaluate: $(BIN)/.installed
+evaluate: $(APP_INSTALLED)
 	$(BIN)/python -m ser_model evaluate --model runs/cpu-small/best
 
 ## Copy the trained model, its report and a generated model card into model/
-export: $(BIN)/.installed
+export: $(APP_INSTALLED)
 	$(BIN)/python -m ser_model export --model runs/cpu-small/best --output model
 
 clean:

@@ -22,7 +22,7 @@ from ser_model.cli import model_source
 from ser_model.model_info import describe_training_data, load_training_corpora
 from ser_model.serving.analysis import (NOT_SURE_BELOW, SEGMENT_COLUMNS, RecentPredictions, analyze_file, describe,
                                         draw_pictures, segment_band_html, segment_rows, sentiment)
-from ser_model.serving.inference import EmotionRecognizer
+from ser_model.serving.inference import EmotionRecognizer, set_inference_threads
 from ser_model.serving.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
 from ser_model.serving.plots import timeline_figure
 
@@ -63,6 +63,8 @@ if ARGS.mcp and importlib.util.find_spec("mcp") is None:
     sys.exit("--mcp needs Gradio's MCP extra, which is not installed: pip install 'gradio[mcp]==6.31.0'")
 _default_model, _default_revision = model_source()
 MODEL, REVISION = ARGS.model or _default_model, ARGS.revision or _default_revision
+# One torch thread per request (unless OMP_NUM_THREADS says otherwise): requests run side by side.
+set_inference_threads()
 RECOGNIZER = EmotionRecognizer.from_pretrained(MODEL, revision=REVISION)
 # Read from the model's own training record, so the page's sentence about its data stays true.
 TRAINING_DATA = describe_training_data(load_training_corpora(MODEL, revision=REVISION))

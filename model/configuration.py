@@ -4,6 +4,8 @@ This file is one of the three "Hub files" (with `feature_extractor.py` and `mode
 copied next to the weights, so it imports nothing but `transformers` and its siblings.
 """
 
+import math
+
 from transformers import PreTrainedConfig, WhisperConfig
 from transformers.configuration_utils import SubConfigSpec
 
@@ -18,7 +20,8 @@ VOICE_LABELS = ("female", "male")
 # feature extractor reads exactly these keys, so the two saved configs (config.json,
 # preprocessor_config.json) cannot start from different numbers or drift apart.
 # 25 ms windows with a 10 ms hop are the usual speech analysis frame (e.g. Kaldi, AST);
-# 64 mel bands up to the 8 kHz Nyquist limit of 16 kHz audio.
+# 64 mel bands up to the 8 kHz Nyquist limit of 16 kHz audio. Shorter audio than `min_audio_seconds`
+# is refused: a quarter second is about one syllable.
 FRONT_END_DEFAULTS = {
     "sampling_rate": 16_000,
     "n_fft": 400,
@@ -28,7 +31,25 @@ FRONT_END_DEFAULTS = {
     "f_min": 20.0,
     "f_max": 8_000.0,
     "window_seconds": 4.0,
+    "min_audio_seconds": 0.25,
 }
+
+# Peak absolute amplitude under which audio counts as silent, for a whole clip (the feature extractor,
+# the audio I/O layer) and for each window of a long one (`ser_model.serving.inference`): 1e-3 is
+# -60 dBFS, about 33 steps of 16-bit PCM, so dither, hum or a noise floor counts as silence while
+# even quiet speech peaks well above it. Defined here, in a Hub file, so that a model loaded from
+# the Hub refuses the same audio with the same sentences as the app and the CLI.
+SILENCE_PEAK = 1e-3
+
+
+def silence_message(subject: str = "The audio") -> str:
+    """The one sentence for audio with nothing louder than `SILENCE_PEAK`, whichever check finds it."""
+    return f"{subject} is silent: its loudest sample is below {20 * math.log10(SILENCE_PEAK):.0f} dBFS."
+
+
+def too_short_message(subject: str, seconds: float, min_seconds: float) -> str:
+    """The one sentence for audio shorter than `min_audio_seconds`, whichever check finds it."""
+    return f"{subject} is too short: {seconds:.3f} s, while the minimum is {min_seconds:g} s."
 
 # Named sizes of the model, as timm names its DenseNet variants by `growth_rate` and `block_config`.
 # "cpu-small" is trained from scratch on 2 CPU cores in well under an hour; "densenet121" is the
@@ -81,10 +102,12 @@ class SERConfig(PreTrainedConfig):
     spectrograms, a small 1-D CNN over MFCCs, optionally a pretrained Whisper speech encoder, and the
     fusion head.
 
-    `window_hop_seconds` and `min_audio_seconds` steer only long-audio inference (`ser_model.serving.inference`),
-    not the network. They live here all the same because they belong to the trained model, not to
-    one program: a model published on the Hub carries them, so the app, the CLI and anyone's own
-    `EmotionRecognizer` cut its audio into the windows it was evaluated with.
+    `window_hop_seconds` and `min_audio_seconds` steer the audio the network is given, not the network:
+    long-audio inference (`ser_model.serving.inference`) cuts windows every `window_hop_seconds`, and the
+    feature extractor refuses audio shorter than `min_audio_seconds`. They live here all the same because
+    they belong to the trained model, not to one program: a model published on the Hub carries them, so
+    the app, the CLI, `pipeline(...)` and anyone's own `EmotionRecognizer` treat its audio as it was
+    evaluated.
 
     The fields are annotated class attributes on `PreTrainedConfig`, as in transformers' own configs
     (e.g. `ASTConfig`), but the class is not `@strict`: strict wraps every error in an exception that
@@ -111,7 +134,7 @@ class SERConfig(PreTrainedConfig):
         window_hop_seconds (`float`, *optional*, defaults to 2.0):
             Step between the windows of long audio (half a window: every instant is seen twice).
         min_audio_seconds (`float`, *optional*, defaults to 0.25):
-            Shorter audio is refused: a quarter second is about one syllable.
+            Shorter audio is refused (by the feature extractor too): a quarter second is about one syllable.
         growth_rate (`int`, *optional*, defaults to 16):
             DenseNet growth rate `k`; the stem has `2 * k` channels (as in timm).
         block_config (`list[int]`, *optional*, defaults to `[4, 6, 8]`):
@@ -164,7 +187,7 @@ class SERConfig(PreTrainedConfig):
     f_max: float = FRONT_END_DEFAULTS["f_max"]
     window_seconds: float = FRONT_END_DEFAULTS["window_seconds"]
     window_hop_seconds: float = 2.0
-    min_audio_seconds: float = 0.25
+    min_audio_seconds: float = FRONT_END_DEFAULTS["min_audio_seconds"]
     growth_rate: int = 16
     block_config: list[int] | tuple[int, ...] = (4, 6, 8)
     bn_size: int = 4
@@ -277,5 +300,5 @@ class SERConfig(PreTrainedConfig):
         return seconds_to_samples(self.window_seconds, self.sampling_rate)
 
 
-__all__ = ["BRANCHES", "EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SERConfig", "VOICE_LABELS",
-           "densenet_downsampling", "seconds_to_samples"]
+__all__ = ["BRANCHES", "EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SILENCE_PEAK", "SERConfig", "VOICE_LABELS",
+           "densenet_downsampling", "seconds_to_samples", "silence_message", "too_short_message"]

@@ -10,7 +10,8 @@ import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor, WhisperFeatureExtractor
 from transformers.utils import logging
 
-from .configuration import FRONT_END_DEFAULTS, SERConfig, seconds_to_samples
+from .configuration import (FRONT_END_DEFAULTS, SILENCE_PEAK, SERConfig, seconds_to_samples, silence_message,
+                            too_short_message)
 
 logger = logging.get_logger(__name__)
 
@@ -43,9 +44,12 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
 
     Audio longer than `window_seconds` is truncated (set `truncation=False` to keep it whole); use
     `ser_model.serving.inference` for windowed long-audio prediction. It never resamples: a wrong
-    `sampling_rate` is an error, and `ser_model.audio_io` loads and resamples files.
+    `sampling_rate` is an error, and `ser_model.audio_io` loads and resamples files. Audio shorter than
+    `min_audio_seconds`, or with nothing louder than `configuration.SILENCE_PEAK` (-60 dBFS) in what the
+    model would see, is refused with the sentences the app and the CLI give, so that
+    `pipeline("audio-classification", ...)` does not answer confidently on silence or a click.
 
-    Args (the front-end ones, `sampling_rate` to `window_seconds`, are keyword arguments whose defaults
+    Args (the front-end ones, `sampling_rate` to `min_audio_seconds`, are keyword arguments whose defaults
     are `configuration.FRONT_END_DEFAULTS`, shared with `SERConfig`):
         sampling_rate (`int`, *optional*, defaults to 16000): sampling rate of the input in Hz.
         n_fft (`int`, *optional*, defaults to 400): FFT size and window length in samples.
@@ -55,6 +59,8 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         f_min (`float`, *optional*, defaults to 20.0): lowest mel frequency in Hz.
         f_max (`float`, *optional*, defaults to 8000.0): highest mel frequency in Hz.
         window_seconds (`float`, *optional*, defaults to 4.0): longest audio for one decision.
+        min_audio_seconds (`float`, *optional*, defaults to 0.25): shorter audio is refused. Feature
+            extractors saved before this existed load with the default, the value every model so far used.
         normalize_level (`bool`, *optional*, defaults to `True`): scale each clip to `REFERENCE_RMS`
             first, so the features do not depend on the recording level. Models trained before this
             existed save `False`, which scales only audio louder than full scale down to a peak of 1.
@@ -128,6 +134,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         truncation: bool = True,
         return_attention_mask: bool | None = None,
         return_tensors: str | None = None,
+        check_audio: bool = True,
         **kwargs,
     ) -> BatchFeature:
         """
@@ -143,6 +150,10 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
             truncation (`bool`, *optional*, defaults to `True`): cut clips longer than `max_length`.
             return_attention_mask (`bool`, *optional*): defaults to `self.return_attention_mask`.
             return_tensors (`str`, *optional*): `"pt"` or `"np"`; numpy arrays otherwise.
+            check_audio (`bool`, *optional*, defaults to `True`): refuse a clip shorter than
+                `min_audio_seconds` or silent after truncation (a `ValueError` whose message is the
+                app's sentence). Training passes `False`: it pads and crops clips itself and keeps a
+                quiet augmented copy rather than stopping on it.
 
         Returns:
             [`BatchFeature`] with `input_values` (batch, n_mels, frames), `input_mfcc` (batch, n_mfcc, frames)
@@ -152,7 +163,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         """
         self._check_sampling_rate(sampling_rate)
         max_length = self.window_samples if max_length is None else max_length
-        waveforms = self._checked_waveforms(raw_speech, max_length if truncation else None)
+        waveforms = self._checked_waveforms(raw_speech, max_length if truncation else None, check_audio)
         features = [self._features(w) for w in waveforms]
         frames = _padded_frames([mel.shape[1] for mel, _ in features], padding, self.num_frames(max_length))
         input_values, attention_mask = _pad_frames([mel for mel, _ in features], frames, self.padding_value)
@@ -177,13 +188,18 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
                 f"resample it first (ser_model.audio_io.load_audio does)."
             )
 
-    def _checked_waveforms(self, raw_speech, max_length: int | None) -> list[np.ndarray]:
+    def _checked_waveforms(self, raw_speech, max_length: int | None, check_audio: bool) -> list[np.ndarray]:
         """The clips as float32 arrays cut to `max_length` samples (when given), each refused if it is
-        shorter than one analysis frame or not finite."""
+        shorter than one analysis frame or not finite, and with `check_audio` if it is shorter than
+        `min_audio_seconds` or silent."""
         waveforms = _as_list_of_waveforms(raw_speech)
         if max_length is not None:
             waveforms = [w[:max_length] for w in waveforms]
-        for w in waveforms:
+        for index, w in enumerate(waveforms):
+            subject = "The audio" if len(waveforms) == 1 else f"Clip {index + 1} of {len(waveforms)}"
+            seconds = w.shape[0] / self.sampling_rate
+            if check_audio and seconds < self.min_audio_seconds:
+                raise ValueError(too_short_message(subject, seconds, self.min_audio_seconds))
             if w.shape[0] < self.n_fft:
                 raise ValueError(
                     f"Audio must be at least {self.n_fft} samples ({1000 * self.n_fft / self.sampling_rate:.0f} ms) "
@@ -191,6 +207,8 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
                 )
             if not np.isfinite(w).all():
                 raise ValueError("Audio contains NaN or infinite samples.")
+            if check_audio and np.abs(w).max() < SILENCE_PEAK:
+                raise ValueError(silence_message(subject))
         return waveforms
 
     def _whisper_features(self, waveforms: list[np.ndarray], padding: bool | str, max_length: int) -> dict:

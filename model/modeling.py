@@ -123,12 +123,16 @@ class SERWhisperEncoder(nn.Module):
         self.hidden_state_ids = config.speech_encoder_hidden_states or list(range(num_layers + 1))
         self.layer_weights = nn.Parameter(torch.zeros(len(self.hidden_state_ids)))
         self.output_size = 2 * config.speech_encoder.d_model
+        # Whisper's upper layers carry a few activation dimensions some 30 times larger than the rest, which
+        # would dominate the fusion head's LayerNorm over the concatenated branches and squash every other
+        # feature; standardising each pooled feature (as a linear probe's StandardScaler does) prevents it.
+        self.norm = nn.BatchNorm1d(self.output_size, affine=False)
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden_states, position_mask = self.hidden_states(input_features, attention_mask)
         weights = nn.functional.softmax(self.layer_weights, dim=0)
         weighted = (torch.stack(hidden_states) * weights.view(-1, 1, 1, 1)).sum(dim=0)
-        return masked_mean_std(weighted.transpose(1, 2), position_mask)
+        return self.norm(masked_mean_std(weighted.transpose(1, 2), position_mask))
 
     def hidden_states(self, input_features: torch.Tensor,
                       attention_mask: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -221,7 +225,7 @@ class SERPreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)) and module.weight is not None:
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 

@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClas
 
 from .configuration import EMOTIONS, PRESETS, SERConfig
 from .feature_extractor import SERFeatureExtractor
+from .model_info import bundled_model
 from .modeling import SERForAudioClassification, SERModel
 
 AutoConfig.register(SERConfig.model_type, SERConfig, exist_ok=True)
@@ -18,4 +19,5 @@ SERConfig.register_for_auto_class()
 SERForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
 SERFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
-__all__ = ["EMOTIONS", "PRESETS", "SERConfig", "SERFeatureExtractor", "SERForAudioClassification", "SERModel"]
+__all__ = ["EMOTIONS", "PRESETS", "SERConfig", "SERFeatureExtractor", "SERForAudioClassification", "SERModel",
+           "bundled_model"]

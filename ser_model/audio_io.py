@@ -20,11 +20,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .configuration import SILENCE_PEAK, silence_message, too_short_message
 from .errors import InputError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "FFMPEG_EXTENSIONS",
+    "SILENCE_PEAK",
     "AudioError",
     "audio_duration",
     "check_duration",
@@ -48,10 +50,8 @@ FFMPEG_EXTENSIONS = frozenset(
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
                              | FFMPEG_EXTENSIONS)
 
-# Peak absolute amplitude under which audio counts as silent, for a whole file and for each window
-# of a long one (`ser_model.serving.inference`): 1e-3 is -60 dBFS, about 33 steps of 16-bit PCM, so dither,
-# hum or a noise floor counts as silence while even quiet speech peaks well above it.
-SILENCE_PEAK = 1e-3
+# SILENCE_PEAK and the silent and too-short sentences come from `configuration.py`, a Hub file, so
+# that the feature extractor of a model loaded from the Hub refuses the same audio in the same words.
 # Samples beyond this magnitude are garbage, not audio (a corrupt float file): full scale is 1.0,
 # and even 32-bit integer PCM stored as float stays below 2.2e9. They are refused before any
 # arithmetic: float32 resampling (soxr) turns samples from about 1e37 up into NaN, and a float32
@@ -239,7 +239,7 @@ def check_duration(seconds, min_seconds=0.0, max_seconds=None, subject="The audi
             f"{subject} lasts {format_duration(seconds)}, longer than the limit of {format_duration(max_seconds)}."
         )
     if seconds < min_seconds:
-        raise AudioError(f"{subject} is too short: {seconds:.3f} s, while the minimum is {min_seconds:g} s.")
+        raise AudioError(too_short_message(subject, seconds, min_seconds))
 
 
 def format_duration(seconds) -> str:
@@ -268,7 +268,7 @@ def _validate(waveform, sampling_rate, min_seconds, subject):
 
 def silence_error(subject: str = "The audio") -> AudioError:
     """The one sentence for audio with nothing louder than `SILENCE_PEAK`, whichever check finds it."""
-    return AudioError(f"{subject} is silent: its loudest sample is below {20 * np.log10(SILENCE_PEAK):.0f} dBFS.")
+    return AudioError(silence_message(subject))
 
 
 def _checked_path(path) -> Path:

@@ -14,40 +14,41 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from .audio_io import AUDIO_EXTENSIONS
 from .errors import InputError
+from .model_info import BUNDLED_MODEL, bundled_model
 
 # What every command reports as one sentence: the project's input errors (bad audio, a corpus folder
 # that is not one, a bad flag, a failed publish) and OS errors (a missing or unwritable path).
 USER_ERRORS = (InputError, OSError)
 FORMATS = ("table", "json", "csv")
-# The model folder that ships with the repository: the default of the CLI and the app, so that both
-# run offline on a fresh clone. Resolved here, at the top, because only a checkout has it: the
-# library below takes an explicit folder or Hub id.
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "model"
+# The format each `-o` extension names when `--format` is not given; a file without an extension gets
+# the table. Any other extension is refused rather than guessed (a table written into out.xlsx).
+OUTPUT_EXTENSIONS = {".json": "json", ".csv": "csv", ".txt": "table"}
+# The commands and the modules that define them (`add_parser` and the command itself). Only the one
+# that runs is imported: evaluation and training pull in scikit-learn and matplotlib, about a second
+# that `predict` does not need.
+COMMAND_MODULES = {"train": "ser_model.training.train", "evaluate": "ser_model.evaluation.evaluate",
+                   "export": "ser_model.hub.export", "publish": "ser_model.hub.publish"}
 
 
 def model_source() -> tuple[str, str | None]:
     """The model the CLI and the app load when none is named: `$SER_MODEL` (a folder or Hub id) with
-    `$SER_MODEL_REVISION`, else the bundled model."""
-    return os.environ.get("SER_MODEL") or str(BUNDLED_MODEL), os.environ.get("SER_MODEL_REVISION") or None
+    `$SER_MODEL_REVISION`, else the bundled model (`model_info.BUNDLED_MODEL`), so that both run offline
+    on a fresh clone."""
+    return os.environ.get("SER_MODEL") or bundled_model(), os.environ.get("SER_MODEL_REVISION") or None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m ser_model", description="Speech emotion recognition.")
     commands = parser.add_subparsers(dest="command", required=True)
     add_predict_parser(commands)
-    # Imported here, not at the top, so that `import ser_model.cli` stays light.
-    from .evaluation import evaluate
-    from .hub import export, publish
-    from .training import train
-
-    train.add_parser(commands)
-    evaluate.add_parser(commands)
-    export.add_parser(commands)
-    publish.add_parser(commands, default_model=str(BUNDLED_MODEL))
+    if _command(argv) != "predict":
+        _add_other_parsers(commands)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
@@ -57,6 +58,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command named on the command line: its first argument that is not an option."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def _add_other_parsers(commands) -> None:
+    """Every command but `predict`, whose modules are imported only here (see `COMMAND_MODULES`)."""
+    from importlib import import_module
+
+    for name, module in COMMAND_MODULES.items():
+        options = {"default_model": str(BUNDLED_MODEL)} if name == "publish" else {}
+        import_module(module).add_parser(commands, **options)
 
 
 def add_predict_parser(commands) -> None:
@@ -74,7 +89,10 @@ def add_predict_parser(commands) -> None:
     predict.add_argument("--timeline", action="store_true", help="also print the per-window predictions")
     predict.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     predict.add_argument("--max-seconds", type=float, default=None, help="refuse files longer than this")
-    predict.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
+    predict.add_argument("--output", "-o", default=None,
+                         help="write to this file instead of stdout; its extension names the format unless "
+                              f"--format is given: {_known_extensions()}")
+    predict.add_argument("--verbose", action="store_true", help="also show the library's model-loading progress bars")
     predict.add_argument("--workers", type=int, default=1,
                          help="worker processes, each with its own model copy (default 1); under torchrun or "
                               "accelerate launch the files are split across the processes and this is per process")
@@ -98,11 +116,35 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
 
 
 def output_format(requested: str | None, output: str | None) -> str:
-    """`--format` when given; else what the `--output` file's extension names (`.json`, `.csv`); else a table."""
+    """`--format` when given; else what the `--output` file's extension names (`OUTPUT_EXTENSIONS`); else
+    a table. An extension with no known format is refused, with the list of those known."""
     if requested:
         return requested
-    suffix = Path(output).suffix.lower().lstrip(".") if output else ""
-    return suffix if suffix in ("json", "csv") else "table"
+    suffix = Path(output).suffix.lower() if output else ""
+    if not suffix:
+        return "table"
+    if suffix not in OUTPUT_EXTENSIONS:
+        raise InputError(f"Cannot tell the output format from '{Path(output).name}': the known extensions are "
+                         f"{_known_extensions()}; rename the file or give --format {'|'.join(FORMATS)}.")
+    return OUTPUT_EXTENSIONS[suffix]
+
+
+def _known_extensions() -> str:
+    return ", ".join(f"{ext} ({fmt})" for ext, fmt in OUTPUT_EXTENSIONS.items())
+
+
+def check_writable(output: str | None) -> None:
+    """Refuses an output file that cannot be written, before any audio is classified."""
+    if output is None:
+        return
+    path = Path(output)
+    folder = path.parent
+    if path.is_dir():
+        raise InputError(f"Cannot write the results to {output}: it is a folder; name a file in it.")
+    if not folder.is_dir():
+        raise InputError(f"Cannot write the results to {output}: the folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"Cannot write the results to {output}: permission denied.")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -110,6 +152,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from .serving.inference import EmotionRecognizer
 
     fmt = output_format(args.format, args.output)
+    check_writable(args.output)
     files = expand_paths(args.paths)
     if not files:
         raise InputError("There are no audio files to classify.")
@@ -117,8 +160,9 @@ def run_predict(args: argparse.Namespace) -> int:
     model, revision = args.model or name, args.revision or revision
     # The labels come from the config alone: with --workers the model is loaded in the workers only.
     labels = EmotionRecognizer.load_labels(model, revision=revision)
-    results = batch_predict.predict(files, model, revision, batch_size=args.batch_size, max_seconds=args.max_seconds,
-                                    workers=args.workers)
+    with library_progress_bars(args.verbose):
+        results = batch_predict.predict(files, model, revision, batch_size=args.batch_size,
+                                        max_seconds=args.max_seconds, workers=args.workers)
     if not batch_predict.is_main_process():
         # The main process writes the merged results and gives the status: a launcher stops every
         # process as soon as one exits with an error, which could cut the writing short.
@@ -136,6 +180,21 @@ def run_predict(args: argparse.Namespace) -> int:
     if failures:
         print(f"{failures} of {len(results)} files failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+@contextmanager
+def library_progress_bars(shown: bool):
+    """transformers' and huggingface_hub's progress bars ("Loading weights" at every model load) shown
+    only when asked (`--verbose`): a one-file call prints its result and nothing else. Restored after,
+    for callers of `main` in the same process; forked workers inherit the setting."""
+    from transformers.utils import logging as transformers_logging
+
+    was_shown = transformers_logging.is_progress_bar_enabled()
+    (transformers_logging.enable_progress_bar if shown else transformers_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (transformers_logging.enable_progress_bar if was_shown else transformers_logging.disable_progress_bar)()
 
 
 def print_notices(results) -> None:
@@ -157,7 +216,7 @@ def write_table(results, labels, timeline, out) -> None:
         print(f"{name:<40} {prediction.label:<9} " + _percentages(prediction.probabilities, labels), file=out)
         if timeline and len(prediction.windows) > 1:
             for window in prediction.windows:
-                span = f"  {window.start:8.1f}-{window.end:<8.1f}s"
+                span = f"  {window.start:.1f}-{window.end:.1f} s"
                 if window.probabilities is None:
                     print(f"{span:<40} {'(silent)':<9}", file=out)
                 else:

@@ -13,6 +13,10 @@ from pathlib import Path
 
 from transformers.utils import cached_file
 
+# The trained model this repository ships, in model/ beside the package: there in a checkout and in an
+# editable install (`make app`, `pip install -e .`), absent from a wheel, which holds the package alone.
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "model"
+
 # What the card says of each corpus a split can hold: its Hub dataset tag (None: no canonical one),
 # its language (ISO 639-1), what it contains, and its licence and citation.
 CORPORA = {
@@ -48,6 +52,20 @@ DISPLAY_NAMES = {"ravdess": "RAVDESS", "tess": "TESS", "crema-d": "CREMA-D", "sa
                  "nemo": "nEMO", "turev": "TurEV-DB", "emodb": "EmoDB", "manifest": "your own recordings"}
 
 
+def bundled_model() -> str:
+    """The folder of the model bundled with this repository, as `from_pretrained` and `pipeline(model=...)`
+    take it, wherever the caller runs from.
+
+    Raises:
+        `OSError`: one sentence, where this copy of `ser_model` was installed without the repository.
+    """
+    if not (BUNDLED_MODEL / "config.json").is_file():
+        raise OSError(f"This installation of ser_model has no bundled model ({BUNDLED_MODEL} does not exist): "
+                      f"install the repository with `pip install -e /path/to/repository`, or name a model folder "
+                      f"or Hub id.")
+    return str(BUNDLED_MODEL)
+
+
 def corpus_languages(corpora: list[str]) -> list[str]:
     """ISO 639-1 codes of the languages of `corpora`, English first, then alphabetical."""
     codes = {CORPORA[c][1] for c in corpora if CORPORA.get(c, (None, None))[1]}
@@ -77,5 +95,5 @@ def load_training_corpora(name_or_path: str | os.PathLike, revision: str | None 
     return None
 
 
-__all__ = ["CORPORA", "DISPLAY_NAMES", "LANGUAGE_NAMES", "corpus_languages", "describe_training_data",
-           "load_training_corpora"]
+__all__ = ["BUNDLED_MODEL", "CORPORA", "DISPLAY_NAMES", "LANGUAGE_NAMES", "bundled_model", "corpus_languages",
+           "describe_training_data", "load_training_corpora"]

@@ -12,7 +12,9 @@ from ser_model import SERConfig
 from ser_model import SERFeatureExtractor
 
 from ser_model import SERForAudioClassification
-from ser_model.training.calibration import fit_temperature, reliability, reliability_figure, softmax
+from ser_model.training import calibration
+from ser_model.training.calibration import (choose_temperature, fit_temperature, reliability, reliability_figure,
+                                           softmax)
 
 from .conftest import speechlike, tiny_config
 
@@ -52,6 +54,22 @@ def test_scaling_lowers_the_calibration_error_of_an_over_confident_model():
     figure = reliability_figure({"before": reliability(softmax(over_confident), labels),
                                  "after": reliability(softmax(over_confident, temperature), labels)}, "test")
     assert len(figure.axes[0].lines) == 3  # the diagonal and both curves
+
+
+def test_the_fitted_temperature_is_applied_when_it_lowers_the_validation_error():
+    logits = 3.0 * np.random.default_rng(2).normal(0, 2, size=(4000, 7))  # over-confident
+    chosen = choose_temperature(logits, sampled(logits, 3.0))
+    assert chosen["applied"] and chosen["temperature"] == chosen["fitted_temperature"] == pytest.approx(3.0, rel=0.1)
+    assert chosen["ece_after"] < chosen["ece_before"] and chosen["clips"] == 4000
+
+
+def test_a_temperature_that_would_raise_the_validation_error_is_not_applied(monkeypatch):
+    # The NLL fit need not lower the ECE; here it is forced to a temperature that sharpens a calibrated model.
+    logits = np.random.default_rng(3).normal(0, 2, size=(4000, 7))
+    monkeypatch.setattr(calibration, "fit_temperature", lambda logits, labels: 0.5)
+    chosen = choose_temperature(logits, sampled(logits, 1.0))
+    assert not chosen["applied"] and chosen["temperature"] == 1.0 and chosen["fitted_temperature"] == 0.5
+    assert chosen["ece_after"] > chosen["ece_before"]
 
 
 def test_the_temperature_is_saved_loaded_and_applied_through_the_pipeline(tmp_path):

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -143,3 +144,94 @@ def test_predict_without_model_uses_the_bundled_model_from_the_repository_root(t
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["label"] in LABELS
 
+
+
+def never_classify(*args, **kwargs):
+    raise AssertionError("files were classified before the output was checked")
+
+
+@pytest.mark.parametrize("name", ["out.xlsx", "out.JSONL", "results.tsv"])
+def test_an_output_extension_with_no_known_format_is_refused_with_the_known_ones(tiny_model_dir, tmp_path,
+                                                                                 monkeypatch, capsys, name):
+    monkeypatch.setattr("ser_model.serving.batch_predict.predict", never_classify)
+    clips = write_clips(tmp_path / "clips")
+    assert main(["predict", str(clips), "--model", str(tiny_model_dir), "-o", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: Cannot tell the output format from '{name}': the known extensions are .json (json), "
+                   ".csv (csv), .txt (table); rename the file or give --format table|json|csv.")
+    assert not (tmp_path / name).exists()
+
+
+def test_format_accepts_any_extension_and_no_extension_is_a_table(tiny_model_dir, tmp_path):
+    clips = write_clips(tmp_path / "clips")
+    assert main(["predict", str(clips), "--model", str(tiny_model_dir), "--format", "json",
+                 "-o", str(tmp_path / "out.xlsx")]) == 0
+    assert json.loads((tmp_path / "out.xlsx").read_text())[0]["label"] in LABELS
+    assert main(["predict", str(clips), "--model", str(tiny_model_dir), "-o", str(tmp_path / "results")]) == 0
+    assert (tmp_path / "results").read_text().split()[:2] == ["file", "emotion"]
+
+
+@pytest.mark.parametrize("where, sentence", [
+    ("missing/dir/out.json", "the folder {tmp}/missing/dir does not exist."),
+    ("clips", "it is a folder; name a file in it."),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_any_file_is_classified(tiny_model_dir, tmp_path,
+                                                                                  monkeypatch, capsys, where, sentence):
+    monkeypatch.setattr("ser_model.serving.batch_predict.predict", never_classify)
+    clips = write_clips(tmp_path / "clips")
+    output = tmp_path / where
+    assert main(["predict", str(clips), "--model", str(tiny_model_dir), "-o", str(output)]) == 2
+    expected = f"error: Cannot write the results to {output}: " + sentence.format(tmp=tmp_path)
+    assert capsys.readouterr().err.strip() == expected
+
+
+def test_timeline_rows_read_start_dash_end_seconds(tiny_model_dir, tmp_path, capsys):
+    clips = write_clips(tmp_path / "clips")
+    assert main(["predict", str(clips / "nested" / "b.flac"), "--model", str(tiny_model_dir), "--timeline"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert rows[0].startswith("  0.0-1.0 s ") and rows[-1].startswith("  1.5-2.5 s ")  # tiny model: 1 s windows
+    assert all(re.match(r"^  \d+\.\d-\d+\.\d s +\S", row) for row in rows)
+
+
+def test_the_loading_progress_bar_shows_only_with_verbose(tiny_model_dir, tmp_path, capsys):
+    clips = write_clips(tmp_path / "clips")
+    assert main(["predict", str(clips / "a.wav"), "--model", str(tiny_model_dir)]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["predict", str(clips / "a.wav"), "--model", str(tiny_model_dir), "--verbose"]) == 0
+    assert "Loading weights" in capsys.readouterr().err
+
+
+def test_help_lists_every_command_though_predict_imports_only_its_own(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    assert "{predict,train,evaluate,export,publish}" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # a fresh Python process, where nothing is imported yet
+def test_predict_does_not_import_training_evaluation_or_publishing(tiny_model_dir, tmp_path):
+    clips = write_clips(tmp_path / "clips")
+    code = ("import sys; from ser_model.cli import main; "
+            f"code = main(['predict', {str(clips / 'a.wav')!r}, '--model', {str(tiny_model_dir)!r}]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn' or "
+            "m.startswith(('ser_model.training', 'ser_model.evaluation', 'ser_model.hub', 'matplotlib'))))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_predict_runs_torch_on_one_thread_unless_omp_num_threads_is_set(tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    clips = write_clips(tmp_path / "clips")
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(2)
+        assert main(["predict", str(clips / "a.wav"), "--model", str(tiny_model_dir)]) == 0
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert main(["predict", str(clips / "a.wav"), "--model", str(tiny_model_dir)]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -82,14 +82,15 @@ FRONT_END = tuple(FRONT_END_DEFAULTS)  # the one list of the fields the feature 
 
 
 def test_the_default_front_end_is_25_ms_frames_every_10_ms_at_16_khz():
-    # 400 and 160 samples at 16 kHz; 64 mel bands from 20 Hz to the Nyquist frequency, 40 MFCCs, 4 s windows.
-    expected = (16_000, 400, 160, 64, 40, 20.0, 8_000.0, 4.0)
+    # 400 and 160 samples at 16 kHz; 64 mel bands from 20 Hz to the Nyquist frequency, 40 MFCCs, 4 s windows,
+    # nothing shorter than a quarter second.
+    expected = (16_000, 400, 160, 64, 40, 20.0, 8_000.0, 4.0, 0.25)
     for extractor in (SERFeatureExtractor(), SERFeatureExtractor.from_config(SERConfig())):
         assert tuple(getattr(extractor, name) for name in FRONT_END) == expected
 
 
 def test_the_feature_extractor_takes_every_front_end_field_of_the_config():
-    values = (8_000, 200, 80, 32, 13, 50.0, 4_000.0, 2.0)  # none of them a default
+    values = (8_000, 200, 80, 32, 13, 50.0, 4_000.0, 2.0, 0.5)  # none of them a default
     config = SERConfig(**dict(zip(FRONT_END, values)), window_hop_seconds=1.0)
     extractor = SERFeatureExtractor.from_config(config)
     assert tuple(getattr(extractor, name) for name in FRONT_END) == values

@@ -165,3 +165,46 @@ def test_re_exporting_an_exported_folder_keeps_its_reports_and_renders_them_as_t
     assert card == (first / "README.md").read_text()
     assert "| TurEV-DB | 1735 | 6 | 46.0% | 45.0% | 30.0% | +15.0 pts |" in card
     assert "| level_minus_30db | 50.0% | 75.0% | 3 |" in card and "| clean | 100.0% (50.0%) |" in card
+
+
+def bundled_card(repo_id):
+    from ser_model import SERForAudioClassification
+    from ser_model.model_info import BUNDLED_MODEL
+
+    if not (BUNDLED_MODEL / "model.safetensors").is_file():
+        pytest.skip("the bundled model/ has not been exported")
+    read = lambda name: json.loads((BUNDLED_MODEL / name).read_text())  # noqa: E731
+    return export.model_card(SERForAudioClassification.from_pretrained(BUNDLED_MODEL),
+                             read("evaluation/report.json"), read("training.json"), repo_id)
+
+
+def test_the_card_names_the_given_hub_id_or_a_placeholder_that_says_so():
+    assert 'model="alice/ser", trust_remote_code=True' in bundled_card("alice/ser").text
+    card = bundled_card(None)
+    assert f'model="{export.PLACEHOLDER_REPO_ID}", trust_remote_code=True' in card.text
+    assert "your-username" not in card.text and card.data.model_name == "ser-densenet-fusion"
+
+
+def test_the_card_lists_every_training_corpus_as_a_dataset():
+    # The bundled model learnt from five corpora; ASED and TurEV-DB have no Hub dataset of their own.
+    assert sorted(bundled_card(None).data.datasets) == ["amu-cai/nEMO", "ased", "ravdess", "tess", "turev-db"]
+
+
+def test_the_card_says_why_the_temperature_is_or_is_not_applied():
+    fit = {"temperature": 1.0, "fitted_temperature": 0.976, "applied": False, "clips": 1216,
+           "ece_before": 0.0487, "ece_after": 0.0497}
+    assert export._temperature_decision(fit) == (
+        "A temperature of 0.98 fitted on the validation speakers would have raised the expected calibration error "
+        "of the 1216 validation clips it was fitted on from 0.049 to 0.050, so none is applied.")
+    applied = {**fit, "temperature": 1.5, "fitted_temperature": 1.5, "applied": True, "ece_after": 0.02}
+    assert export._temperature_decision(applied).startswith("On the validation speakers the temperature lowered")
+    # The bundled model was trained before the rule: its card says the temperature raised the validation error.
+    assert "On the validation speakers it raised the expected calibration error of the 1216" in bundled_card(None).text
+
+
+def test_the_report_says_when_no_temperature_is_applied():
+    from ser_model.evaluation.report import calibration_sentence
+
+    none = {"temperature": 1.0, "clips": 40, "with_temperature": {"ece": 0.031}, "without_temperature": {"ece": 0.031}}
+    assert calibration_sentence(none) == ("No temperature is applied: the probabilities are the model's own, and their "
+                                          "expected calibration error on the 40 held-out test clips is 0.031.")

@@ -1,8 +1,13 @@
+import json
+
 import numpy as np
 import pytest
 import torch
+from transformers import pipeline
 
 from ser_model import SERFeatureExtractor
+from ser_model.audio_io import AudioError, silence_error, validate_waveform
+from ser_model.configuration import FRONT_END_DEFAULTS
 
 from .conftest import speechlike, tiny_config
 
@@ -82,13 +87,63 @@ def test_truncation_and_max_length_padding(extractor):
 
 @pytest.mark.parametrize("bad, message", [
     (np.zeros(0, np.float32), "empty"),
-    (np.zeros(10, np.float32), "at least"),
+    (np.zeros(10, np.float32), "too short"),
     (np.full(4000, np.nan, np.float32), "NaN"),
     (np.zeros((2, 2, 4000), np.float32), "mono"),
 ])
 def test_bad_input_raises_one_clear_error(extractor, bad, message):
     with pytest.raises(ValueError, match=message):
         extractor(bad, sampling_rate=16_000)
+
+
+def test_silent_and_too_short_audio_are_refused_with_the_apps_sentences(extractor):
+    # The app and the CLI refuse these through ser_model.audio_io; a Hub model must say the same.
+    short = speechlike(0.05)  # the tiny model's minimum is 0.1 s
+    with pytest.raises(AudioError) as expected:
+        validate_waveform(short, 16_000, extractor.min_audio_seconds)
+    with pytest.raises(ValueError) as refused:
+        extractor(short, sampling_rate=16_000)
+    assert str(refused.value) == str(expected.value) == "The audio is too short: 0.050 s, while the minimum is 0.1 s."
+
+    silent = speechlike(2.0) * 1e-4  # far below -60 dBFS at its loudest: a noise floor, not speech
+    with pytest.raises(ValueError) as refused:
+        extractor(silent, sampling_rate=16_000)
+    assert str(refused.value) == str(silence_error()) == "The audio is silent: its loudest sample is below -60 dBFS."
+
+
+def test_only_what_the_model_sees_must_be_loud_and_each_clip_of_a_batch_is_named(extractor):
+    late_speech = np.concatenate([np.zeros(16_000, np.float32), speechlike(1.0)])  # the tiny window is 1 s
+    with pytest.raises(ValueError, match="silent"):
+        extractor(late_speech, sampling_rate=16_000)
+    assert extractor(late_speech, sampling_rate=16_000, truncation=False)["input_values"].shape[0] == 1
+    with pytest.raises(ValueError, match=r"^Clip 2 of 3 is silent"):
+        extractor([speechlike(0.5), np.zeros(8000, np.float32), speechlike(0.5)], sampling_rate=16_000)
+
+
+def test_training_turns_the_refusals_off_but_not_the_frame_minimum(extractor):
+    quiet_and_short = [np.zeros(8000, np.float32), speechlike(0.05)]
+    features = extractor(quiet_and_short, sampling_rate=16_000, check_audio=False)
+    assert features["input_values"].shape[0] == 2 and np.isfinite(features["input_values"]).all()
+    with pytest.raises(ValueError, match="at least"):
+        extractor(np.zeros(10, np.float32), sampling_rate=16_000, check_audio=False)
+
+
+def test_the_minimum_is_saved_and_older_configs_load_with_the_default(extractor, tmp_path):
+    extractor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["min_audio_seconds"] == extractor.min_audio_seconds == tiny_config().min_audio_seconds
+    del saved["min_audio_seconds"]  # as exported before the feature extractor knew it
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(saved))
+    assert SERFeatureExtractor.from_pretrained(tmp_path).min_audio_seconds == FRONT_END_DEFAULTS["min_audio_seconds"]
+
+
+def test_the_pipeline_refuses_silence_and_too_short_audio(tiny_model_dir):
+    classifier = pipeline("audio-classification", model=str(tiny_model_dir), trust_remote_code=True)
+    assert len(classifier({"raw": speechlike(0.5), "sampling_rate": 16_000}, top_k=None)) == 7
+    with pytest.raises(ValueError, match=r"^The audio is silent: its loudest sample is below -60 dBFS\.$"):
+        classifier({"raw": np.zeros(32_000, np.float32), "sampling_rate": 16_000})
+    with pytest.raises(ValueError, match=r"^The audio is too short: 0\.050 s, while the minimum is 0\.1 s\.$"):
+        classifier({"raw": speechlike(0.05), "sampling_rate": 16_000})
 
 
 def test_save_and_load_round_trip(extractor, tmp_path):

@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from ser_model.audio_io import AudioError
 from ser_model.serving.inference import ENVELOPE_POINTS, EmotionRecognizer, Prediction, _Envelope, _sliding_windows
@@ -133,8 +134,24 @@ def test_too_short_files_and_streams_are_refused_before_the_model(recognizer, tm
 def test_a_name_that_is_neither_folder_nor_hub_id_is_one_sentence():
     from ser_model.errors import InputError
 
-    with pytest.raises(InputError, match="'my model' is neither a model folder nor a Hub id"):
+    with pytest.raises(InputError, match="'my model' is neither a model folder in .* nor a Hub id such as org/name"):
         EmotionRecognizer.from_pretrained("my model")
+
+
+def test_a_bare_name_that_is_no_folder_here_fails_at_once_without_asking_the_hub(tmp_path, monkeypatch):
+    # `from_pretrained("model")` outside the repository: transformers would take "model" for a Hub id
+    # and retry the network for about 20 s (HF_HUB_OFFLINE unset, no network), then end in a traceback.
+    from ser_model.errors import InputError
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr("ser_model.serving.inference.SERForAudioClassification.from_pretrained", no_network)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=rf"^'model' is neither a model folder in {tmp_path} nor a Hub id"):
+        EmotionRecognizer.from_pretrained("model")
+    with pytest.raises(InputError, match="neither a model folder"):
+        EmotionRecognizer.load_labels("model")
 
 
 def test_a_truncated_wav_is_classified_with_a_notice_that_gives_both_durations(recognizer, tmp_path):
@@ -177,10 +194,40 @@ def test_the_envelope_bounds_every_sample_in_bounded_size_whatever_the_blocks(le
     assert len(low) == -(-length // bin_samples)
 
 
-def test_the_model_is_named_explicitly():
-    with pytest.raises(TypeError):
-        EmotionRecognizer.from_pretrained()  # the default model is the CLI's and the app's (ser_model.cli)
+def test_no_name_loads_the_bundled_model_from_any_folder(tmp_path, monkeypatch):
+    from ser_model import bundled_model
+    from ser_model.model_info import BUNDLED_MODEL
 
+    if not (BUNDLED_MODEL / "model.safetensors").is_file():
+        pytest.skip("the bundled model/ has not been exported")
+    monkeypatch.chdir(tmp_path)  # the README's lines run from anywhere
+    recognizer = EmotionRecognizer.from_pretrained()
+    assert bundled_model() == str(BUNDLED_MODEL) and recognizer.config.name_or_path == str(BUNDLED_MODEL)
+
+
+def test_an_installation_without_the_repository_says_it_has_no_bundled_model(tmp_path, monkeypatch):
+    monkeypatch.setattr("ser_model.model_info.BUNDLED_MODEL", tmp_path / "model")
+    with pytest.raises(OSError, match=r"has no bundled model .* `pip install -e /path/to/repository`"):
+        EmotionRecognizer.from_pretrained()
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_serving_uses_one_thread_unless_omp_num_threads_says_otherwise(monkeypatch, restore_threads):
+    from ser_model.serving.inference import INFERENCE_THREADS, set_inference_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)
+    assert set_inference_threads() == INFERENCE_THREADS == torch.get_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert set_inference_threads() == torch.get_num_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert set_inference_threads() == 1
 
 
 def test_a_model_with_a_voice_head_says_how_the_voice_sounds_over_the_spoken_windows(tmp_path):
@@ -205,3 +252,5 @@ def test_a_model_with_a_voice_head_says_how_the_voice_sounds_over_the_spoken_win
 def test_a_model_without_a_voice_head_says_nothing_of_the_voice(recognizer):
     prediction = recognizer.predict_waveform(speechlike(0.5), 16_000)
     assert prediction.voice is None and prediction.voice_label is None and "voice" not in prediction.to_dict()
+
+

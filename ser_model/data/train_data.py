@@ -238,8 +238,11 @@ class FeatureCollator:
         self.voice = voice
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        # check_audio=False: a person's silent or too-short clip is refused, but training keeps every
+        # item it drew (an augmented copy 40 dB quieter can peak under the silence threshold).
         batch = dict(self.feature_extractor([item["waveform"] for item in items],
-                                            sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"))
+                                            sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt",
+                                            check_audio=False))
         batch["labels"] = torch.tensor([self.label2id[item["label"]] for item in items], dtype=torch.long)
         batch["label_mask"] = torch.from_numpy(np.stack([label_mask(item["label_set"], self.label2id)
                                                          for item in items]))

@@ -158,11 +158,15 @@ def left_out_table(left_out: dict[str, dict], corpus_names: dict[str, str] | Non
 
 
 def calibration_sentence(calibration: dict) -> str:
-    """The temperature and the expected calibration error on the held-out test clips with and without it."""
+    """The temperature and the expected calibration error on the held-out test clips with and without it
+    (a temperature of 1 is none: training keeps one only where it lowers the validation speakers' error)."""
+    clips, ece = calibration["clips"], calibration["with_temperature"]["ece"]
+    if calibration["temperature"] == 1.0:
+        return (f"No temperature is applied: the probabilities are the model's own, and their expected "
+                f"calibration error on the {clips} held-out test clips is {ece:.3f}.")
     return (f"The logits are divided by a temperature of {calibration['temperature']:.2f}, fitted on the validation "
             f"speakers, so that the probabilities mean what they say: the expected calibration error on the "
-            f"{calibration['clips']} held-out test clips is {calibration['with_temperature']['ece']:.3f} "
-            f"({calibration['without_temperature']['ece']:.3f} without it).")
+            f"{clips} held-out test clips is {ece:.3f} ({calibration['without_temperature']['ece']:.3f} without it).")
 
 
 def markdown_report(report: dict) -> str:

@@ -30,7 +30,11 @@ from ..modeling import SERForAudioClassification
 PACKAGE = Path(__file__).resolve().parents[1]  # ser_model/, where the Hub files are
 CODE_FILES = ("configuration.py", "feature_extractor.py", "modeling.py")
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
-DEFAULT_REPO_ID = "your-username/ser-densenet-fusion"
+# What the card's snippets name when the export is given no Hub id (`make export` writes the bundled
+# model/, which is a folder, not yet a Hub repository): a placeholder no one can take for a real id.
+PLACEHOLDER_REPO_ID = "<this folder's path, or its Hub id once published>"
+# The card's title when there is no Hub id to take the name from.
+DEFAULT_MODEL_NAME = "ser-densenet-fusion"
 # Non-commercial because every corpus it can be trained on is (RAVDESS and nEMO CC BY-NC-SA, TESS and
 # TurEV-DB CC BY-NC-ND), share-alike as RAVDESS and nEMO ask of adaptations.
 LICENSE = "cc-by-nc-sa-4.0"
@@ -88,8 +92,10 @@ def pip_install_line() -> str:
 
 
 def export_model(model_dir: str | Path, output_dir: str | Path, report_dir: str | Path | None = None,
-                 repo_id: str = DEFAULT_REPO_ID, left_out_reports: list[str | Path] = ()) -> Path:
+                 repo_id: str | None = None, left_out_reports: list[str | Path] = ()) -> Path:
     """Writes the model folder to `output_dir` (replacing it) and returns its path.
+
+    `repo_id` is the Hub id the model card's snippets name (`PLACEHOLDER_REPO_ID` without one).
 
     `left_out_reports` are evaluation folders of models trained with the same recipe but without one
     corpus each (`train --exclude_corpora`): the card reports how they do on that whole corpus, with
@@ -162,25 +168,27 @@ def _left_out_corpus(report_file: Path) -> tuple[str, dict]:
 
 
 def model_card(model: SERForAudioClassification, report: dict | None, training: dict | None,
-               repo_id: str, validation: dict | None = None, left_out: dict[str, dict] | None = None) -> ModelCard:
+               repo_id: str | None, validation: dict | None = None,
+               left_out: dict[str, dict] | None = None) -> ModelCard:
     config: SERConfig = model.config
+    model_name = repo_id.split("/")[-1] if repo_id else DEFAULT_MODEL_NAME
     card_data = ModelCardData(
         language=_languages(report) or ["en"],
         license=LICENSE,
         library_name="transformers",
         pipeline_tag="audio-classification",
         tags=["speech-emotion-recognition", "audio-classification", "densenet", "mfcc", "timm", "custom_code"],
-        datasets=[CORPORA[c][0] for c in _corpora(report) if CORPORA.get(c, (None,))[0]] or None,
+        datasets=_dataset_tags(report),
         metrics=["accuracy", "recall", "f1"],
-        model_name=repo_id.split("/")[-1],
+        model_name=model_name,
         eval_results=_eval_results(report) if report else None,
     )
     num_parameters = sum(p.numel() for p in model.parameters())
     return ModelCard.from_template(
         card_data,
         template_str=TEMPLATE.read_text(),
-        model_name=repo_id.split("/")[-1],
-        repo_id=repo_id,
+        model_name=model_name,
+        repo_id=repo_id or PLACEHOLDER_REPO_ID,
         config=config,
         num_parameters=f"{num_parameters:,}",
         size_mb=f"{num_parameters * 4 / 1e6:.1f}",
@@ -196,7 +204,7 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         robustness_table=_robustness_table(report),
         left_out_table=_left_out_table(left_out or {}),
         validation_tables=_validation_tables(validation),
-        calibration=_calibration_sentence(report),
+        calibration=_calibration_sentence(report, training),
         pip_install=pip_install_line(),
     )
 
@@ -207,6 +215,13 @@ def _corpora(report: dict | None) -> list[str]:
     if not report:
         return []
     return list(report.get("corpora_trained_on") or report["split"])
+
+
+def _dataset_tags(report: dict | None) -> list[str] | None:
+    """Every training corpus, for the card's `datasets:`: its Hub dataset id where it has one, else its name
+    in lower case (ASED and TurEV-DB have no Hub dataset, and were trained on all the same)."""
+    tags = [CORPORA[c][0] or DISPLAY_NAMES.get(c, c).lower() for c in _corpora(report) if c != "manifest"]
+    return tags or None
 
 
 def _languages(report: dict | None) -> list[str]:
@@ -240,11 +255,31 @@ def _validation_tables(validation: dict | None) -> str:
     return "\n".join(recipe_comparison(validation))
 
 
-def _calibration_sentence(report: dict | None) -> str:
+def _calibration_sentence(report: dict | None, training: dict | None) -> str:
+    """How the test clips' calibration came out (the evaluation report), after why the temperature was
+    or was not applied (the validation speakers' figures in the training record)."""
     calibration = (report or {}).get("calibration")
     if not calibration:
         return "The probabilities are not calibrated (no temperature was fitted for this model)."
-    return f"{calibration_sentence(calibration)} See `evaluation/reliability.png`."
+    decision = _temperature_decision((training or {}).get("calibration"))
+    return " ".join(filter(None, [calibration_sentence(calibration), decision, "See `evaluation/reliability.png`."]))
+
+
+def _temperature_decision(fit: dict | None) -> str | None:
+    """Why a temperature was (not) applied: training keeps the fitted one only where it lowers the
+    validation speakers' expected calibration error (`training.calibration.choose_temperature`)."""
+    if not fit:
+        return None
+    change = (f"the expected calibration error of the {fit['clips']} validation clips it was fitted on from "
+              f"{fit['ece_before']:.3f} to {fit['ece_after']:.3f}")
+    # Records written before the rule have no "applied": every fitted temperature was applied then.
+    if not fit.get("applied", True):
+        return (f"A temperature of {fit.get('fitted_temperature', fit['temperature']):.2f} fitted on the validation "
+                f"speakers would have raised {change}, so none is applied.")
+    if fit["ece_after"] < fit["ece_before"]:
+        return f"On the validation speakers the temperature lowered {change}."
+    return (f"On the validation speakers it raised {change}: this model was trained before training kept a "
+            f"temperature only where it lowers that error.")
 
 
 def _training_data(report: dict | None) -> str:
@@ -358,7 +393,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--model", required=True, help="trained model folder (e.g. runs/cpu-small/best)")
     parser.add_argument("--report", default=None, help="evaluation folder (default: MODEL/evaluation)")
     parser.add_argument("--output", default="model", help="folder to write (replaced; default: model)")
-    parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help="Hub id the model card's snippet uses")
+    parser.add_argument("--repo-id", default=None,
+                        help="Hub id the model card's snippets name (default: a placeholder saying so)")
     parser.add_argument("--left-out-report", action="append", default=[], metavar="DIR",
                         help="evaluation folder of the same recipe trained without one corpus, e.g. "
                              "runs/loco-turev/best/evaluation: the card reports it (repeatable)")

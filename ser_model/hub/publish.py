@@ -26,7 +26,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from . import load_check
 from ..errors import InputError
 from ..evaluation.report import FUSION, SPEAKER_INDEPENDENT
-from .export import CARD_METRICS, DEFAULT_REPO_ID, export_model, pip_install_line
+from .export import CARD_METRICS, PLACEHOLDER_REPO_ID, export_model, pip_install_line
 from .load_check import LoadCheck
 
 HUB = "https://huggingface.co"
@@ -97,7 +97,7 @@ def _last_line(text: str, limit: int = 400) -> str:
     return lines[-1][:limit] if lines else ""
 
 
-def build_folder(model_dir: str | os.PathLike, output_dir: str | os.PathLike, repo_id: str) -> Path:
+def build_folder(model_dir: str | os.PathLike, output_dir: str | os.PathLike, repo_id: str | None) -> Path:
     """Writes the folder to upload with `export_model` (replacing `output_dir`) and checks its model card."""
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     if not (model_dir / "config.json").is_file():
@@ -113,11 +113,13 @@ def read_report(folder: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def check_card(folder: str | os.PathLike, repo_id: str) -> dict:
+def check_card(folder: str | os.PathLike, repo_id: str | None) -> dict:
     """Checks that README.md's metadata parses back (as the Hub parses it) with the fields the Hub uses,
     that its model-index holds the measured metrics of the folder's report, and that its usage snippet
-    names `repo_id`. Returns the metadata. (`ModelCard.validate` needs the network.)"""
+    names `repo_id` (the placeholder in a dry run without one). Returns the metadata. (`ModelCard.validate`
+    needs the network.)"""
     folder = Path(folder)
+    repo_id = repo_id or PLACEHOLDER_REPO_ID
     try:
         card = ModelCard.load(folder / "README.md")
     except (OSError, ValueError) as error:
@@ -168,7 +170,7 @@ def folder_files(folder: str | os.PathLike) -> list[str]:
     return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
 
 
-def prepare(model_dir: str | os.PathLike, output_dir: str | os.PathLike, repo_id: str) -> Path:
+def prepare(model_dir: str | os.PathLike, output_dir: str | os.PathLike, repo_id: str | None) -> Path:
     """Builds the folder to upload and checks that it loads the way users will load it."""
     folder = build_folder(model_dir, output_dir, repo_id)
     check_loads(folder)
@@ -285,7 +287,7 @@ def add_parser(commands, default_model: str) -> None:
 def _run(args) -> int:
     if args.dry_run is None and not args.repo_id:
         raise PublishError("--repo-id ORG/NAME is required to publish (or give --dry-run DIR to only check).")
-    repo_id = validate_repo_id(args.repo_id or DEFAULT_REPO_ID)
+    repo_id = validate_repo_id(args.repo_id) if args.repo_id else None  # a dry run may leave it out
     if args.dry_run is not None:
         folder = prepare(args.model, _dry_run_folder(Path(args.dry_run), Path(args.model)), repo_id)
         _print_plan(folder, repo_id, commit_message(folder, args.revision_note), args.private)
@@ -323,12 +325,13 @@ def _warn_without_report(folder: Path) -> None:
         print("warning: the model has no evaluation report, so its card carries no metrics", file=sys.stderr)
 
 
-def _print_plan(folder: Path, repo_id: str, message: str, private: bool) -> None:
+def _print_plan(folder: Path, repo_id: str | None, message: str, private: bool) -> None:
     files = folder_files(folder)
     _warn_without_report(folder)
+    where = f"{HUB}/{repo_id}" if repo_id else "the repository --repo-id names"
     print(f"Checked: {folder} loads offline through AutoModelForAudioClassification, AutoFeatureExtractor and "
           f'pipeline("audio-classification", trust_remote_code=True).')
-    print(f"Dry run: nothing uploaded. Would upload to {HUB}/{repo_id} ({'private' if private else 'public'}) "
+    print(f"Dry run: nothing uploaded. Would upload to {where} ({'private' if private else 'public'}) "
           f"with the commit message:")
     print(f"  {message}")
     print(f"{len(files)} files:")

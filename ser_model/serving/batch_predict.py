@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..audio_io import AudioError
 from ..errors import InputError
-from .inference import EmotionRecognizer, Prediction
+from .inference import EmotionRecognizer, Prediction, set_inference_threads
 
 Result = tuple[Path, Prediction | None, str | None]
 """(file, its prediction or None, the error sentence or None)."""
@@ -88,7 +88,8 @@ def predict_local(files: Sequence[Path], model: str, revision: str | None, batch
                disable=not progress or len(files) < 2 or None)
     workers = min(workers, len(files))
     if workers <= 1:
-        # In this process, torch keeps its own thread count (or the user's OMP_NUM_THREADS).
+        # In this process: the serving default (one thread), or the user's OMP_NUM_THREADS.
+        set_inference_threads()
         _start_worker(model, revision, batch_size, process_device(), threads=None)
         return [_predict_task(path, max_seconds) for path in tqdm(files, **bar)]
 

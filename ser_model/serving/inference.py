@@ -6,8 +6,8 @@ every window is full length; windows are classified in batches and the overall p
 mean of the probabilities of the windows that are not silent. Files are decoded as a stream and
 windows are classified as they fill, so memory does not grow with the length of the audio.
 
-Which model to load by default is the caller's decision (the CLI and the app resolve it, see
-`ser_model.cli.model_source`): this module takes an explicit folder or Hub id.
+`EmotionRecognizer.from_pretrained()` with no name loads the model bundled with the repository
+(`ser_model.bundled_model()`); the CLI and the app also read `$SER_MODEL` (`ser_model.cli.model_source`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,18 @@ from ..audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration
 from ..configuration import VOICE_LABELS, SERConfig, seconds_to_samples
 from ..errors import InputError
 from ..feature_extractor import SERFeatureExtractor
+from ..model_info import bundled_model
 from ..modeling import SERForAudioClassification
 
 # A `SignalView` keeps between this many and twice as many min/max pairs of the waveform: a picture
 # is about a thousand pixels wide, so that draws any length of audio without visible loss.
 ENVELOPE_POINTS = 4000
+# torch's intra-op threads for serving (the app, the CLI) unless OMP_NUM_THREADS says otherwise. One
+# prediction is a series of small convolutions: split over two threads, each waits for the other at
+# every operation, which costs nothing on idle cores but on cores shared with other work (a training
+# run, other requests) made a 3.5 s clip take 3.1 s instead of 38 ms (README, "Threads"). The app gets
+# its parallelism from serving several requests at once, the CLI from `--workers`.
+INFERENCE_THREADS = 1
 
 ProgressCallback = Callable[[float, float | None], None]
 """Called with (seconds processed, total seconds or None when unknown)."""
@@ -180,15 +187,17 @@ class EmotionRecognizer:
         self.hop = seconds_to_samples(self.config.window_hop_seconds, self.config.sampling_rate)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None,
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, revision: str | None = None,
                         device: str | None = None, **kwargs) -> "EmotionRecognizer":
         """Loads a saved model folder or Hub id.
 
         Args:
-            name_or_path (`str`, *optional*): a model folder or a Hub id such as `org/name`.
+            name_or_path (`str`, *optional*): a model folder or a Hub id such as `org/name`; defaults to
+                the model bundled with the repository (`ser_model.bundled_model()`), from any folder.
             revision (`str`, *optional*): Hub branch, tag or commit to pin.
             device (`str`, *optional*): `"cpu"`, `"cuda"`, ...; defaults to the GPU when there is one.
         """
+        name_or_path = bundled_model() if name_or_path is None else name_or_path
         _check_source(name_or_path)
         model = SERForAudioClassification.from_pretrained(name_or_path, revision=revision)
         feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
@@ -293,7 +302,9 @@ class EmotionRecognizer:
                           voice=_mean_voice(windows))
 
     def _signal_view(self, envelope: "_Envelope", first_window: np.ndarray) -> SignalView:
-        features = self.feature_extractor(first_window, sampling_rate=self.sampling_rate, truncation=False)
+        # A picture of what the model hears: a long file's first window may be silent, and is drawn all the same.
+        features = self.feature_extractor(first_window, sampling_rate=self.sampling_rate, truncation=False,
+                                          check_audio=False)
         log_mel, mfcc = features["input_values"][0], features["input_mfcc"][0]
         seconds, low, high = envelope.result(self.sampling_rate)
         return SignalView(seconds, low, high, log_mel, mfcc,
@@ -329,22 +340,35 @@ def _mean_voice(windows: Sequence[WindowPrediction]) -> dict[str, float] | None:
     return {label: float(np.mean([v[label] for v in voices])) for label in VOICE_LABELS}
 
 
+def set_inference_threads() -> int:
+    """Sets torch's intra-op threads for serving to $OMP_NUM_THREADS when it is set, else to
+    `INFERENCE_THREADS`, and returns the number: the one place the app and the CLI choose it."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    threads = int(value) if value.isdigit() and int(value) > 0 else INFERENCE_THREADS
+    torch.set_num_threads(threads)
+    return threads
+
+
 def _check_source(name_or_path: str | os.PathLike) -> None:
-    """Plain sentences instead of transformers' errors for a missing folder or a malformed Hub id."""
+    """Plain sentences, at once, instead of transformers' errors for a missing folder or a name that is
+    not `org/name`: transformers would take a bare name such as `model` for a Hub id and retry the
+    network for about 20 s before failing."""
     name = str(name_or_path)
     if _looks_like_path(name):
         if not (Path(name).expanduser() / "config.json").is_file():
             raise OSError(f"No model folder at {name} (a folder with config.json and model.safetensors).")
     elif not _is_hub_id(name):
-        raise InputError(f"'{name}' is neither a model folder nor a Hub id such as org/name.")
+        raise InputError(f"'{name}' is neither a model folder in {Path.cwd()} nor a Hub id such as org/name.")
 
 
 def _is_hub_id(name: str) -> bool:
+    """`org/name`: a valid repository id with its owner. Bare names are the Hub's legacy ids (`gpt2`);
+    a model of this kind always has an owner, so a bare name is a folder that is not here."""
     try:
         validate_repo_id(name)
     except HFValidationError:
         return False
-    return True
+    return "/" in name
 
 
 def _looks_like_path(name: str) -> bool:
@@ -443,5 +467,5 @@ def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Ite
         yield start, buffer[start - buffer_start:].copy(), total
 
 
-__all__ = ["EmotionRecognizer", "Prediction", "Segment", "SignalView", "WindowPrediction", "merge_segments",
-           "window_spans"]
+__all__ = ["INFERENCE_THREADS", "EmotionRecognizer", "Prediction", "Segment", "SignalView", "WindowPrediction",
+           "merge_segments", "set_inference_threads", "window_spans"]

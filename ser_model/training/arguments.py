@@ -88,6 +88,8 @@ class ModelArguments:
         "random ones; it must have the architecture of this preset (ser_model.training.warm_start)"))
 
     def __post_init__(self):
+        if self.branches is None:  # records written before the whisper branch: the config's own default
+            self.branches = list(SERConfig().branches)
         if self.preset not in PRESETS:
             raise InputError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if isinstance(self.model_overrides, dict):  # a JSON recipe may give the object itself

@@ -5,6 +5,8 @@ A network trained with cross-entropy is usually over-confident: of the clips it 
 networks") divides the logits by one number fitted on held-out clips; it changes no decision,
 only how sure the probabilities say the model is. The temperature lives in the model config and
 the model applies it, so `pipeline(...)`, the app and the CLI all report calibrated probabilities.
+`choose_temperature` keeps the fitted temperature only where it lowers the expected calibration
+error of the validation clips it was fitted on.
 """
 
 from __future__ import annotations
@@ -40,6 +42,32 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     # The NLL is convex in 1/T, so a bounded scalar search on log T finds its minimum.
     low, high = np.log(TEMPERATURE_RANGE)
     return float(np.exp(minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-4}).x))
+
+
+def choose_temperature(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """The temperature to apply: the one `fit_temperature` finds, kept only when it lowers the expected
+    calibration error of the same clips, else 1 (the probabilities stay the model's own).
+
+    The fit minimises the negative log-likelihood, not the calibration error that people read off the
+    probabilities, and on a model already close to calibrated it can raise that error: the bundled
+    multi-corpus model's temperature (0.976, its averaged weights barely over-confident) raised the ECE
+    of its validation speakers from 0.049 to 0.050 and of its test speakers from 0.031 to 0.034. The
+    decision is made on the validation clips, so that the test speakers choose nothing.
+
+    Args:
+        logits (`np.ndarray` of shape `(clips, classes)`): logits of the validation clips at temperature 1.
+        labels (`np.ndarray` of shape `(clips,)`): their class ids.
+
+    Returns:
+        `dict` with `temperature` (the one to apply), `fitted_temperature`, `applied` (`bool`), `clips`,
+        `ece_before` (at temperature 1) and `ece_after` (at the fitted temperature).
+    """
+    fitted = fit_temperature(logits, labels)
+    before = reliability(softmax(logits), labels)["ece"]
+    after = reliability(softmax(logits, fitted), labels)["ece"]
+    applied = after < before
+    return {"temperature": fitted if applied else 1.0, "fitted_temperature": fitted, "applied": applied,
+            "clips": len(labels), "ece_before": before, "ece_after": after}
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

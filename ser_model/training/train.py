@@ -36,7 +36,7 @@ from ..modeling import SERForAudioClassification
 from ..model_info import load_training_corpora
 from .arguments import (DataArguments, ModelArguments, SERTrainingArguments, argument_parser, given_flags,
                         parse_arguments, read_recipe, recipe, suppress_defaults)
-from .calibration import fit_temperature, reliability, softmax
+from .calibration import choose_temperature
 from .mel_init import load_mel_init
 from .speech_encoder import freeze_speech_encoder, load_speech_encoder
 from .trainer import EpochDraws, SERTrainer, ValidationMetrics, WallClock, split_heads
@@ -146,15 +146,15 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, args: SE
 
 def calibrate(trainer: SERTrainer) -> dict:
     """Fits the temperature on the validation clips of the speaker-held-out corpora (all of them if
-    there are none), sets it in the model config, and returns the fit with the ECE before and after."""
+    there are none) and sets it in the model config only if it lowers their expected calibration
+    error (`choose_temperature`: the NLL fit can raise it on a model that is already close to
+    calibrated); returns the fit, whether it was applied, and the ECE before and after."""
     chosen = np.concatenate(list(trainer.compute_metrics.groups.values()))
     output = trainer.predict(trainer.eval_dataset)
     logits, labels = split_heads(output.predictions)[0][chosen], split_heads(output.label_ids)[0][chosen]
-    temperature = fit_temperature(logits, labels)
-    trainer.model.config.calibration_temperature = temperature
-    return {"temperature": temperature, "clips": len(labels),
-            "ece_before": reliability(softmax(logits), labels)["ece"],
-            "ece_after": reliability(softmax(logits, temperature), labels)["ece"]}
+    calibration = choose_temperature(logits, labels)
+    trainer.model.config.calibration_temperature = calibration["temperature"]
+    return calibration
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, args: SERTrainingArguments) -> Path:
