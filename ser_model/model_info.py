@@ -81,19 +81,92 @@ def describe_training_data(corpora: list[str] | None) -> str:
     return f"acted speech in {spoken} ({', '.join(DISPLAY_NAMES.get(c, c) for c in corpora)})"
 
 
+def read_model_json(name_or_path: str | os.PathLike, filename: str, revision: str | None = None) -> dict | None:
+    """A JSON file saved with a model (a folder or a Hub repository), e.g. `split.json` or
+    `evaluation/report.json`; None when it holds no such file."""
+    path = cached_file(str(name_or_path), filename, revision=revision, _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False)
+    return json.loads(Path(path).read_text()) if path else None
+
+
 def load_training_corpora(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str] | None:
     """The corpora a saved model was trained on, from the `training.json` saved with it (or, for models
     saved before it named them, the corpora of its `split.json`); `None` when the folder or Hub
     repository holds neither."""
     for name, read in (("training.json", lambda data: data.get("corpora")),
                        ("split.json", lambda data: sorted(data.get("corpora", {})) or None)):
-        path = cached_file(str(name_or_path), name, revision=revision, _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False)
-        corpora = read(json.loads(Path(path).read_text())) if path else None
+        data = read_model_json(name_or_path, name, revision)
+        corpora = read(data) if data else None
         if corpora:
             return corpora
     return None
 
 
-__all__ = ["BUNDLED_MODEL", "CORPORA", "DISPLAY_NAMES", "LANGUAGE_NAMES", "bundled_model", "corpus_languages",
-           "describe_training_data", "load_training_corpora"]
+# The key of the shipped model's figures in `evaluation/report.json` (`ser_model.evaluation.report.FUSION`,
+# which this module cannot import: the app must not load the evaluation code).
+EVALUATED_MODEL = "fusion"
+# How a test group was held out, as `report.json` and `split.json` say it; "speaker" and "corpus"
+# groups are speakers the model never heard.
+UNHEARD_SPEAKERS = ("speaker", "corpus")
+
+
+def accuracy_by_language(report: dict | None) -> list[tuple[str, float, int, int]]:
+    """(language, accuracy, clips, speakers) of the model on test speakers it never heard, per language:
+    the corpora of one language pooled, weighted by their clips. Empty without a report."""
+    pooled: dict[str, list[float]] = {}
+    for corpus, result in ((report or {}).get("results", {}).get(EVALUATED_MODEL) or {}).items():
+        language = CORPORA.get(corpus, (None, None))[1]
+        if language is None or result.get("held_out_by") not in UNHEARD_SPEAKERS:
+            continue
+        right, clips, speakers = pooled.setdefault(language, [0.0, 0, 0])
+        pooled[language] = [right + result["accuracy"] * result["clips"], clips + result["clips"],
+                            speakers + result["speakers"]]
+    return [(LANGUAGE_NAMES[code], right / clips, clips, speakers)
+            for code, (right, clips, speakers) in sorted(pooled.items(), key=lambda item: (item[0] != "en", item[0]))]
+
+
+def describe_calibration(report: dict | None, temperature: float) -> str:
+    """What the percentages are: probabilities, calibrated or not (`temperature`, the model's
+    `calibration_temperature`), and how far they were from the truth on the held-out test clips."""
+    calibration = (report or {}).get("calibration")
+    calibrated = temperature != 1.0
+    how = ("calibrated by a temperature fitted on the validation speakers, so that" if calibrated
+           else "not calibrated; ideally")
+    sentence = (f"The percentages are the model's probabilities, {how} of all the clips given 70%, about 70% "
+                "are right.")
+    if calibration:
+        ece = calibration["with_temperature" if calibrated else "without_temperature"]["ece"]
+        sentence += (f" On the {calibration['clips']} held-out test clips the stated probability and the real "
+                     f"accuracy differ by {100 * ece:.1f} percentage points on average (the expected calibration error).")
+    return sentence
+
+
+# What an example clip is, by how its corpus was split (`clip_status`).
+_CLIP_STATUS = {"speaker": "a speaker never heard in training",
+                "corpus": "a corpus never heard in training",
+                "utterance": "a new word from the training speaker"}
+
+
+def clip_status(split: dict | None, clip: str, speaker: str) -> str:
+    """What a clip is to the model, from its `split.json`: "heard in training", or which held-out part
+    it belongs to ("a speaker never heard in training", ...).
+
+    Args:
+        split (`dict`): the model's `split.json`.
+        clip (`str`): the clip's key in the split's `assignments` ("ravdess/Actor_10/03-01-03-02-01-01-10").
+        speaker (`str`): its speaker as the split names speakers ("ravdess:10").
+    """
+    part = (split or {}).get("assignments", {}).get(clip)
+    if part is None:
+        return "not in the model's data split"
+    if part == "train":
+        return "heard in training"
+    corpus = split["corpora"][clip.split("/")[0]]
+    if speaker not in corpus.get("speakers", {}).get("train", []):
+        return _CLIP_STATUS["corpus" if corpus.get("held_out_by") == "corpus" else "speaker"]
+    return _CLIP_STATUS.get(corpus.get("held_out_by"), f"held out from training by {corpus.get('held_out_by')}")
+
+
+__all__ = ["BUNDLED_MODEL", "CORPORA", "DISPLAY_NAMES", "EVALUATED_MODEL", "LANGUAGE_NAMES", "accuracy_by_language",
+           "bundled_model", "clip_status", "corpus_languages", "describe_calibration", "describe_training_data",
+           "load_training_corpora", "read_model_json"]

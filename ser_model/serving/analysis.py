@@ -12,11 +12,14 @@ what the pictures need (`Prediction.view`); `RecentPredictions` holds it between
 
 from __future__ import annotations
 
+import csv
 import html
+import json
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .inference import EmotionRecognizer, Prediction, ProgressCallback, merge_segments
@@ -38,18 +41,33 @@ SENTIMENT_OF_EMOTION = {
 }
 
 
-# Below this top probability a decision is reported as "not sure", naming the two likeliest emotions:
-# under one half, the model gives the other six emotions together more weight than its first choice,
-# so announcing that choice alone would overstate what it knows. (Chance level with 7 classes is 0.14.)
-NOT_SURE_BELOW = 0.5
+# How a decision is worded, the same rule for a file and for live audio (`describe`); two thresholds:
+# - a first choice with at least CONFIDENT_FROM (one half) outweighs the six other emotions together,
+#   so it is stated plainly: "happy (72%)";
+# - when the first choice is less than CLOSE_RATIO times as likely as the second, the two split 60/40
+#   or closer between them, near a coin toss, so both are named: "not sure: fear (46%) or sad (45%)";
+# - otherwise the first choice clearly leads without being confident: "probably neutral (48%)".
+# (Chance level with 7 classes is 14%.)
+CONFIDENT_FROM = 0.5
+CLOSE_RATIO = 1.5
 
 
 def describe(probabilities: dict[str, float]) -> str:
-    """'happy (72%)', or 'not sure: happy (38%) or sad (31%)' when the top probability is below `NOT_SURE_BELOW`."""
+    """'happy (72%)', 'probably neutral (48%)' or 'not sure: fear (46%) or sad (45%)': see `CONFIDENT_FROM`
+    and `CLOSE_RATIO`."""
     (first, p1), (second, p2) = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)[:2]
-    if p1 >= NOT_SURE_BELOW:
+    if p1 < CLOSE_RATIO * p2:
+        return f"not sure: {first} ({p1:.0%}) or {second} ({p2:.0%})"
+    if p1 >= CONFIDENT_FROM:
         return f"{first} ({p1:.0%})"
-    return f"not sure: {first} ({p1:.0%}) or {second} ({p2:.0%})"
+    return f"probably {first} ({p1:.0%})"
+
+
+def describe_rule() -> str:
+    """The wording rule in a sentence, for the page."""
+    return (f"A first choice of {CONFIDENT_FROM:.0%} or more is stated plainly; below that it reads **probably**; "
+            f"when the second choice comes within a factor of {CLOSE_RATIO:g} of the first, the page says "
+            "**not sure** and names both.")
 
 
 def sentiment(probabilities: dict[str, float]) -> dict[str, float]:
@@ -58,6 +76,14 @@ def sentiment(probabilities: dict[str, float]) -> dict[str, float]:
     for emotion, probability in probabilities.items():
         totals[SENTIMENT_OF_EMOTION[emotion]] += probability
     return totals
+
+
+def sentiment_rule() -> str:
+    """How the sentiment is summed, in a sentence for the page (from `SENTIMENT_OF_EMOTION`)."""
+    sides = {side: [e for e, s in SENTIMENT_OF_EMOTION.items() if s == side] for side in ("positive", "negative")}
+    return (f"Sentiment adds up the emotion probabilities on each side: positive = {' + '.join(sides['positive'])}; "
+            f"negative = {' + '.join(sides['negative'])}; neutral = neutral. So a \"neutral\" emotion can sit "
+            "beside a \"negative\" sentiment when the negative emotions together outweigh it.")
 
 
 @dataclass
@@ -80,22 +106,25 @@ class Analysis:
 
 @dataclass
 class Pictures:
-    """The pictures the app displays for one recording (matplotlib Figures)."""
+    """The pictures the app displays for one recording (matplotlib Figures), and for each the
+    sentence that says what it shows (the page's alternative text), keyed by the field's name."""
 
     signal: Any
     probabilities: Any
     timeline: Any | None  # only for audio longer than one window
+    alt: dict[str, str] = field(default_factory=dict)
 
 
-SEGMENT_COLUMNS = ["start (s)", "end (s)", "emotion", "mean confidence"]
+# Percent, as every probability the page shows (the labels, the charts, the sentences).
+SEGMENT_COLUMNS = ["start (s)", "end (s)", "emotion", "confidence (%)"]
 SILENT = "(silent)"
 
 
 def segment_rows(windows) -> list[list]:
     """One row per segment (`ser_model.serving.inference.merge_segments`): start and end rounded to 0.1 s,
-    the emotion (or "(silent)") and its mean probability over the merged windows."""
+    the emotion (or "(silent)") and its mean probability over the merged windows, in percent."""
     return [[round(s.start, 1), round(s.end, 1), s.label or SILENT,
-             None if s.confidence is None else round(s.confidence, 3)] for s in merge_segments(windows)]
+             None if s.confidence is None else round(100 * s.confidence, 1)] for s in merge_segments(windows)]
 
 
 def segment_band_html(windows, data: dict[str, str] | None = None) -> str:
@@ -140,17 +169,89 @@ def analyze_file(recognizer: EmotionRecognizer, path: str, max_seconds: float | 
                     segments=segment_rows(prediction.windows) if long else [])
 
 
-def draw_pictures(prediction: Prediction, labels: list[str]) -> Pictures:
+def draw_pictures(prediction: Prediction, labels: list[str], dark: bool = False) -> Pictures:
     """Draws what the model heard and what it concluded, from a prediction made with `keep_view=True`
-    (`analyze_file`'s); `labels` are the model's, in order, for the timeline's legend."""
+    (`analyze_file`'s); `labels` are the model's, in order, for the timeline's legend; `dark` draws
+    for a dark page (`ser_model.serving.plots.theme`)."""
     if prediction.view is None:
         raise ValueError("draw_pictures needs a prediction made with keep_view=True, as analyze_file makes")
     long = len(prediction.windows) > 1
     return Pictures(
-        signal=signal_figure(prediction.view, prediction.duration),
-        probabilities=probability_figure(prediction.probabilities),
-        timeline=timeline_figure(prediction.windows, labels) if long else None,
+        signal=signal_figure(prediction.view, prediction.duration, dark=dark),
+        probabilities=probability_figure(prediction.probabilities, dark=dark),
+        timeline=timeline_figure(prediction.windows, labels, dark=dark) if long else None,
+        alt={"signal": signal_alt(prediction), "probabilities": probabilities_alt(prediction.probabilities),
+             "timeline": timeline_alt(prediction.windows) if long else ""},
     )
+
+
+def probabilities_alt(probabilities: dict[str, float], shown: int = 3) -> str:
+    """'Chart of the emotion probabilities: sad 46%, fear 45%, neutral 5%; the other 4 below 5%.'"""
+    ranked = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
+    top = ", ".join(f"{label} {p:.0%}" for label, p in ranked[:shown])
+    rest = ranked[shown:]
+    tail = f"; the other {len(rest)} at {rest[0][1]:.0%} or less" if rest else ""
+    return f"Chart of the emotion probabilities: {top}{tail}."
+
+
+def signal_alt(prediction: Prediction) -> str:
+    """What the signal picture shows: the waveform and the model's two inputs."""
+    view = prediction.view
+    covered = ("" if view is None or view.feature_seconds >= prediction.duration - 1e-3
+               else f" of its first {view.feature_seconds:g} s")
+    return (f"Waveform of the {prediction.duration:.1f} s recording, and the log-mel spectrogram and MFCCs{covered} "
+            "that the model reads.")
+
+
+def timeline_alt(windows, shown: int = 8) -> str:
+    """'Emotion over 45.0 s, in 3 segments: 0.0-12.0 s neutral, 12.0-20.0 s angry, 20.0-45.0 s neutral.'"""
+    segments = merge_segments(windows)
+    if not segments:
+        return ""
+    parts = [f"{s.start:.1f}-{s.end:.1f} s {s.label or SILENT}" for s in segments[:shown]]
+    more = f", and {len(segments) - shown} more" if len(segments) > shown else ""
+    count = f"{len(segments)} segment{'s' if len(segments) != 1 else ''}"
+    return f"Emotion over {segments[-1].end - segments[0].start:.1f} s, in {count}: {', '.join(parts)}{more}."
+
+
+def prediction_json(prediction: Prediction) -> dict:
+    """The prediction as the API gives it (probabilities as fractions, each window), with its segments."""
+    return {**prediction.to_dict(timeline=True),
+            "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "label": s.label,
+                          "confidence": s.confidence} for s in merge_segments(prediction.windows)]}
+
+
+def prediction_csv_rows(prediction: Prediction, labels: list[str]) -> list[list]:
+    """The prediction as one table in percent, as the page shows it: a row for the whole recording,
+    one per window and one per segment (a segment's confidence is its emotion's mean over its windows)."""
+    header = ["part", "start (s)", "end (s)", "emotion", "confidence (%)", *(f"{label} (%)" for label in labels)]
+
+    def percent(value):
+        return "" if value is None else round(100 * value, 2)
+
+    def row(part, start, end, emotion, probabilities):
+        values = [percent(probabilities[label]) for label in labels] if probabilities else [""] * len(labels)
+        confidence = percent(probabilities[emotion]) if probabilities else ""
+        return [part, round(start, 3), round(end, 3), emotion or SILENT, confidence, *values]
+
+    rows = [header, row("recording", 0.0, prediction.duration, prediction.label, prediction.probabilities)]
+    rows += [row("window", w.start, w.end, w.label, w.probabilities) for w in prediction.windows]
+    rows += [["segment", round(s.start, 3), round(s.end, 3), s.label or SILENT, percent(s.confidence),
+              *[""] * len(labels)] for s in merge_segments(prediction.windows)]
+    return rows
+
+
+def write_downloads(prediction: Prediction, labels: list[str], folder: str | os.PathLike,
+                    stem: str) -> tuple[Path, Path]:
+    """Writes `<stem>.emotion.json` and `<stem>.emotion.csv` (`prediction_json`, `prediction_csv_rows`)
+    into `folder`; returns their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path = folder / f"{stem}.emotion.json", folder / f"{stem}.emotion.csv"
+    json_path.write_text(json.dumps(prediction_json(prediction), indent=2) + "\n")
+    with csv_path.open("w", newline="") as out:
+        csv.writer(out).writerows(prediction_csv_rows(prediction, labels))
+    return json_path, csv_path
 
 
 class RecentPredictions:

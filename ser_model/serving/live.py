@@ -5,13 +5,16 @@ is converted to 16 kHz mono and appended to a buffer that keeps only the last mo
 newest window (the last `config.window_seconds`, or all there is at the start) is classified at once.
 Memory stays bounded however long someone talks: the audio buffer is one window, and the timeline
 keeps the last `max_history_seconds` of windows, while the whole-recording emotion is a running sum
-over every window ever classified. No UI code here: the app wires it to Gradio.
+over every window ever classified. Given a `recording` file, the session also appends everything it
+hears there (16 kHz 16-bit PCM, about 2 MB a minute, on disk rather than in memory), so that the
+recording can be replayed and downloaded after Stop. No UI code here: the app wires it to Gradio.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +44,8 @@ class LiveSession:
         labels (`list[str]`): the model's labels, in order.
         max_history_seconds (`float`, *optional*, defaults to `MAX_HISTORY_SECONDS`): timeline kept.
         every_seconds (`float`, *optional*, defaults to `CLASSIFY_EVERY_SECONDS`): new audio between two decisions.
+        recording (`str`, *optional*): a file to which every chunk is appended as raw 16-bit PCM at
+            `sampling_rate` (`save_recording` turns it into a WAV); nothing is kept when None.
     """
 
     sampling_rate: int
@@ -56,6 +61,7 @@ class LiveSession:
     history: deque = field(default_factory=deque)
     probability_sums: np.ndarray | None = None
     spoken_windows: int = 0
+    recording: str | None = None
 
     @classmethod
     def for_recognizer(cls, recognizer: EmotionRecognizer, **kwargs) -> "LiveSession":
@@ -87,6 +93,9 @@ class LiveSession:
         """
         chunk = to_mono_16k(np.asarray(samples), sampling_rate, self.sampling_rate)
         self.total_samples += len(chunk)
+        if self.recording is not None:
+            with open(self.recording, "ab") as out:
+                out.write((np.clip(chunk, -1.0, 1.0) * 32767).astype("<i2").tobytes())
         self.buffer = np.concatenate([self.buffer, chunk])[-self.window_samples:]
         if len(self.buffer) < self.min_samples or len(chunk) == 0:
             return None
@@ -120,6 +129,17 @@ class LiveSession:
         if overall is None:
             return None
         return Prediction(max(overall, key=overall.get), overall, self.seconds, list(self.history))
+
+    def save_recording(self, path) -> str | None:
+        """Writes what the session heard (its `recording`) as a 16-bit WAV at `path` and removes the raw
+        file; returns the WAV's path, or None when nothing was kept."""
+        raw = Path(self.recording) if self.recording else None
+        if raw is None or not raw.is_file() or raw.stat().st_size == 0:
+            return None
+        sf.write(path, np.fromfile(raw, dtype="<i2"), self.sampling_rate, subtype="PCM_16")
+        raw.unlink()
+        self.recording = None
+        return str(path)
 
 
 def read_chunk(path) -> tuple[np.ndarray, int]:

@@ -52,29 +52,48 @@ def confusion_figure(matrices: dict[str, np.ndarray], labels: list[str], title: 
 # phone, half its size, so text is set large enough (13 pt) to stay readable there.
 READABLE = {"font.size": 13, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11,
             "ytick.labelsize": 11, "legend.fontsize": 11}
+# The page's text and background colours (Gradio's default theme, light and dark): the pictures have
+# a transparent background and are drawn in the ink of the theme in use, so they read on both.
+INK = {False: "#1f2937", True: "#e5e7eb"}
+PAPER = {False: "#ffffff", True: "#0b0f19"}
+
+
+def theme(dark: bool = False) -> dict:
+    """Matplotlib settings for the app's pictures on a light or dark page (transparent background)."""
+    ink = INK[dark]
+    return {**READABLE, "text.color": ink, "axes.labelcolor": ink, "axes.edgecolor": ink, "xtick.color": ink,
+            "ytick.color": ink, "axes.facecolor": "none", "figure.facecolor": "none", "savefig.facecolor": "none",
+            "savefig.transparent": True, "grid.color": "#9ca3af"}
 
 
 def _app_figure(width: float, height: float) -> Figure:
-    with rc_context(READABLE):
-        return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout="constrained")
 
 
-def signal_figure(view, duration: float):
+def save_png(figure: Figure, path) -> str:
+    """Writes the figure as a PNG with a transparent background (at its own dpi, 100) and returns the path."""
+    figure.savefig(path, format="png", transparent=True)
+    return str(path)
+
+
+def signal_figure(view, duration: float, dark: bool = False):
     """Waveform, normalised log-mel spectrogram and MFCCs: what the model hears.
 
     Args:
         view (`ser_model.serving.inference.SignalView`): the waveform's envelope and the first window's features.
         duration (`float`): the audio's length in seconds; the waveform spans it all, the features the
             first window (a 10-minute spectrogram would be too fine to read and costly to draw).
+        dark (`bool`, *optional*, defaults to False): draw for a dark page (`theme`).
     """
     partial = view.feature_seconds < duration - 1e-3
-    with rc_context(READABLE):
+    with rc_context(theme(dark)):
         fig = _app_figure(6.4, 7.0)
         grid = fig.add_gridspec(3, 1, height_ratios=[1, 1.5, 1.2])
         waveform, log_mel = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
         mfcc = fig.add_subplot(grid[2], sharex=log_mel)
         peak = 1.05 * max(1e-3, float(np.abs(view.envelope_low).max()), float(np.abs(view.envelope_high).max()))
-        waveform.fill_between(view.envelope_seconds, view.envelope_low, view.envelope_high, color="#4c72b0",
+        waveform.fill_between(view.envelope_seconds, view.envelope_low, view.envelope_high,
+                              color="#6b9ae0" if dark else "#4c72b0",
                               linewidth=0.4, step="post")
         if partial:
             waveform.axvspan(0, view.feature_seconds, color="#f0a030", alpha=0.25, linewidth=0)
@@ -95,7 +114,7 @@ def signal_figure(view, duration: float):
     return fig
 
 
-def probability_figure(probabilities: dict[str, float]):
+def probability_figure(probabilities: dict[str, float], dark: bool = False):
     """The probability of each emotion as a wedge on a polar chart with a fixed 0-1 radius.
 
     Wedges rather than a radar polygon: when one emotion takes nearly everything a polygon collapses
@@ -105,12 +124,12 @@ def probability_figure(probabilities: dict[str, float]):
     labels = list(probabilities)
     values = np.array([probabilities[label] for label in labels])
     angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False)
-    with rc_context(READABLE):
+    with rc_context(theme(dark)):
         fig = _app_figure(5.2, 5.2)
         ax = fig.add_subplot(projection="polar")
         ax.set_theta_offset(np.pi / 2)  # first emotion at the top, so no label sits at the chart's left or right edge
         ax.bar(angles, values, width=2 * np.pi / len(labels) * 0.9, bottom=0.0, alpha=0.85,
-               color=[EMOTION_COLORS.get(label, "#333333") for label in labels], edgecolor="white")
+               color=[EMOTION_COLORS.get(label, "#333333") for label in labels], edgecolor=PAPER[dark])
         ax.set_xticks(angles, [f"{label}\n{value:.0%}" for label, value in zip(labels, values)])
         ax.set_ylim(0, 1)
         ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["", "50%", "", "100%"])
@@ -119,15 +138,23 @@ def probability_figure(probabilities: dict[str, float]):
     return fig
 
 
-def timeline_figure(windows, labels: list[str]):
+# The timeline spans the page's width: on a 390 px phone its 5.6-inch drawing (560 px at 100 dpi) is
+# shown about 325 px wide, so all its text is 14 pt (19.4 px drawn, 11 px shown, above the 10 px a phone
+# needs) and its legend takes two rows.
+TIMELINE_TEXT = {"font.size": 14, "axes.titlesize": 14, "axes.labelsize": 14, "xtick.labelsize": 14,
+                 "ytick.labelsize": 14, "legend.fontsize": 14}
+TIMELINE_SIZE = (5.6, 4.6)
+
+
+def timeline_figure(windows, labels: list[str], dark: bool = False):
     """The emotion over time: each window's probabilities stacked over the stretch of time it speaks
     for (`ser_model.serving.inference.window_spans`), and under them a band of the merged segments coloured
-    by emotion (grey hatching where silent)."""
+    by emotion (hatching where silent). `dark` draws for a dark page (`theme`)."""
     from .inference import merge_segments, window_spans
 
     spans = window_spans(windows)
-    with rc_context(READABLE):
-        fig = _app_figure(7.2, 4.2)
+    with rc_context({**theme(dark), **TIMELINE_TEXT}):
+        fig = _app_figure(*TIMELINE_SIZE)
         top, band = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
         # Step edges: window i's values hold from edges[i] to edges[i + 1] (the last value is repeated
         # because a "post" step needs one more point than it has steps).
@@ -140,12 +167,13 @@ def timeline_figure(windows, labels: list[str]):
                              linewidth=0, label=label)
             bottom += values
         top.set_ylim(0, 1)
+        top.set_yticks([0, 0.5, 1], ["0%", "50%", "100%"])
         top.set_ylabel("probability")
         top.set_title("Emotion over time")
-        fig.legend(loc="outside lower center", ncol=7, frameon=False, handlelength=1.2, columnspacing=1.0)
+        fig.legend(loc="outside lower center", ncol=4, frameon=False, handlelength=1.2, columnspacing=1.0)
         for segment in merge_segments(windows):
             if segment.label is None:
-                band.axvspan(segment.start, segment.end, facecolor="white", edgecolor="#999999", hatch="//")
+                band.axvspan(segment.start, segment.end, facecolor=PAPER[dark], edgecolor="#9ca3af", hatch="//")
             else:
                 band.axvspan(segment.start, segment.end, color=EMOTION_COLORS.get(segment.label))
         band.set_yticks([])
