@@ -23,8 +23,9 @@ import gradio as gr
 from ser_model.audio_io import AUDIO_EXTENSIONS, AudioError, format_duration
 from ser_model.cli import model_source
 from ser_model.model_info import (accuracy_by_language, clip_status, describe_calibration,
-                                  describe_training_data, load_training_corpora, read_model_json)
+                                  describe_training_data, load_training_corpora, read_model_json, voice_accuracy)
 from ser_model.serving.analysis import (SEGMENT_COLUMNS, RecentPredictions, analyze_file, describe, describe_rule,
+                                        describe_voice,
                                         draw_pictures, segment_band_html, segment_rows, sentiment, sentiment_rule,
                                         timeline_alt, write_downloads)
 from ser_model.serving.inference import EmotionRecognizer, Prediction, set_inference_threads
@@ -93,6 +94,7 @@ RECOGNIZER = EmotionRecognizer.from_pretrained(MODEL, revision=REVISION)
 # Read from the model's own records, so that what the page says of its data and accuracy stays true.
 TRAINING_DATA = describe_training_data(load_training_corpora(MODEL, revision=REVISION))
 REPORT = read_model_json(MODEL, "evaluation/report.json", revision=REVISION)
+VOICE_ACCURACY = voice_accuracy(REPORT)
 SPLIT = read_model_json(MODEL, "split.json", revision=REVISION)
 # Each prediction waits here for its pictures (the second step), so the file is decoded once. As many
 # as the requests that can be running or queued: API clients take the numbers and never the pictures.
@@ -158,8 +160,10 @@ def result_folder() -> Path:
 def verdict_markdown(prediction: Prediction, source: str) -> str:
     """The headline: the decision worded by the shared rule (`describe`), then what was heard, then
     any warning. Each a line of its own, so that one more short line can follow under the emotion."""
-    lines = [f"## {describe(prediction.probabilities)}",
-             f"{source}, {format_duration(prediction.duration)}"]
+    lines = [f"## {describe(prediction.probabilities)}"]
+    if prediction.voice is not None:
+        lines.append(describe_voice(prediction.voice, VOICE_ACCURACY))
+    lines.append(f"{source}, {format_duration(prediction.duration)}")
     lines += [f"⚠ {notice}" for notice in prediction.notices]
     return "\n\n".join(lines)
 

@@ -205,15 +205,27 @@ def print_notices(results) -> None:
             print(f"warning: {notice}", file=sys.stderr)
 
 
+def _has_voice(results) -> bool:
+    """Whether the model said how the voices sound (it has a voice head): then tables get that column."""
+    return any(prediction is not None and prediction.voice is not None for _, prediction, _ in results)
+
+
+def _voice_cell(prediction) -> str:
+    """'female 93%': how the voice sounds (a perception of the audio, not a fact about the person)."""
+    return f"{prediction.voice_label} {prediction.voice[prediction.voice_label]:.0%}"
+
+
 def write_table(results, labels, timeline, out) -> None:
+    voice = _has_voice(results)
     header = f"{'file':<40} {'emotion':<9} " + " ".join(f"{label:>{_column_width(label)}}" for label in labels)
-    print(header, file=out)
+    print(header + ("  voice sounds" if voice else ""), file=out)
     for path, prediction, error in results:
         name = _shorten(str(path), 40)
         if error:
             print(f"{name:<40} error: {error}", file=out)
             continue
-        print(f"{name:<40} {prediction.label:<9} " + _percentages(prediction.probabilities, labels), file=out)
+        print(f"{name:<40} {prediction.label:<9} " + _percentages(prediction.probabilities, labels)
+              + (f"  {_voice_cell(prediction)}" if voice else ""), file=out)
         if timeline and len(prediction.windows) > 1:
             for window in prediction.windows:
                 span = f"  {window.start:.1f}-{window.end:.1f} s"
@@ -234,17 +246,19 @@ def write_json(results, labels, timeline, out) -> None:
 
 def write_csv(results, labels, timeline, out) -> None:
     writer = csv.writer(out)
-    writer.writerow(["path", "start", "end", "label", *labels, "error"])
+    voice = _has_voice(results)
+    writer.writerow(["path", "start", "end", "label", *labels, *(["voice_sounds_female"] if voice else []), "error"])
     for path, prediction, error in results:
         if error:
-            writer.writerow([path, "", "", "", *[""] * len(labels), error])
+            writer.writerow([path, "", "", "", *[""] * len(labels), *([""] if voice else []), error])
             continue
-        rows = [(0.0, prediction.duration, prediction.label, prediction.probabilities)]
+        rows = [(0.0, prediction.duration, prediction.label, prediction.probabilities, prediction.voice)]
         if timeline:
-            rows += [(w.start, w.end, w.label or "silent", w.probabilities) for w in prediction.windows]
-        for start, end, label, probabilities in rows:
+            rows += [(w.start, w.end, w.label or "silent", w.probabilities, w.voice) for w in prediction.windows]
+        for start, end, label, probabilities, sounds in rows:
             values = [f"{probabilities[l]:.4f}" for l in labels] if probabilities else [""] * len(labels)
-            writer.writerow([path, f"{start:.2f}", f"{end:.2f}", label, *values, ""])
+            female = ([f"{sounds['female']:.4f}" if sounds else ""] if voice else [])
+            writer.writerow([path, f"{start:.2f}", f"{end:.2f}", label, *values, *female, ""])
 
 
 def _column_width(label: str) -> int:

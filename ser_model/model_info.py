@@ -147,6 +147,13 @@ _CLIP_STATUS = {"speaker": "a speaker never heard in training",
                 "utterance": "a new word from the training speaker"}
 
 
+def voice_accuracy(report: dict | None) -> float | None:
+    """How often the model's "voice sounds female/male" matched the recorded gender of test speakers it
+    never heard (`evaluation/report.json`), or None where it was not measured."""
+    pooled = ((report or {}).get("voice") or {}).get("speaker_held_out")
+    return None if pooled is None else pooled["accuracy"]
+
+
 def clip_status(split: dict | None, clip: str, speaker: str) -> str:
     """What a clip is to the model, from its `split.json`: "heard in training", or which held-out part
     it belongs to ("a speaker never heard in training", ...).
@@ -169,4 +176,4 @@ def clip_status(split: dict | None, clip: str, speaker: str) -> str:
 
 __all__ = ["BUNDLED_MODEL", "CORPORA", "DISPLAY_NAMES", "EVALUATED_MODEL", "LANGUAGE_NAMES", "accuracy_by_language",
            "bundled_model", "clip_status", "corpus_languages", "describe_calibration", "describe_training_data",
-           "load_training_corpora", "read_model_json"]
+           "load_training_corpora", "read_model_json", "voice_accuracy"]

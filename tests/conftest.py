@@ -46,9 +46,9 @@ def config() -> SERConfig:
     return tiny_config()
 
 
-def save_tiny_model(folder: Path) -> Path:
+def save_tiny_model(folder: Path, **overrides) -> Path:
     """A randomly initialised tiny model saved as a complete model folder (weights, configs, code)."""
-    config = tiny_config()
+    config = tiny_config(**overrides)
     SERForAudioClassification(config).eval().save_pretrained(folder)
     SERFeatureExtractor.from_config(config).save_pretrained(folder)
     return folder

@@ -269,3 +269,11 @@ def test_the_probability_chart_keeps_a_fixed_scale_and_a_wedge_per_emotion(close
         (ax,) = figure.axes
         assert ax.get_ylim() == (0.0, 1.0)
         assert len(ax.patches) == len(LABELS)
+
+
+def test_the_voice_is_worded_as_how_it_sounds_with_its_measured_accuracy():
+    from ser_model.serving.analysis import describe_voice
+
+    assert describe_voice({"female": 0.93, "male": 0.07}) == "voice sounds female (93%)"
+    assert describe_voice({"female": 0.2, "male": 0.8}, 0.951) == \
+        "voice sounds male (80%); right 95% of the time on test speakers the model never heard"

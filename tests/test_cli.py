@@ -235,3 +235,18 @@ def test_predict_runs_torch_on_one_thread_unless_omp_num_threads_is_set(tiny_mod
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_model_with_a_voice_head_adds_how_the_voice_sounds_to_every_format(tmp_path, capsys):
+    from .conftest import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "voice-model", voice_head=True)
+    clips = write_clips(tmp_path / "clips")
+    assert main(["predict", str(clips / "a.wav"), "--model", str(model)]) == 0
+    table = capsys.readouterr().out
+    assert "voice sounds" in table.splitlines()[0] and ("female" in table or "male" in table)
+    assert main(["predict", str(clips / "a.wav"), "--model", str(model), "--format", "csv"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert "voice_sounds_female" in header.split(",") and 0.0 <= float(row.split(",")[-2]) <= 1.0
+    assert main(["predict", str(clips / "a.wav"), "--model", str(model), "--format", "json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)[0]["voice"]) == {"female", "male"}

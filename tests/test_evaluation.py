@@ -198,3 +198,33 @@ def test_validation_md_and_the_card_share_the_recipe_comparison():
     assert report.validation_markdown(validation).splitlines()[2:] == comparison
     assert not any(line.startswith("#") for line in comparison)
     assert report.recipe_comparison({**validation, "robustness": {}})[-1] == "| plain | 50.0% | 50.0% |"
+
+
+def test_the_voice_is_scored_against_the_gender_each_corpus_records():
+    from ser_model.data.corpora import Record
+    from ser_model.evaluation.evaluate import voice_results
+    from ser_model.serving.inference import Prediction
+
+    def record(corpus, speaker, gender):
+        return Record(path="x", corpus=corpus, speaker=speaker, label="sad", gender=gender, utterance="u")
+
+    def said(voice):
+        return Prediction("sad", {"sad": 1.0}, 1.0, voice=None if voice is None else
+                          {"female": float(voice == "female"), "male": float(voice == "male")})
+
+    records = [record("ravdess", "ravdess:1", "male"), record("ravdess", "ravdess:2", "female"),
+               record("tess", "tess:OAF", "female"), record("turev", "turev:1", None)]
+    result = voice_results(records, [said("male"), said("male"), said("female"), said("female")],
+                           {"ravdess": "speaker", "tess": "utterance", "turev": "speaker"})
+    assert result["ravdess"] == {"accuracy": 0.5, "clips": 2, "speakers": 2} and result["tess"]["accuracy"] == 1.0
+    assert "turev" not in result  # no gender recorded: not scored
+    assert result["speaker_held_out"] == {"accuracy": 0.5, "clips": 2}
+    assert voice_results(records, [said(None)] * 4, {}) is None  # a model without a voice head
+
+
+def test_the_voice_table_has_a_row_per_corpus_and_the_pooled_speaker_held_out_row():
+    from ser_model.evaluation.report import voice_table
+
+    lines = voice_table({"ravdess": {"accuracy": 0.95, "clips": 240, "speakers": 4},
+                         "speaker_held_out": {"accuracy": 0.9, "clips": 600}})
+    assert "| ravdess | 95.0% | 240 | 4 |" in lines and any("90.0%" in line for line in lines)

@@ -208,6 +208,9 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
     if probe:
         report["validation"][PROBE] = probe["validation"]
         report["probe"] = probe["probe"]
+    voice = voice_results(parts["test"], test_predictions, held_out_by)
+    if voice:
+        report["voice"] = voice
     if robustness:
         report["robustness"] = robustness_on_test_actors(recognizer, parts["test"], waves["test"])
     write_report(report, Path(output_dir))
@@ -293,6 +296,25 @@ def probe_results(encoder: str, recognizer, parts, waves, held_out_by, cache_dir
                                           held_out_by)
                for name in waves if name != "train"}
     return {**results, "probe": {"encoder": encoder, "C": probe.c, "validation_selection_macro_recall": selection}}
+
+
+def voice_results(records: list[Record], predictions: list[Prediction], held_out_by: dict[str, str]) -> dict | None:
+    """How often the voice head's "sounds female/male" matches the gender the corpus records for the
+    speaker, per corpus and over the speaker-held-out corpora; None for a model without a voice head
+    or test clips without any recorded gender."""
+    known = [(r, p.voice_label) for r, p in zip(records, predictions) if r.gender and p.voice_label]
+    if not known:
+        return None
+    by_corpus = defaultdict(list)
+    for record, said in known:
+        by_corpus[record.corpus].append(said == record.gender)
+    result = {corpus: {"accuracy": float(np.mean(hits)), "clips": len(hits),
+                       "speakers": len({r.speaker for r, _ in known if r.corpus == corpus})}
+              for corpus, hits in sorted(by_corpus.items())}
+    unheard = [hit for corpus, hits in by_corpus.items() if held_out_by.get(corpus) == "speaker" for hit in hits]
+    if unheard:
+        result["speaker_held_out"] = {"accuracy": float(np.mean(unheard)), "clips": len(unheard)}
+    return result
 
 
 def calibration_results(recognizer, records, predictions: list[Prediction], held_out_by) -> dict:

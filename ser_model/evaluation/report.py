@@ -169,6 +169,17 @@ def calibration_sentence(calibration: dict) -> str:
             f"{clips} held-out test clips is {ece:.3f} ({calibration['without_temperature']['ece']:.3f} without it).")
 
 
+def voice_table(voice: dict) -> list[str]:
+    """How often the voice head's "sounds female/male" matches the gender each corpus records for the
+    speaker, on the held-out test clips; a perception of the audio, never a fact about the person."""
+    rows = [_row([corpus, percent(v["accuracy"]), v["clips"], v["speakers"]])
+            for corpus, v in voice.items() if corpus != "speaker_held_out"]
+    pooled = voice.get("speaker_held_out")
+    if pooled:
+        rows.append(_row([f"**{SPEAKER_INDEPENDENT}**", f"**{percent(pooled['accuracy'])}**", pooled["clips"], ""]))
+    return [*_header(["test set", "voice sounds as the corpus records", "clips", "speakers"]), *rows]
+
+
 def markdown_report(report: dict) -> str:
     """`report.md`: every table of `report.json`, under its heading."""
     lines = ["# Evaluation on held-out clips", "",
@@ -182,6 +193,7 @@ def markdown_report(report: dict) -> str:
             report.get("validation") and validation_table(report["validation"], report["held_out_by"]),
         "Per-class recall of the fusion model": per_class_table(report["results"][FUSION], report["labels"]),
         "Robustness to the channel": report.get("robustness") and robustness_table(report["robustness"]),
+        "Voice (sounds female or male)": report.get("voice") and voice_table(report["voice"]),
         "Calibration on held-out speakers": report.get("calibration") and [
             calibration_sentence(report["calibration"]), "", "![reliability diagram](reliability.png)"],
     }
@@ -199,4 +211,5 @@ def validation_markdown(validation_report: dict) -> str:
 
 __all__ = ["BASELINE", "BASELINES", "FUSION", "PROBE", "SPEAKER_INDEPENDENT", "baseline_table", "calibration_sentence",
            "channel_comparison_table", "left_out_table", "markdown_report", "per_class_table", "percent", "points",
-           "recipe_comparison", "results_table", "robustness_table", "validation_markdown", "validation_table"]
+           "recipe_comparison", "results_table", "robustness_table", "validation_markdown", "validation_table",
+           "voice_table"]

@@ -22,7 +22,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..configuration import SERConfig
 from ..errors import InputError
 from ..evaluation.report import (FUSION, SPEAKER_INDEPENDENT, calibration_sentence, left_out_table, markdown_report,
-                                 recipe_comparison, results_table, robustness_table, validation_markdown)
+                                 recipe_comparison, results_table, robustness_table, validation_markdown,
+                                 voice_table)
 from ..feature_extractor import SERFeatureExtractor
 from ..model_info import CORPORA, DISPLAY_NAMES, LANGUAGE_NAMES, corpus_languages
 from ..modeling import SERForAudioClassification
@@ -202,6 +203,7 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         citations="\n".join(f"- {CORPORA[c][3]}" for c in _corpora(report) if c in CORPORA),
         languages=", ".join(LANGUAGE_NAMES[code] for code in _languages(report)) or "English",
         robustness_table=_robustness_table(report),
+        voice_table=_voice_table(report),
         left_out_table=_left_out_table(left_out or {}),
         validation_tables=_validation_tables(validation),
         calibration=_calibration_sentence(report, training),
@@ -237,6 +239,11 @@ def _training_origin(training: dict | None) -> str:
     if training["arguments"]["init_model"]:
         return f"trained {minutes}, continuing from an earlier model of this project (see Training)"
     return f"trained from scratch {minutes}"
+
+
+def _voice_table(report: dict | None) -> str:
+    voice = (report or {}).get("voice")
+    return "\n".join(voice_table(voice)) if voice else "(this model has no voice head)"
 
 
 def _robustness_table(report: dict | None) -> str:

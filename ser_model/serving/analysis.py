@@ -63,6 +63,16 @@ def describe(probabilities: dict[str, float]) -> str:
     return f"probably {first} ({p1:.0%})"
 
 
+def describe_voice(voice: dict[str, float], accuracy: float | None = None) -> str:
+    """'voice sounds female (93%)', worded as a perception of the audio, never as a fact about the person,
+    with how often the model was right on speakers it never heard where that was measured."""
+    label = max(voice, key=voice.get)
+    sentence = f"voice sounds {label} ({voice[label]:.0%})"
+    if accuracy is not None:
+        sentence += f"; right {accuracy:.0%} of the time on test speakers the model never heard"
+    return sentence
+
+
 def describe_rule() -> str:
     """The wording rule in a sentence, for the page."""
     return (f"A first choice of {CONFIDENT_FROM:.0%} or more is stated plainly; below that it reads **probably**; "
