@@ -35,6 +35,12 @@ COMMAND_MODULES = {"train": "ser_model.training.train", "evaluate": "ser_model.e
                    "export": "ser_model.hub.export", "publish": "ser_model.hub.publish"}
 
 
+def default_data_dir() -> str:
+    """The corpora folder `train` and `evaluate` read when none is named: `$SER_DATA_DIR`, else the
+    `shared/data` folder beside this repository's checkout (where the project's machines keep them)."""
+    return os.environ.get("SER_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
 def model_source() -> tuple[str, str | None]:
     """The model the CLI and the app load when none is named: `$SER_MODEL` (a folder or Hub id) with
     `$SER_MODEL_REVISION`, else the bundled model (`model_info.BUNDLED_MODEL`), so that both run offline
@@ -70,7 +76,8 @@ def _add_other_parsers(commands) -> None:
     from importlib import import_module
 
     for name, module in COMMAND_MODULES.items():
-        options = {"default_model": str(BUNDLED_MODEL)} if name == "publish" else {}
+        options = ({"default_model": str(BUNDLED_MODEL)} if name == "publish" else
+                   {"default_data_dir": default_data_dir()} if name in ("train", "evaluate") else {})
         import_module(module).add_parser(commands, **options)
 
 

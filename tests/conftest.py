@@ -16,10 +16,10 @@ from ser_model import SERConfig
 from ser_model import SERFeatureExtractor
 
 from ser_model import SERForAudioClassification
-from ser_model.data.corpora import DEFAULT_DATA_DIR
+from ser_model.cli import default_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = DEFAULT_DATA_DIR  # SER_DATA_DIR, else ../shared/data: the one definition, in ser_model.data.corpora
+DATA_DIR = Path(default_data_dir())  # SER_DATA_DIR, else shared/data beside the checkout, as the CLI resolves it
 
 TINY = dict(n_mels=16, n_mfcc=8, n_fft=256, hop_length=128, window_seconds=1.0, window_hop_seconds=0.5,
             min_audio_seconds=0.1, growth_rate=4, block_config=[1, 1], mfcc_channels=[8], fusion_hidden_size=8)

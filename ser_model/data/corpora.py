@@ -46,9 +46,6 @@ logger = logging.getLogger(__name__)
 # The model's classes, in class-id order: one tuple, defined with the config.
 LABELS = EMOTIONS
 
-# Where `discover` looks when no folder is given: `SER_DATA_DIR`, else `../shared/data` beside the
-# repository (the layout of this project's machines).
-DEFAULT_DATA_DIR = Path(os.environ.get("SER_DATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data")
 
 # Spellings seen in corpus documentation and user manifests, mapped onto LABELS.
 LABEL_SYNONYMS = {
@@ -651,7 +648,7 @@ def _find_corpus_folders(data_dir):
     return found
 
 
-def discover(data_dir=DEFAULT_DATA_DIR):
+def discover(data_dir):
     """Reads every corpus found in `data_dir`.
 
     Sub-folders are recognised by their conventional names, case-insensitively: `ravdess`, `tess`,
@@ -691,7 +688,6 @@ def discover(data_dir=DEFAULT_DATA_DIR):
 
 __all__ = [
     "AUDIO_EXTENSIONS",
-    "DEFAULT_DATA_DIR",
     "LABELS",
     "LABEL_SETS",
     "LABEL_SYNONYMS",

@@ -38,7 +38,7 @@ import torchaudio
 from tqdm.auto import tqdm
 
 from ..training.calibration import reliability, reliability_figure
-from ..data.corpora import DEFAULT_DATA_DIR, Record, discover
+from ..data.corpora import Record, discover
 from ..errors import InputError
 from ..audio_io import AudioError
 from ..serving.inference import EmotionRecognizer, Prediction
@@ -392,11 +392,12 @@ def write_report(report: dict, output_dir: Path) -> None:
                            "Reliability on held-out speakers").savefig(output_dir / "reliability.png", dpi=110)
 
 
-def add_parser(commands) -> None:
+def add_parser(commands, default_data_dir: str | None = None) -> None:
     parser = commands.add_parser("evaluate", help="score a model on its held-out test speakers",
                                  description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model folder with split.json")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="corpora folder (default: %(default)s)")
+    parser.add_argument("--data-dir", default=default_data_dir, required=default_data_dir is None,
+                        help="corpora folder (default: %(default)s)")
     parser.add_argument("--output-dir", default=None, help="report folder (default: MODEL/evaluation)")
     parser.add_argument("--split", default=None, help="split JSON (default: MODEL/split.json)")
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=DIR",

@@ -28,7 +28,6 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ..configuration import BRANCHES, PRESETS, SERConfig, seconds_to_samples
 from ..data.augment import AugmentationSettings
-from ..data.corpora import DEFAULT_DATA_DIR
 from ..errors import InputError
 from .speech_encoder import DEFAULT_SPEECH_ENCODER, speech_encoder_config
 
@@ -129,7 +128,8 @@ class ModelArguments:
 class DataArguments:
     """The training data: corpora, their split, the decoded-clip cache and the crop length."""
 
-    data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata=_help("folder holding the corpora"))
+    data_dir: str | None = field(default=None, metadata=_help(
+        "folder holding the corpora (python -m ser_model train: $SER_DATA_DIR, else shared/data beside the checkout)"))
     corpora: list[str] | None = field(default=None, metadata=_help("only these corpora (default: every one found)"))
     exclude_corpora: list[str] = field(default_factory=list, metadata=_help(
         "leave these corpora out of training and validation (leave-one-corpus-out runs)"))

@@ -56,6 +56,8 @@ def prepare_data(data_args: DataArguments, seed: int):
     The split is made over every corpus found before any is left out, so a leave-one-corpus-out
     run holds out the same speakers of the other corpora as the full run.
     """
+    if not data_args.data_dir:
+        raise InputError("data_dir is required: the folder holding the corpora, e.g. --data_dir ../shared/data")
     records = discover(data_args.data_dir)
     split = load_split(data_args.split) if data_args.split else make_split(records, seed=seed)
     kept = [r for r in records if (data_args.corpora is None or r.corpus in data_args.corpora)
@@ -237,20 +239,22 @@ def _processes_agree(trainer: SERTrainer) -> dict:
     return {"processes": world_size, "weights_identical_across_processes": True, "weights_sha256": digests[0]}
 
 
-def add_parser(commands) -> None:
+def add_parser(commands, default_data_dir: str | None = None) -> None:
     """`python -m ser_model train [RECIPE.json] [--flags]`: a flag per argument (`HfArgumentParser`), a JSON
-    recipe of the same names (e.g. the `arguments` of a `training.json`), or both, the flags winning."""
+    recipe of the same names (e.g. the `arguments` of a `training.json`), or both, the flags winning.
+    `default_data_dir` is the corpora folder when neither names one (the CLI resolves where it is)."""
     parser = commands.add_parser("train", help="train a model on the corpora (speaker-independent split)",
                                  description=__doc__.split("\n\n")[0], parents=[argument_parser(add_help=False)])
     parser.add_argument("recipe", nargs="?", default=None,
                         help="a JSON file of argument values by name; flags given too override its values")
     suppress_defaults(parser)
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=_run, default_data_dir=default_data_dir)
 
 
 def _run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    values = {**(read_recipe(args.recipe) if args.recipe else {}), **given_flags(args)}
+    located = {"data_dir": args.default_data_dir} if args.default_data_dir else {}
+    values = {**located, **(read_recipe(args.recipe) if args.recipe else {}), **given_flags(args)}
     best = train(*parse_arguments(values))
     print(f"best model saved in {best}")
     return 0
