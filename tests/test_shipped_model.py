@@ -38,8 +38,9 @@ def test_model_card_metadata_is_valid_and_carries_the_measured_metrics():
     assert metrics[("ravdess", "recall")] == pytest.approx(ravdess["macro_recall"], abs=1e-4)
 
 
-def test_model_is_small():
-    assert (MODEL / "model.safetensors").stat().st_size < 5 * 2**20
+def test_model_fits_a_space_and_a_download():
+    # Almost all of it is the pretrained Whisper base encoder, 20.6 M parameters in float32 (82 MB).
+    assert (MODEL / "model.safetensors").stat().st_size < 100 * 2**20
 
 
 CLASSIFY = textwrap.dedent(

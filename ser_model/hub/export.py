@@ -178,7 +178,8 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         license=LICENSE,
         library_name="transformers",
         pipeline_tag="audio-classification",
-        tags=["speech-emotion-recognition", "audio-classification", "densenet", "mfcc", "timm", "custom_code"],
+        tags=["speech-emotion-recognition", "audio-classification", "densenet", "mfcc", "timm", "custom_code",
+              *(["whisper"] if "whisper" in config.branches else [])],
         datasets=_dataset_tags(report),
         metrics=["accuracy", "recall", "f1"],
         model_name=model_name,
@@ -194,6 +195,7 @@ def model_card(model: SERForAudioClassification, report: dict | None, training: 
         num_parameters=f"{num_parameters:,}",
         size_mb=f"{num_parameters * 4 / 1e6:.1f}",
         training_origin=_training_origin(training),
+        speech_encoder=_speech_encoder_sentence(config, training),
         split_description=_split_description(report),
         results_table=_results_table(report, ["fusion"]),
         comparison_table=_results_table(report, [m for m in (report or {}).get("results", {}) if m != "fusion"]),
@@ -239,6 +241,19 @@ def _training_origin(training: dict | None) -> str:
     if training["arguments"]["init_model"]:
         return f"trained {minutes}, continuing from an earlier model of this project (see Training)"
     return f"trained from scratch {minutes}"
+
+
+def _speech_encoder_sentence(config: SERConfig, training: dict | None) -> str:
+    """What the card says of the pretrained encoder inside the weights, with its credit and licence."""
+    if "whisper" not in config.branches:
+        return ""
+    source = ((training or {}).get("arguments") or {}).get("speech_encoder") or "a Whisper checkpoint"
+    name = Path(source).name if Path(source).name.startswith("whisper") else source
+    encoder = config.speech_encoder
+    return (f"A third branch is a pretrained speech encoder, OpenAI Whisper's encoder ({name}: "
+            f"{encoder.encoder_layers} layers, width {encoder.d_model}; Radford et al. 2022, MIT licence), run "
+            "on the window only; a learned softmax weighting of its hidden states is pooled like the "
+            "other branches. Its weights are inside this model's `model.safetensors`. ")
 
 
 def _voice_table(report: dict | None) -> str:
