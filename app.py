@@ -158,7 +158,7 @@ def verdict_markdown(prediction: Prediction, source: str) -> str:
     any warning. Each a line of its own, so that one more short line can follow under the emotion."""
     lines = [f"## {describe(prediction.probabilities)}",
              f"{source}, {format_duration(prediction.duration)}"]
-    lines += [f"⚠ {notice}" for notice in prediction.notices]
+    lines += [f"**Warning:** {notice}" for notice in prediction.notices]
     return "\n\n".join(lines)
 
 
