@@ -164,7 +164,7 @@ def verdict_markdown(prediction: Prediction, source: str) -> str:
     if prediction.voice is not None:
         lines.append(describe_voice(prediction.voice, VOICE_ACCURACY))
     lines.append(f"{source}, {format_duration(prediction.duration)}")
-    lines += [f"⚠ {notice}" for notice in prediction.notices]
+    lines += [f"**Warning:** {notice}" for notice in prediction.notices]
     return "\n\n".join(lines)
 
 

@@ -308,10 +308,9 @@ def check_answer(result) -> None:
 def time_pictures(model: str, clips: list[Path], count: int = 8) -> float:
     """Median seconds to draw and encode the page's pictures of one clip (the step after `/predict`,
     which API clients skip), in this process, as the app does it: `draw_pictures`, then each figure
-    encoded the way gr.Plot sends it."""
-    from gradio.processing_utils import encode_plot_to_base64
-
+    saved as the PNG the page's gr.Image shows."""
     from ser_model.serving.analysis import analyze_file, draw_pictures
+    from ser_model.serving.plots import save_png
 
     recognizer, _ = load_recognizer(model)
     durations = []
@@ -319,8 +318,9 @@ def time_pictures(model: str, clips: list[Path], count: int = 8) -> float:
         prediction = analyze_file(recognizer, str(clip)).prediction
         started = time.perf_counter()
         pictures = draw_pictures(prediction, recognizer.labels)
-        for figure in (pictures.probabilities, pictures.signal):
-            encode_plot_to_base64(figure, "webp")
+        with tempfile.TemporaryDirectory() as folder:
+            for name, figure in (("probabilities", pictures.probabilities), ("signal", pictures.signal)):
+                save_png(figure, Path(folder) / f"{name}.png")
         durations.append(time.perf_counter() - started)
     return percentile(durations, 50)
 

@@ -1,5 +1,7 @@
 """What the app shows for one recording, checked without Gradio: `ser_model.serving.analysis` on the tiny model."""
 
+import csv
+import json
 import warnings
 
 import matplotlib.pyplot as plt
@@ -10,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from ser_model.serving.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, RecentPredictions, analyze_file,
-                                        describe, draw_pictures, segment_band_html, segment_rows, sentiment)
+from ser_model.serving.analysis import (CLOSE_RATIO, CONFIDENT_FROM, SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION,
+                                        RecentPredictions, analyze_file, describe, describe_rule, draw_pictures,
+                                        probabilities_alt, segment_band_html, segment_rows, sentiment, sentiment_rule,
+                                        timeline_alt, write_downloads)
 from ser_model.audio_io import AudioError
 from ser_model.serving.inference import EmotionRecognizer, WindowPrediction, merge_segments, window_spans
 from ser_model.serving.plots import probability_figure, timeline_figure
@@ -97,7 +101,7 @@ def test_file_longer_than_a_window_gets_a_timeline_and_merged_segments(recognize
     assert analysis.segments == segment_rows(analysis.prediction.windows)
     assert analysis.segments[0][0] == 0.0 and analysis.segments[-1][1] == seconds
     for row in analysis.segments:
-        assert len(row) == len(SEGMENT_COLUMNS) and row[2] in LABELS and 0.0 <= row[3] <= 1.0
+        assert len(row) == len(SEGMENT_COLUMNS) and row[2] in LABELS and 0.0 <= row[3] <= 100.0
     assert sum(analysis.prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert calls and calls[-1] == pytest.approx((seconds, seconds))
 
@@ -206,7 +210,7 @@ def test_a_4_1_s_file_is_one_segment_when_both_windows_agree():
     # The two windows of a 4.1 s file (4 s windows, the last aligned to the end) used to be two
     # overlapping rows, 0-4 and 0.1-4.1.
     windows = [window(0.0, 4.0, "happy", 0.8), window(0.1, 4.1, "happy", 0.6)]
-    assert segment_rows(windows) == [[0.0, 4.1, "happy", 0.7]]
+    assert segment_rows(windows) == [[0.0, 4.1, "happy", 70.0]]  # percent, as everywhere on the page
 
 
 def test_a_4_1_s_file_splits_halfway_between_the_window_centres():
@@ -220,8 +224,8 @@ def test_consecutive_windows_with_the_same_emotion_merge_and_silence_is_its_own_
     # 4 s windows every 2 s over 12 s: centres 2, 4, 6, 8, 10, so boundaries at 3, 5, 7, 9.
     windows = [window(0, 4, "angry", 0.9), window(2, 6, "angry", 0.5), window(4, 8, None),
                window(6, 10, "sad", 0.6), window(8, 12, "sad", 0.8)]
-    assert segment_rows(windows) == [[0.0, 5.0, "angry", 0.7], [5.0, 7.0, "(silent)", None],
-                                     [7.0, 12.0, "sad", 0.7]]
+    assert segment_rows(windows) == [[0.0, 5.0, "angry", 70.0], [5.0, 7.0, "(silent)", None],
+                                     [7.0, 12.0, "sad", 70.0]]
     assert [span for span in window_spans(windows)] == [(0, 3), (3, 5), (5, 7), (7, 9), (9, 12)]
 
 
@@ -247,11 +251,54 @@ def test_the_band_has_one_block_per_segment_in_proportion():
 @pytest.mark.parametrize("probabilities, expected", [
     ({"happy": 0.72, "sad": 0.2, "angry": 0.08}, "happy (72%)"),
     ({"happy": 0.5, "sad": 0.3, "angry": 0.2}, "happy (50%)"),
+    # The issue's cases: a near-tie is "not sure" even near one half; a clear lead below it is "probably".
+    ({"fear": 0.46, "sad": 0.45, "angry": 0.09}, "not sure: fear (46%) or sad (45%)"),
+    ({"neutral": 0.48, "sad": 0.14, "angry": 0.38 / 5, "fear": 0.38 / 5, "happy": 0.38 / 5, "disgust": 0.38 / 5,
+      "surprise": 0.38 / 5}, "probably neutral (48%)"),
     ({"happy": 0.38, "sad": 0.31, "angry": 0.31}, "not sure: happy (38%) or sad (31%)"),
     ({"angry": 0.2, "sad": 0.45, "happy": 0.35}, "not sure: sad (45%) or happy (35%)"),
+    ({"angry": 0.15, "sad": 0.45, "happy": 0.29, "fear": 0.11}, "probably sad (45%)"),  # 1.55 times the second
+    ({"happy": 0.55, "sad": 0.4, "angry": 0.05}, "not sure: happy (55%) or sad (40%)"),
+    ({"happy": 1.0, "sad": 0.0}, "happy (100%)"),
 ])
-def test_a_low_top_probability_is_not_sure_and_names_the_two_likeliest(probabilities, expected):
+def test_the_wording_is_firm_probable_or_unsure_by_one_rule(probabilities, expected):
     assert describe(probabilities) == expected
+
+
+def test_the_rule_and_the_sentiment_are_explained_from_their_own_constants():
+    assert f"{CONFIDENT_FROM:.0%}" in describe_rule() and f"{CLOSE_RATIO:g}" in describe_rule()
+    explained = sentiment_rule()
+    for emotion, side in SENTIMENT_OF_EMOTION.items():
+        if side != "neutral":
+            assert emotion in explained.split(f"{side} = ")[1].split(";")[0]
+
+
+def test_the_alternative_texts_say_what_each_picture_shows():
+    probabilities = {"sad": 0.46, "fear": 0.45, "angry": 0.05, "happy": 0.02, "neutral": 0.01, "surprise": 0.005,
+                     "disgust": 0.005}
+    assert probabilities_alt(probabilities) == ("Chart of the emotion probabilities: sad 46%, fear 45%, angry 5%; "
+                                                "the other 4 at 2% or less.")
+    windows = [window(0, 4, "angry", 0.9), window(2, 6, "angry", 0.5), window(4, 8, None), window(6, 10, "sad")]
+    assert timeline_alt(windows) == ("Emotion over 10.0 s, in 3 segments: 0.0-5.0 s angry, 5.0-7.0 s (silent), "
+                                     "7.0-10.0 s sad.")
+    assert timeline_alt([]) == ""
+
+
+def test_the_downloads_hold_the_whole_prediction_windows_and_segments(recognizer, tmp_path):
+    prediction = analyze_file(recognizer, write_wav(tmp_path / "long.wav", 3.0)).prediction
+    json_path, csv_path = write_downloads(prediction, LABELS, tmp_path / "out", "long")
+    saved = json.loads(json_path.read_text())
+    assert saved["probabilities"] == pytest.approx(prediction.probabilities)  # fractions, as the API gives them
+    assert len(saved["windows"]) == len(prediction.windows) == 5
+    assert [s["label"] for s in saved["segments"]] == [s.label for s in merge_segments(prediction.windows)]
+    rows = list(csv.reader(csv_path.open()))
+    assert rows[0] == ["part", "start (s)", "end (s)", "emotion", "confidence (%)", *(f"{l} (%)" for l in LABELS)]
+    whole = rows[1]
+    assert whole[0] == "recording" and whole[3] == prediction.label
+    assert float(whole[4]) == pytest.approx(100 * prediction.probabilities[prediction.label], abs=0.01)
+    assert sum(float(value) for value in whole[5:]) == pytest.approx(100, abs=0.1)  # percent, as on the page
+    assert [row[0] for row in rows[1:]].count("window") == 5
+    assert [row[0] for row in rows[1:]].count("segment") == len(saved["segments"])
 
 
 def test_the_timeline_stacks_probabilities_over_the_whole_audio_and_draws_the_band(close_figures):

@@ -18,8 +18,13 @@ LABELS = set(tiny_config().id2label.values())
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("app")) as url:
+def app_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("app")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_dir):
+    with running_app(app_dir) as url:
         yield url
 
 
@@ -79,7 +84,7 @@ def test_long_file_gives_merged_segments_that_tile_the_audio(client, clips):
     rows = segments["data"]
     assert rows[0][0] == 0.0 and rows[-1][1] == 3.0
     assert all(a[1] == b[0] and a[2] != b[2] for a, b in zip(rows, rows[1:]))
-    assert all(row[2] in LABELS and 0.0 <= row[3] <= 1.0 for row in rows)
+    assert all(row[2] in LABELS and 0.0 <= row[3] <= 100.0 for row in rows)  # percent, as on the page
 
 
 def test_a_truncated_wav_is_classified_and_the_prediction_carries_the_warning(client, clips):
@@ -115,10 +120,14 @@ def test_real_clip(client):
     ("noise.wav", "Cannot read 'noise.wav': it is not a supported audio file or it is corrupt."),
     ("silence.wav", "is silent"),
 ])
-def test_bad_file_gives_the_sentence_and_the_server_goes_on(client, clips, name, sentence):
+def test_bad_file_gives_the_sentence_and_the_server_goes_on(client, clips, app_dir, name, sentence):
     with pytest.raises(AppError) as raised:
         predict(client, clips / name)
     assert sentence in str(raised.value)
     assert "Traceback" not in str(raised.value)
+    # The server's log: one line naming the file and the reason, and no traceback (a refusal is no fault).
+    log = (app_dir / "app.log").read_text()
+    assert [line for line in log.splitlines() if f"refused {name}:" in line and sentence in line]
+    assert "Traceback" not in log
     emotions, *_ = predict(client, clips / "short.wav")
     check_confidences(emotions, LABELS)

@@ -7,6 +7,7 @@ Playwright's own browser download is not needed. Screenshots go to $SER_ARTIFACT
 test-artifacts/ in the repository.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -129,6 +130,18 @@ def wait_for_result(page):
         timeout=TIMEOUT_MS,
     )
     return page.locator("#verdict h2").inner_text().strip()
+
+
+@contextlib.contextmanager
+def page_with_result(playwright, app_url, clip, errors=None, **page_options):
+    """A fresh browser on the page with `clip` uploaded and classified; yields the page and its headline."""
+    browser = launch(playwright)
+    try:
+        page = open_page(browser, app_url, [] if errors is None else errors, **page_options)
+        upload(page, clip)
+        yield page, wait_for_result(page)
+    finally:
+        browser.close()
 
 
 def top_emotion(headline: str) -> str:
@@ -380,26 +393,17 @@ def video_clip(tmp_path_factory, speech_clip) -> Path:
     return path
 
 
-def test_a_video_upload_classifies_its_sound_track(playwright, app_url, video_clip, artifacts):
-    browser = launch(playwright)
+def test_a_video_upload_classifies_its_sound_track(playwright, app_url, video_clip):
     errors = []
-    try:
-        page = open_page(browser, app_url, errors)
-        upload(page, video_clip)
-        assert top_emotion(wait_for_result(page)) in LABELS
+    with page_with_result(playwright, app_url, video_clip, errors) as (page, headline):
+        assert top_emotion(headline) in LABELS
         sync_api.expect(page.locator("#verdict")).to_contain_text("'video.mp4'")
         assert page.get_by_test_id("toast-body").count() == 0
-    finally:
-        browser.close()
     assert errors == []
 
 
 def test_every_picture_says_what_it_shows(playwright, app_url, long_clip):
-    browser = launch(playwright)
-    try:
-        page = open_page(browser, app_url, [])
-        upload(page, long_clip)
-        headline = wait_for_result(page)
+    with page_with_result(playwright, app_url, long_clip) as (page, headline):
         sync_api.expect(page.locator("#timeline img")).to_be_visible()
         alt = {name: page.locator(f"#{name} img").get_attribute("alt") for name in ("probabilities", "signal",
                                                                                     "timeline")}
@@ -407,48 +411,36 @@ def test_every_picture_says_what_it_shows(playwright, app_url, long_clip):
         assert alt["signal"].startswith("Waveform of the ") and "MFCC" in alt["signal"]
         assert re.match(r"Emotion over \d+\.\d s, in \d+ segments?: 0\.0-", alt["timeline"])
         assert not any("undefined" in text or "plot visualising" in text for text in alt.values())
-    finally:
-        browser.close()
 
 
-INK = {"light": (0x1F, 0x29, 0x37), "dark": (0xE5, 0xE7, 0xEB)}
-
-
-def ink_pixels(png: bytes, colour) -> int:
+def ink_pixels(png: bytes, colour: str) -> int:
     """Opaque pixels within a few steps of `colour`: the text and axes of a picture drawn in that ink."""
     from PIL import Image
 
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).astype(int)
-    near = np.abs(pixels[..., :3] - np.array(colour)).max(axis=-1) <= 24
+    rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+    near = np.abs(pixels[..., :3] - rgb).max(axis=-1) <= 24
     return int((near & (pixels[..., 3] > 200)).sum())
 
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
 def test_the_pictures_read_on_the_theme_in_use(playwright, app_url, speech_clip, artifacts, theme):
-    browser = launch(playwright)
-    try:
-        page = open_page(browser, app_url, [], query=f"?__theme={theme}")
-        upload(page, speech_clip)
-        wait_for_result(page)
+    from PIL import Image
+
+    from ser_model.serving.plots import INK
+
+    with page_with_result(playwright, app_url, speech_clip, query=f"?__theme={theme}") as (page, _):
         assert page.evaluate("document.body.classList.contains('dark')") == (theme == "dark")
         png = page.request.get(page.locator("#probabilities img").get_attribute("src")).body()
         # A transparent background, and text in the theme's ink rather than the other theme's.
-        from PIL import Image
-
         assert Image.open(io.BytesIO(png)).convert("RGBA").getpixel((0, 0))[3] == 0
-        other = "light" if theme == "dark" else "dark"
-        assert ink_pixels(png, INK[theme]) > 500 and ink_pixels(png, INK[other]) < 50
+        dark = theme == "dark"
+        assert ink_pixels(png, INK[dark]) > 500 and ink_pixels(png, INK[not dark]) < 50
         page.screenshot(path=artifacts / f"browser-{theme}.png", full_page=True)
-    finally:
-        browser.close()
 
 
 def test_the_prediction_downloads_as_json_and_csv(playwright, app_url, long_clip):
-    browser = launch(playwright)
-    try:
-        page = open_page(browser, app_url, [])
-        upload(page, long_clip)
-        headline = wait_for_result(page)
+    with page_with_result(playwright, app_url, long_clip) as (page, headline):
         with page.expect_download() as download:
             page.locator("#download-json").click()
         saved = json.loads(Path(download.value.path()).read_text())
@@ -461,5 +453,3 @@ def test_the_prediction_downloads_as_json_and_csv(playwright, app_url, long_clip
         parts = [row[0] for row in rows[1:]]
         assert parts.count("recording") == 1 and parts.count("window") == len(saved["windows"])
         assert parts.count("segment") == len(saved["segments"])
-    finally:
-        browser.close()

@@ -92,3 +92,18 @@ def test_the_session_tells_how_much_audio_never_arrived(recognizer):
     session.started -= 4.0  # four seconds since the session started...
     session.add_chunk(recognizer, (speechlike(2.0) * 32767).astype(np.int16), 16_000)  # ...but 2 s arrived
     assert session.skipped_fraction() == pytest.approx(0.5, abs=0.05)
+
+
+def test_the_recording_is_kept_on_disk_and_saved_as_a_wav_after_stop(recognizer, tmp_path):
+    import soundfile as sf
+
+    session = LiveSession.for_recognizer(recognizer, recording=str(tmp_path / "live.pcm"))
+    audio = speechlike(2.0, 48_000, seed=2)
+    for chunk in int16_chunks(audio, 48_000, seconds=0.1):
+        session.add_chunk(recognizer, chunk, 48_000)
+    wav = session.save_recording(tmp_path / "recording.wav")
+    samples, rate = sf.read(wav, dtype="float32")
+    # What the model heard: 16 kHz mono, every chunk, in order.
+    assert rate == 16_000 and len(samples) == session.total_samples == 32_000
+    assert not (tmp_path / "live.pcm").exists()  # the raw file goes once the WAV is written
+    assert LiveSession.for_recognizer(recognizer).save_recording(tmp_path / "none.wav") is None

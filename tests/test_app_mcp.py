@@ -37,7 +37,7 @@ async def call_predict(url: str, audio: str):
             await session.initialize()
             tools = await session.list_tools()
             result = await session.call_tool("predict", {"audio_path": audio})
-            return [tool.name for tool in tools.tools], result
+            return tools.tools, result
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,10 @@ def mcp_url(tmp_path_factory):
 
 def test_predict_is_a_tool_that_classifies_audio(mcp_url):
     tools, result = asyncio.run(call_predict(mcp_url, data_url(wav_bytes(0.8), "audio/wav")))
-    assert tools == ["predict"]
+    assert [tool.name for tool in tools] == ["predict"]
+    # Written as sentences (app.PREDICT_DESCRIPTION), not docstring lines joined with commas.
+    assert tools[0].description.startswith("Classifies the emotion in a recording of speech")
+    assert "Fourth, the whole result as JSON" in tools[0].description and ", run of" not in tools[0].description
     assert not result.isError
     text = result.content[0].text
     # The first output is the gr.Label value: the top emotion and one confidence per class.
