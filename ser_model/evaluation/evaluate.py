@@ -190,8 +190,8 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
                                             held_out_by)}
     results.update({name: scores(model, parts["test"], waves["test"], held_out_by, name)
                     for name, model in recognizers.items() if name != FUSION})
-    results[BASELINE] = baseline_results(recognizer, parts, waves, waves["train"], held_out_by)
-    probe = probe_encoder and probe_results(probe_encoder, recognizer, parts, waves, held_out_by, cache_dir)
+    results[BASELINE] = baseline_results(recognizer, parts, waves, held_out_by)
+    probe = probe_results(probe_encoder, recognizer, parts, waves, held_out_by, cache_dir) if probe_encoder else None
     if probe:
         results[PROBE] = probe["test"]
     report = {
@@ -270,11 +270,13 @@ def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablation
     return report
 
 
-def baseline_results(recognizer, parts, waves, train_waves, held_out_by) -> dict:
+def baseline_results(recognizer, parts, waves, held_out_by) -> dict:
+    """The MFCC+SVM baseline trained on the training clips of `waves`, C chosen on its validation clips:
+    its results on the test clips."""
     labels = recognizer.labels
     baseline = MfccSvmBaseline(len(labels), recognizer.model.config)
     label_ids = {name: [labels.index(r.label) for r in parts[name]] for name in ("train", "validation")}
-    baseline.fit(baseline.features(train_waves), label_ids["train"],
+    baseline.fit(baseline.features(waves["train"]), label_ids["train"],
                  baseline.features(waves["validation"]), label_ids["validation"])
     predicted = [labels[i] for i in baseline.predict(baseline.features(waves["test"]))]
     return evaluate_predictions(parts["test"], predicted, labels, held_out_by)
