@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 def readme_python_blocks() -> list[str]:
-    """The README's Python examples that import `ser_model` (the pipeline examples need only transformers,
-    and FFmpeg for a file path, which is transformers' own way of decoding)."""
+    """The README's Python examples that import `ser_model` (the pipeline example does too, for the bundled
+    model's folder; it decodes its file path with FFmpeg, transformers' own way of decoding)."""
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
     return [block for block in blocks if "from ser_model" in block]
 
@@ -26,6 +26,7 @@ def readme_python_blocks() -> list[str]:
 def test_the_readme_python_lines_run_from_outside_the_repository(tmp_path):
     blocks = readme_python_blocks()
     assert any("from ser_model.serving.inference import EmotionRecognizer" in block for block in blocks)
+    assert any("EmotionRecognizer.from_pretrained()" in block and "bundled_model()" in block for block in blocks)
     # Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
     source = tmp_path / "source"
     shutil.copytree(REPO / "ser_model", source / "ser_model", ignore=shutil.ignore_patterns("__pycache__"))
@@ -41,8 +42,11 @@ def test_the_readme_python_lines_run_from_outside_the_repository(tmp_path):
     model = save_tiny_model(tmp_path / "model")
     sf.write(elsewhere / "speech.wav", speechlike(3.0), 16_000)
     script = "\n".join(blocks)
-    # The README names the bundled model and the user's files; here they are a tiny model and a WAV.
-    script = script.replace('"model"', repr(str(model))).replace('"interview.m4a"', '"speech.wav"')
+    # The README names the bundled model and a clip next to it, which a plain install does not have (it says
+    # so: `bundled_model()` needs the repository); here they are a tiny model and a WAV.
+    script = re.sub(r'Path\(bundled_model\(\)\)\.parent / "examples" / "[^"]+"', '"speech.wav"', script)
+    script = script.replace("bundled_model()", repr(str(model)))
+    script = script.replace("EmotionRecognizer.from_pretrained()", f"EmotionRecognizer.from_pretrained({str(model)!r})")
     # Each line that is a bare expression (what the README shows as a result) is printed.
     lines = [f"print({line.split('#')[0].strip()})" if re.match(r"^(prediction\.|\[)", line) else line
              for line in script.splitlines()]
