@@ -183,11 +183,12 @@ def show_result(audio_path: str, prediction: dict):
 def show_refusal(audio_path: str | None):
     """The refused file's sentence beside the input, where it stays after the toast has gone."""
     reason = REFUSALS.take(audio_path) if audio_path else None
-    return f"**Could not classify this file.** {reason or 'See the message above.'}"
+    return f"**Could not classify this file.** {reason or 'The message on the screen says why.'}"
 
 
-def picture(figure, alt: str, folder: Path, name: str, visible: bool = True):
-    return gr.Image(value=save_png(figure, folder / f"{name}.png"), alt_text=alt, visible=visible)
+def picture(figure, alt: str, folder: Path, name: str):
+    """A figure as the PNG a gr.Image shows, with its alternative text (gr.Plot's is fixed by Gradio)."""
+    return gr.Image(value=save_png(figure, folder / f"{name}.png"), alt_text=alt, visible=True)
 
 
 def draw(audio_path: str, theme: str | None, progress=gr.Progress()):

@@ -254,11 +254,12 @@ def test_live_session_updates_the_emotion_and_keeps_the_recording_after_stop(pla
         page.screenshot(path=artifacts / "browser-live-running.png", full_page=True)
         page.get_by_role("button", name="Stop", exact=True).last.click()
         sync_api.expect(page.locator("#live-timeline img")).to_be_visible()
-        assert "segments" in page.locator("#live-timeline img").get_attribute("alt")
+        assert "segment" in page.locator("#live-timeline img").get_attribute("alt")
         sync_api.expect(page.locator("#live-summary")).to_contain_text("Whole recording")
         # The recording stays, to replay and to download, with the prediction.
-        # (Gradio's audio player may keep a second, hidden <audio> element beside the one it shows.)
-        sync_api.expect(page.locator("#live-recording audio").first).to_be_attached()
+        sync_api.expect(page.locator("#live-recording")).to_be_visible()
+        # Gradio's player keeps a second, empty <audio> beside the one that holds the recording.
+        assert any(page.locator("#live-recording audio").evaluate_all("els => els.map(e => e.currentSrc || e.src)"))
         with page.expect_download() as download:
             page.locator("#live-download-json").click()
         saved = json.loads(Path(download.value.path()).read_text())
@@ -433,10 +434,11 @@ def test_the_pictures_read_on_the_theme_in_use(playwright, app_url, speech_clip,
     with page_with_result(playwright, app_url, speech_clip, query=f"?__theme={theme}") as (page, _):
         assert page.evaluate("document.body.classList.contains('dark')") == (theme == "dark")
         png = page.request.get(page.locator("#probabilities img").get_attribute("src")).body()
-        # A transparent background, and text in the theme's ink rather than the other theme's.
+        # A transparent background, and text in the theme's ink rather than the other theme's (whose
+        # colour only a few anti-aliased edges of the wedges come near).
         assert Image.open(io.BytesIO(png)).convert("RGBA").getpixel((0, 0))[3] == 0
         dark = theme == "dark"
-        assert ink_pixels(png, INK[dark]) > 500 and ink_pixels(png, INK[not dark]) < 50
+        assert ink_pixels(png, INK[dark]) > max(500, 4 * ink_pixels(png, INK[not dark]))
         page.screenshot(path=artifacts / f"browser-{theme}.png", full_page=True)
 
 

@@ -23,7 +23,7 @@ def test_two_processes_train_the_same_model(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={free_port()}",
                "-m", "ser_model", "train", "--data_dir", str(data_dir), "--output_dir", str(out),
-               "--model_overrides", json.dumps(TINY), "--max_steps", "6", "--max_clips_per_part", "24",
+               "--model_overrides", json.dumps(TINY), "--branches", "mel", "mfcc", "--max_steps", "6", "--max_clips_per_part", "24",
                "--samples_per_epoch", "24", "--per_device_train_batch_size", "4", "--logging_steps", "2"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})

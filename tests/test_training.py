@@ -81,7 +81,8 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     # No dropout and a high rate: 30 steps are enough to fit 24 clips visibly.
     arguments = parse_arguments(dict(
-        model_overrides=json.dumps({**TINY, "fusion_dropout": 0.0}), data_dir=str(data_dir), output_dir=str(out),
+        model_overrides=json.dumps({**TINY, "fusion_dropout": 0.0}), branches=["mel", "mfcc"], data_dir=str(data_dir),
+        output_dir=str(out),
         max_steps=30, logging_steps=5, per_device_train_batch_size=8, per_device_eval_batch_size=8,
         learning_rate=1e-2, max_clips_per_part=24, samples_per_epoch=240, **NO_AUGMENTATION))
     return train(*arguments), data_dir
