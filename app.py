@@ -177,11 +177,12 @@ def show_result(audio_path: str, prediction: dict):
 def show_refusal(audio_path: str | None):
     """The refused file's sentence beside the input, where it stays after the toast has gone."""
     reason = REFUSALS.take(audio_path) if audio_path else None
-    return f"**Could not classify this file.** {reason or 'See the message above.'}"
+    return f"**Could not classify this file.** {reason or 'The message on the screen says why.'}"
 
 
-def picture(figure, alt: str, folder: Path, name: str, visible: bool = True):
-    return gr.Image(value=save_png(figure, folder / f"{name}.png"), alt_text=alt, visible=visible)
+def picture(figure, alt: str, folder: Path, name: str):
+    """A figure as the PNG a gr.Image shows, with its alternative text (gr.Plot's is fixed by Gradio)."""
+    return gr.Image(value=save_png(figure, folder / f"{name}.png"), alt_text=alt, visible=True)
 
 
 def draw(audio_path: str, theme: str | None, progress=gr.Progress()):
@@ -399,7 +400,8 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
         gr.Markdown(LIVE_DESCRIPTION)
         with gr.Row():
             with gr.Column(scale=1):
-                live_audio = gr.Audio(sources=["microphone"], type="filepath", streaming=True, label="Microphone")
+                live_audio = gr.Audio(sources=["microphone"], type="filepath", streaming=True, label="Microphone",
+                                      elem_id="live-audio")
                 live_now = gr.Markdown("Press **Record** to start.", elem_id="live-now")
             with gr.Column(scale=1):
                 # No heading: the summary above says "not sure" where the top class alone would overstate.

@@ -236,6 +236,8 @@ def test_live_session_updates_the_emotion_and_keeps_the_recording_after_stop(pla
     try:
         page = open_page(browser, app_url, errors)
         page.get_by_role("tab", name="Live").click()
+        # Gradio loads the recorder lazily: a click before the microphone is ready never starts the stream.
+        sync_api.expect(page.locator("#live-audio").get_by_label("Select input device")).to_be_enabled()
         page.get_by_role("button", name="Record", exact=True).last.click()
         # Each update redraws the band, naming the chunk it answers; Gradio's timer may sit beside the text.
         updates = set()
@@ -254,10 +256,13 @@ def test_live_session_updates_the_emotion_and_keeps_the_recording_after_stop(pla
         page.screenshot(path=artifacts / "browser-live-running.png", full_page=True)
         page.get_by_role("button", name="Stop", exact=True).last.click()
         sync_api.expect(page.locator("#live-timeline img")).to_be_visible()
-        assert "segments" in page.locator("#live-timeline img").get_attribute("alt")
+        alt = page.locator("#live-timeline img").get_attribute("alt")
+        assert re.match(r"Emotion over \d+\.\d s, in \d+ segments?: ", alt), alt
         sync_api.expect(page.locator("#live-summary")).to_contain_text("Whole recording")
         # The recording stays, to replay and to download, with the prediction.
-        sync_api.expect(page.locator("#live-recording audio")).to_have_count(1)
+        sync_api.expect(page.locator("#live-recording")).to_be_visible()
+        recording = page.locator('#live-recording [data-testid="download-link"]')
+        assert recording.get_attribute("href").endswith("/recording.wav")
         with page.expect_download() as download:
             page.locator("#live-download-json").click()
         saved = json.loads(Path(download.value.path()).read_text())
@@ -432,10 +437,11 @@ def test_the_pictures_read_on_the_theme_in_use(playwright, app_url, speech_clip,
     with page_with_result(playwright, app_url, speech_clip, query=f"?__theme={theme}") as (page, _):
         assert page.evaluate("document.body.classList.contains('dark')") == (theme == "dark")
         png = page.request.get(page.locator("#probabilities img").get_attribute("src")).body()
-        # A transparent background, and text in the theme's ink rather than the other theme's.
+        # A transparent background, and text in the theme's ink rather than the other theme's (whose
+        # colour only a few anti-aliased edges of the wedges come near).
         assert Image.open(io.BytesIO(png)).convert("RGBA").getpixel((0, 0))[3] == 0
         dark = theme == "dark"
-        assert ink_pixels(png, INK[dark]) > 500 and ink_pixels(png, INK[not dark]) < 50
+        assert ink_pixels(png, INK[dark]) > max(500, 4 * ink_pixels(png, INK[not dark]))
         page.screenshot(path=artifacts / f"browser-{theme}.png", full_page=True)
 
 

@@ -256,7 +256,7 @@ def write_downloads(prediction: Prediction, labels: list[str], folder: str | os.
 
 class RecentPredictions:
     """The latest predictions by audio file, so that the app's second step draws from the first
-    step's prediction instead of decoding the file again.
+    step's prediction instead of decoding the file again (the app keeps refusals' sentences in another).
 
     Keyed by path, modification time and size: Gradio stores each upload or recording as a file of
     its own, so the key names what was classified. Bounded, oldest out first, because API clients
