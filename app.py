@@ -406,7 +406,8 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
         gr.Markdown(LIVE_DESCRIPTION)
         with gr.Row():
             with gr.Column(scale=1):
-                live_audio = gr.Audio(sources=["microphone"], type="filepath", streaming=True, label="Microphone")
+                live_audio = gr.Audio(sources=["microphone"], type="filepath", streaming=True, label="Microphone",
+                                      elem_id="live-audio")
                 live_now = gr.Markdown("Press **Record** to start.", elem_id="live-now")
             with gr.Column(scale=1):
                 # No heading: the summary above says "not sure" where the top class alone would overstate.

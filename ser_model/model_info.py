@@ -137,7 +137,8 @@ def describe_calibration(report: dict | None, temperature: float) -> str:
     if calibration:
         ece = calibration["with_temperature" if calibrated else "without_temperature"]["ece"]
         sentence += (f" On the {calibration['clips']} held-out test clips the stated probability and the real "
-                     f"accuracy differ by {100 * ece:.1f} percentage points on average (the expected calibration error).")
+                     f"accuracy differ by {100 * ece:.1f} percentage points on average (the expected calibration "
+                     "error).")
     return sentence
 
 

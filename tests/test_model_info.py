@@ -63,7 +63,8 @@ def test_each_example_is_described_by_the_models_own_split():
     assert sorted(row["file"] for row in rows) == sorted(p.name for p in (REPO / "examples").glob("*.flac"))
     statuses = {row["file"]: clip_status(split, row["clip"], row["speaker"]) for row in rows}
     assert statuses["ravdess_actor10_happy.flac"] == "a speaker never heard in training"
-    assert statuses["tess_mood_disgust.flac"] == "a new word from the training speaker"  # TESS: one speaker, split by word
+    # TESS has one speaker, split by word.
+    assert statuses["tess_mood_disgust.flac"] == "a new word from the training speaker"
     tiny = {"assignments": {"tess/OAF_back_angry": "train"}, "corpora": {}}
     assert clip_status(tiny, "tess/OAF_back_angry", "tess:OAF") == "heard in training"
     assert clip_status(None, "tess/OAF_mood_disgust", "tess:OAF") == "not in the model's data split"
