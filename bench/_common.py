@@ -24,13 +24,14 @@ import torch  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification  # noqa: E402
+from ser_model.cli import default_data_dir  # noqa: E402
+from ser_model.model_info import BUNDLED_MODEL as MODEL_FOLDER  # noqa: E402
 from ser_model.serving.inference import EmotionRecognizer  # noqa: E402
 
-# Where the repository keeps things is the scripts' business, not the library's: the bundled model
-# is model/ in this checkout, and the corpora sit beside the checkout, never inside it (SER_DATA_DIR
-# moves them, as for the tests).
-BUNDLED_MODEL = REPO_ROOT / "model"
-DEFAULT_DATA_DIR = Path(os.environ.get("SER_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+# The bundled model and the corpora folder where the CLI and the tests find them (SER_DATA_DIR moves
+# the corpora); the path is put on sys.path above, so these are this checkout's.
+BUNDLED_MODEL = MODEL_FOLDER
+DEFAULT_DATA_DIR = Path(default_data_dir())
 # The preset the project trains by default; a random model of it stands in when model/ is missing.
 DEFAULT_PRESET = "cpu-small"
 # "Loading weights" bars would interleave with the benchmarks' own progress bars and tables.

@@ -39,20 +39,20 @@ def label_mask(label_set, label2id: dict[str, int]) -> np.ndarray:
     return mask
 
 
-def _cache_file(cache_dir: str | Path, kind: str, records: list[Record], extra: dict) -> Path:
+def cache_file(cache_dir: str | Path, kind: str, records: list[Record], extra: dict) -> Path:
     """A file name that changes whenever the clips or the settings behind the cached arrays do."""
     digest = hashlib.sha256(json.dumps([[record_key(r) for r in records], extra]).encode()).hexdigest()[:16]
     return Path(cache_dir) / f"{kind}-{digest}.npz"
 
 
-def _save_arrays(path: Path, arrays: list[np.ndarray]) -> None:
+def save_arrays(path: Path, arrays: list[np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
     np.savez(partial, samples=np.concatenate(arrays), lengths=np.array([len(a) for a in arrays]))
     partial.replace(path)  # a run killed while writing leaves no half file behind
 
 
-def _load_arrays(path: Path) -> list[np.ndarray]:
+def load_arrays(path: Path) -> list[np.ndarray]:
     with np.load(path) as data:
         return np.split(data["samples"], np.cumsum(data["lengths"])[:-1])
 
@@ -61,14 +61,14 @@ def load_clips(records: list[Record], sampling_rate: int, desc: str, cache_dir: 
                ) -> list[np.ndarray]:
     """Decodes every clip once (mono float32 at `sampling_rate`) with a progress bar; with a
     `cache_dir` the decoded clips are kept there, so the next run with the same clips skips decoding."""
-    cache = _cache_file(cache_dir, "clips", records, {"rate": sampling_rate}) if cache_dir else None
+    cache = cache_file(cache_dir, "clips", records, {"rate": sampling_rate}) if cache_dir else None
     if cache and cache.is_file():
         logger.info("%s: %d decoded clips from %s", desc, len(records), cache)
-        return _load_arrays(cache)
+        return load_arrays(cache)
     clips = [load_audio(r.path, sampling_rate=sampling_rate, min_seconds=0.0)
              for r in tqdm(records, desc=desc, unit="clip")]
     if cache:
-        _save_arrays(cache, clips)
+        save_arrays(cache, clips)
     return clips
 
 
@@ -82,12 +82,12 @@ def codec_versions(records: list[Record], clips: list[np.ndarray], sampling_rate
                    cache_dir: str | Path | None = None, workers: int = 2) -> list[np.ndarray]:
     """One lossy-coded copy of every clip, through a codec drawn uniformly from `CODECS` at a random
     bitrate, computed in `workers` processes with a progress bar and cached like `load_clips`."""
-    cache = _cache_file(cache_dir, "coded", records, {"rate": sampling_rate, "seed": seed,
+    cache = cache_file(cache_dir, "coded", records, {"rate": sampling_rate, "seed": seed,
                                                       "codecs": {k: list(v) for k, v in CODECS.items()}}) \
         if cache_dir else None
     if cache and cache.is_file():
         logger.info("%d codec copies from %s", len(records), cache)
-        return _load_arrays(cache)
+        return load_arrays(cache)
     rng = np.random.default_rng(seed)
     codecs = [str(c) for c in rng.choice(sorted(CODECS), len(clips))]
     # Chunks of 64 clips are small enough to share the work evenly and move the progress bar, large
@@ -103,7 +103,7 @@ def codec_versions(records: list[Record], clips: list[np.ndarray], sampling_rate
             coded.extend(chunk)
             bar.update(len(chunk))
     if cache:
-        _save_arrays(cache, coded)
+        save_arrays(cache, coded)
     return coded
 
 
@@ -261,10 +261,13 @@ __all__ = [
     "BalancedEpochs",
     "ClipDataset",
     "FeatureCollator",
+    "cache_file",
     "class_weights",
     "codec_versions",
     "label_mask",
+    "load_arrays",
     "load_clips",
     "sampling_weights",
+    "save_arrays",
     "voice_label",
 ]

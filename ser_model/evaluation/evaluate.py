@@ -307,11 +307,11 @@ def voice_results(records: list[Record], predictions: list[Prediction], held_out
     known = [(r, p.voice_label) for r, p in zip(records, predictions) if r.gender and p.voice_label]
     if not known:
         return None
-    by_corpus = defaultdict(list)
+    by_corpus, speakers = defaultdict(list), defaultdict(set)
     for record, said in known:
         by_corpus[record.corpus].append(said == record.gender)
-    result = {corpus: {"accuracy": float(np.mean(hits)), "clips": len(hits),
-                       "speakers": len({r.speaker for r, _ in known if r.corpus == corpus})}
+        speakers[record.corpus].add(record.speaker)
+    result = {corpus: {"accuracy": float(np.mean(hits)), "clips": len(hits), "speakers": len(speakers[corpus])}
               for corpus, hits in sorted(by_corpus.items())}
     unheard = [hit for corpus, hits in by_corpus.items() if held_out_by.get(corpus) == "speaker" for hit in hits]
     if unheard:

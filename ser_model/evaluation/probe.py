@@ -26,7 +26,7 @@ from transformers import EvalPrediction
 
 from ..configuration import SERConfig
 from ..data.corpora import Record
-from ..data.train_data import _cache_file, _load_arrays, _save_arrays
+from ..data.train_data import cache_file, load_arrays, save_arrays
 from ..feature_extractor import SERFeatureExtractor
 from ..modeling import SERForAudioClassification, masked_mean_std
 from ..training.speech_encoder import load_speech_encoder, speech_encoder_config
@@ -100,14 +100,14 @@ class FrozenEncoderProbe:
         cache = self._cache_file(records, part) if self.cache_dir else None
         if cache and cache.is_file():
             logger.info("probe features of %d %s clips from %s", len(records), part, cache)
-            return np.stack(_load_arrays(cache))
+            return np.stack(load_arrays(cache))
         rows = self.encode(waveforms, f"probe features: {part}")
         if cache:
-            _save_arrays(cache, list(rows))
+            save_arrays(cache, list(rows))
         return rows
 
     def _cache_file(self, records: list[Record], part: str) -> Path:
-        return _cache_file(self.cache_dir, f"probe-{part}", records,
+        return cache_file(self.cache_dir, f"probe-{part}", records,
                            {"encoder": self.encoder, "weights": self.weights_digest(),
                             "window_seconds": self.window_seconds})
 
