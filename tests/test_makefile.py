@@ -22,7 +22,10 @@ def checkout(tmp_path):
 
 
 def planned(folder, target) -> str:
-    return subprocess.run(["make", "-n", target], cwd=folder, capture_output=True, text=True, check=True).stdout
+    # Under `make test` the outer make's MAKELEVEL/MAKEFLAGS would make this one print "Entering directory".
+    env = {key: value for key, value in os.environ.items() if key not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    command = ["make", "--no-print-directory", "-n", target]
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, check=True).stdout
 
 
 def stamp(path, age_seconds=0.0):
