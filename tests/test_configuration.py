@@ -105,7 +105,8 @@ def test_configs_saved_before_the_annotated_fields_load_and_save_unchanged(expor
     config.save_pretrained(tmp_path)
     resaved = json.loads((tmp_path / "config.json").read_text())
     # The same keys and values, plus the fields added since, empty or off.
-    assert resaved == {**saved, "speech_encoder": None, "speech_encoder_hidden_states": None, "voice_head": False}
+    assert resaved == {**saved, "speech_encoder": None, "speech_encoder_hidden_states": None,
+                       "speech_encoder_pooling": "concat", "voice_head": False}
     assert config.speech_encoder is None and "whisper" not in config.branches
 
 

@@ -65,7 +65,7 @@ def test_a_model_with_more_branches_takes_the_shared_branches_whole_and_starts_t
 
 
 def test_the_encoder_is_frozen_but_for_its_top_layers_and_the_layer_weights_always_train():
-    model = SERForAudioClassification(whisper_config())
+    model = SERForAudioClassification(whisper_config(speech_encoder_pooling="weighted"))
     encoder = model.ser.whisper_encoder.encoder
     freeze_speech_encoder(model, 0)
     assert not any(p.requires_grad for p in encoder.parameters())

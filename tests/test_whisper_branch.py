@@ -1,5 +1,5 @@
 """The Whisper branch on a tiny random Whisper config: padding changes nothing, padded frames get no
-gradient, the layer weights learn, the model saves and loads as one folder, a pretrained checkpoint's
+gradient, every parameter learns, each pooling gives its size, the model saves and loads as one folder, a pretrained checkpoint's
 encoder is copied exactly, and the feature extractor gives transformers' own Whisper log-mel."""
 
 import json
@@ -75,14 +75,13 @@ def test_padded_frames_get_no_gradient():
     assert torch.count_nonzero(features.grad[1][:, real]) > 0
 
 
-def test_every_parameter_learns_and_the_layer_weights_move():
+@pytest.mark.parametrize("pooling", ["concat", "weighted"])
+def test_every_parameter_learns(pooling):
     torch.manual_seed(0)
-    config = whisper_config()
+    config = whisper_config(speech_encoder_pooling=pooling)
     model = SERForAudioClassification(config).train()
     batch = whisper_features(config, 0.8, 0.5)
-    weights = model.ser.whisper_encoder.layer_weights
-    assert weights.shape == (config.speech_encoder.encoder_layers + 1,)  # embeddings and each layer
-    start = weights.detach().clone()
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     for step in range(3):
         optimizer.zero_grad()
@@ -92,18 +91,42 @@ def test_every_parameter_learns_and_the_layer_weights_move():
                 if parameter.requires_grad:
                     assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
         optimizer.step()
-    assert (weights.detach() - start).abs().max() > 0.01
+    for name, parameter in model.named_parameters():
+        # The voice head gets no loss without voice labels; Whisper keeps its sinusoidal positions fixed.
+        if parameter.requires_grad and not name.startswith("voice_head."):
+            assert (parameter.detach() - start[name]).abs().max() > 0, name
 
 
-def test_only_the_selected_hidden_states_are_weighted():
-    config = whisper_config(speech_encoder_hidden_states=[0, 1])
+def test_the_weighted_pooling_learns_one_weight_per_selected_hidden_state():
+    config = whisper_config(speech_encoder_pooling="weighted", speech_encoder_hidden_states=[0, 1])
     model = SERForAudioClassification(config).eval()
     inputs = whisper_features(config, 0.5)
     assert model.ser.whisper_encoder.layer_weights.shape == (2,)
+    assert model.ser.whisper_encoder.output_size == 2 * config.speech_encoder.d_model
     with torch.no_grad():
         states, mask = model.ser.whisper_encoder.hidden_states(inputs["input_features"],
                                                                inputs["whisper_attention_mask"])
     assert len(states) == 2 and states[0].shape[:2] == mask.shape
+
+
+def test_the_concat_pooling_is_each_hidden_states_mean_and_std_in_order():
+    config = whisper_config(speech_encoder_hidden_states=[0, 2])
+    model = SERForAudioClassification(config).eval()
+    branch = model.ser.whisper_encoder
+    assert not hasattr(branch, "layer_weights")
+    assert branch.output_size == 2 * 2 * config.speech_encoder.d_model
+    inputs = whisper_features(config, 0.9, 0.5)
+    with torch.no_grad():
+        states, mask = branch.hidden_states(inputs["input_features"], inputs["whisper_attention_mask"])
+        embedding = whisper_embedding(model, inputs)
+    size = config.speech_encoder.d_model
+    for i, state in enumerate(states):
+        for clip in range(2):
+            real = state[clip][mask[clip].bool()]
+            # A fresh BatchNorm without affine divides by sqrt(1 + eps) only.
+            expected = torch.cat([real.mean(0), (real.var(0, unbiased=False) + 1e-5).sqrt()]) / (1 + branch.norm.eps) ** 0.5
+            torch.testing.assert_close(embedding[clip, 2 * size * i:2 * size * (i + 1)], expected,
+                                       atol=1e-4, rtol=1e-4)
 
 
 def test_save_and_load_round_trip_in_one_folder(tmp_path):

@@ -28,7 +28,7 @@ from ..configuration import SERConfig
 from ..data.corpora import Record
 from ..data.train_data import cache_file, load_arrays, save_arrays
 from ..feature_extractor import SERFeatureExtractor
-from ..modeling import SERForAudioClassification, masked_mean_std
+from ..modeling import SERForAudioClassification, pool_each
 from ..training.speech_encoder import load_speech_encoder, speech_encoder_config
 from ..training.trainer import ValidationMetrics
 
@@ -71,7 +71,8 @@ class FrozenEncoderProbe:
                  batch_size: int = BATCH_SIZE):
         # The hop between windows steers only long-audio inference; it just has to fit in the window.
         config = SERConfig(branches=["whisper"], speech_encoder=speech_encoder_config(encoder),
-                           window_seconds=window_seconds, window_hop_seconds=window_seconds)
+                           speech_encoder_pooling="concat", window_seconds=window_seconds,
+                           window_hop_seconds=window_seconds)
         model = SERForAudioClassification(config)
         load_speech_encoder(model, encoder)
         self.branch = model.ser.whisper_encoder.eval()
@@ -83,7 +84,7 @@ class FrozenEncoderProbe:
     @property
     def feature_size(self) -> int:
         """Mean and standard deviation of each hidden state: `(layers + 1) * 2 * d_model`."""
-        return len(self.branch.hidden_state_ids) * self.branch.output_size
+        return self.branch.output_size
 
     def weights_digest(self) -> str:
         """A digest of the encoder's weights: the cache key must change with them, not only with a name
@@ -128,7 +129,7 @@ class FrozenEncoderProbe:
         inputs = self.feature_extractor(waveforms, sampling_rate=self.feature_extractor.sampling_rate,
                                         return_tensors="pt")
         states, mask = self.branch.hidden_states(inputs["input_features"], inputs["whisper_attention_mask"])
-        return torch.cat([masked_mean_std(state.transpose(1, 2), mask) for state in states], dim=1).numpy()
+        return pool_each(states, mask).numpy()
 
     def fit(self, train_x: np.ndarray, train_y, validation_x: np.ndarray, validation_y,
             validation_records: list[Record], held_out_by: dict[str, str]) -> float:
