@@ -250,10 +250,13 @@ def _speech_encoder_sentence(config: SERConfig, training: dict | None) -> str:
     source = ((training or {}).get("arguments") or {}).get("speech_encoder") or "a Whisper checkpoint"
     name = Path(source).name if Path(source).name.startswith("whisper") else source
     encoder = config.speech_encoder
+    pooling = {"concat": "the mean and standard deviation of each of its hidden states over real frames, "
+                         "concatenated and standardised, feed the fusion",
+               "weighted": "a learned softmax weighting of its hidden states is pooled like the other branches"}
     return (f"A third branch is a pretrained speech encoder, OpenAI Whisper's encoder ({name}: "
             f"{encoder.encoder_layers} layers, width {encoder.d_model}; Radford et al. 2022, MIT licence), run "
-            "on the window only; a learned softmax weighting of its hidden states is pooled like the "
-            "other branches. Its weights are inside this model's `model.safetensors`. ")
+            f"on the window only; {pooling[config.speech_encoder_pooling]}. Its weights are inside this "
+            "model's `model.safetensors`. ")
 
 
 def _voice_table(report: dict | None) -> str:
