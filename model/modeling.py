@@ -42,6 +42,12 @@ def masked_mean_std(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, torch.sqrt(variance + 1e-5)], dim=1)
 
 
+def pool_each(hidden_states: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """The mean and standard deviation over real positions of each `(batch, positions, size)` hidden
+    state, concatenated: `(batch, len(hidden_states) * 2 * size)`."""
+    return torch.cat([masked_mean_std(state.transpose(1, 2), mask) for state in hidden_states], dim=1)
+
+
 def frame_mask(lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
     """(batch, num_frames) mask that is 1 on the first `lengths[i]` frames of row i."""
     return torch.arange(num_frames, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
@@ -103,8 +109,9 @@ class SERMfccEncoder(nn.Module):
 
 class SERWhisperEncoder(nn.Module):
     """transformers' `WhisperEncoder` over Whisper's log-mel of the window only, its hidden states
-    weighted by learned softmax weights (as SUPERB weights the layers of pretrained speech encoders,
-    Yang et al. 2021) and pooled over real positions.
+    pooled over real positions (`config.speech_encoder_pooling`: each one's mean and standard deviation
+    concatenated, or one pooling of their learned softmax weighting as SUPERB weights the layers of
+    pretrained speech encoders, Yang et al. 2021).
 
     `WhisperEncoder.forward` insists on 30 s of input (3000 frames) and ignores padding, so the branch
     runs the encoder's own submodules itself: the convolutions, the positional table sliced to the
@@ -121,8 +128,13 @@ class SERWhisperEncoder(nn.Module):
         self.encoder = WhisperEncoder(config.speech_encoder)
         num_layers = config.speech_encoder.encoder_layers
         self.hidden_state_ids = config.speech_encoder_hidden_states or list(range(num_layers + 1))
-        self.layer_weights = nn.Parameter(torch.zeros(len(self.hidden_state_ids)))
-        self.output_size = 2 * config.speech_encoder.d_model
+        self.pooling = config.speech_encoder_pooling
+        pooled_states = 1
+        if self.pooling == "weighted":
+            self.layer_weights = nn.Parameter(torch.zeros(len(self.hidden_state_ids)))
+        else:
+            pooled_states = len(self.hidden_state_ids)
+        self.output_size = pooled_states * 2 * config.speech_encoder.d_model
         # Whisper's upper layers carry a few activation dimensions some 30 times larger than the rest, which
         # would dominate the fusion head's LayerNorm over the concatenated branches and squash every other
         # feature; standardising each pooled feature (as a linear probe's StandardScaler does) prevents it.
@@ -130,9 +142,10 @@ class SERWhisperEncoder(nn.Module):
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden_states, position_mask = self.hidden_states(input_features, attention_mask)
-        weights = nn.functional.softmax(self.layer_weights, dim=0)
-        weighted = (torch.stack(hidden_states) * weights.view(-1, 1, 1, 1)).sum(dim=0)
-        return self.norm(masked_mean_std(weighted.transpose(1, 2), position_mask))
+        if self.pooling == "weighted":
+            weights = nn.functional.softmax(self.layer_weights, dim=0)
+            hidden_states = [(torch.stack(hidden_states) * weights.view(-1, 1, 1, 1)).sum(dim=0)]
+        return self.norm(pool_each(hidden_states, position_mask))
 
     def hidden_states(self, input_features: torch.Tensor,
                       attention_mask: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
