@@ -129,11 +129,9 @@ class SERWhisperEncoder(nn.Module):
         num_layers = config.speech_encoder.encoder_layers
         self.hidden_state_ids = config.speech_encoder_hidden_states or list(range(num_layers + 1))
         self.pooling = config.speech_encoder_pooling
-        pooled_states = 1
         if self.pooling == "weighted":
             self.layer_weights = nn.Parameter(torch.zeros(len(self.hidden_state_ids)))
-        else:
-            pooled_states = len(self.hidden_state_ids)
+        pooled_states = 1 if self.pooling == "weighted" else len(self.hidden_state_ids)
         self.output_size = pooled_states * 2 * config.speech_encoder.d_model
         # Whisper's upper layers carry a few activation dimensions some 30 times larger than the rest, which
         # would dominate the fusion head's LayerNorm over the concatenated branches and squash every other

@@ -1,6 +1,7 @@
 """The Whisper branch on a tiny random Whisper config: padding changes nothing, padded frames get no
-gradient, every parameter learns, each pooling gives its size, the model saves and loads as one folder, a pretrained checkpoint's
-encoder is copied exactly, and the feature extractor gives transformers' own Whisper log-mel."""
+gradient, every parameter learns (the layer weights too), each pooling gives its size, the model saves
+and loads as one folder, a pretrained checkpoint's encoder is copied exactly, and the feature extractor
+gives transformers' own Whisper log-mel."""
 
 import json
 
@@ -81,6 +82,8 @@ def test_every_parameter_learns(pooling):
     config = whisper_config(speech_encoder_pooling=pooling)
     model = SERForAudioClassification(config).train()
     batch = whisper_features(config, 0.8, 0.5)
+    if pooling == "weighted":  # embeddings and each layer
+        assert model.ser.whisper_encoder.layer_weights.shape == (config.speech_encoder.encoder_layers + 1,)
     start = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     for step in range(3):
@@ -95,6 +98,9 @@ def test_every_parameter_learns(pooling):
         # The voice head gets no loss without voice labels; Whisper keeps its sinusoidal positions fixed.
         if parameter.requires_grad and not name.startswith("voice_head."):
             assert (parameter.detach() - start[name]).abs().max() > 0, name
+    if pooling == "weighted":
+        assert (model.ser.whisper_encoder.layer_weights.detach() - start["ser.whisper_encoder.layer_weights"]).abs(
+        ).max() > 0.01
 
 
 def test_the_weighted_pooling_learns_one_weight_per_selected_hidden_state():
@@ -124,7 +130,8 @@ def test_the_concat_pooling_is_each_hidden_states_mean_and_std_in_order():
         for clip in range(2):
             real = state[clip][mask[clip].bool()]
             # A fresh BatchNorm without affine divides by sqrt(1 + eps) only.
-            expected = torch.cat([real.mean(0), (real.var(0, unbiased=False) + 1e-5).sqrt()]) / (1 + branch.norm.eps) ** 0.5
+            pooled = torch.cat([real.mean(0), (real.var(0, unbiased=False) + 1e-5).sqrt()])
+            expected = pooled / (1 + branch.norm.eps) ** 0.5
             torch.testing.assert_close(embedding[clip, 2 * size * i:2 * size * (i + 1)], expected,
                                        atol=1e-4, rtol=1e-4)
 
