@@ -139,7 +139,10 @@ class SERWhisperEncoder(nn.Module):
         self.norm = nn.BatchNorm1d(self.output_size, affine=False)
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden_states, position_mask = self.hidden_states(input_features, attention_mask)
+        return self.pool(*self.hidden_states(input_features, attention_mask))
+
+    def pool(self, hidden_states: list[torch.Tensor], position_mask: torch.Tensor) -> torch.Tensor:
+        """The branch's embedding `(batch, output_size)` from `hidden_states`' real positions."""
         if self.pooling == "weighted":
             weights = nn.functional.softmax(self.layer_weights, dim=0)
             hidden_states = [(torch.stack(hidden_states) * weights.view(-1, 1, 1, 1)).sum(dim=0)]
@@ -282,6 +285,12 @@ class SERModel(SERPreTrainedModel):
     def _encoders(self) -> list[nn.Module]:
         """The branch encoders of the config, in a fixed order (mel, MFCC, Whisper)."""
         return [e for e in (self.mel_encoder, self.mfcc_encoder, self.whisper_encoder) if e is not None]
+
+    def branch_encoder(self, branch: str) -> nn.Module:
+        """The encoder of one of `config.branches` ("mel", "mfcc" or "whisper")."""
+        if branch not in self.config.branches:
+            raise ValueError(f"This model's branches are {self.config.branches}, not {branch!r}.")
+        return getattr(self, f"{branch}_encoder")
 
     @property
     def embedding_size(self) -> int:

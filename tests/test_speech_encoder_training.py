@@ -122,3 +122,45 @@ def test_validation_scores_the_voice_on_the_clips_whose_gender_is_known():
                                     label_ids=(np.zeros(4, dtype=int), np.array([0, 0, -100, 1]))))
     assert scores["voice_accuracy"] == pytest.approx(2 / 3)
     assert "voice_accuracy" not in metrics(EvalPrediction(predictions=emotion, label_ids=np.zeros(4, dtype=int)))
+
+
+def frozen_branch_setup(tmp_path, tiny_whisper_dir, **arguments):
+    SERForAudioClassification(tiny_config()).save_pretrained(tmp_path / "init")
+    model_args, _, args = parse_arguments({"output_dir": str(tmp_path / "out"), "init_model": str(tmp_path / "init"),
+                                           "speech_encoder": str(tiny_whisper_dir), "model_overrides": TINY,
+                                           "use_cpu": True, "eval_strategy": "no", "save_strategy": "no",
+                                           "load_best_model_at_end": False, **arguments})
+    return build_model(model_args, args), args
+
+
+def test_frozen_branches_keep_their_weights_and_batchnorm_statistics_through_a_training_step(tmp_path,
+                                                                                              tiny_whisper_dir):
+    model, args = frozen_branch_setup(tmp_path, tiny_whisper_dir, freeze_branches=["mel", "mfcc"])
+    trainer = SERTrainer(model=model, args=args, class_weights=torch.ones(7))
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    inputs = dict(SERFeatureExtractor.from_config(model.config)(
+        [speechlike(0.8, seed=1), speechlike(1.0, seed=2)], sampling_rate=16_000, return_tensors="pt"))
+    model.train()
+    trainer.compute_loss(model, {**inputs, "labels": torch.tensor([0, 3]), "voice_labels": torch.tensor([0, 1])}).backward()
+    frozen = ("ser.mel_encoder.", "ser.mfcc_encoder.")
+    for name, parameter in model.named_parameters():
+        assert (parameter.grad is None) == name.startswith(frozen + ("ser.whisper_encoder.encoder.",)), name
+    changed = {name for name, tensor in model.state_dict().items() if not torch.equal(tensor, before[name])}
+    assert not {name for name in changed if name.startswith(frozen)}
+    # The Whisper branch's own BatchNorm is not frozen: its statistics moved in the same step.
+    assert "ser.whisper_encoder.norm.running_mean" in changed
+
+
+def test_freezing_a_branch_needs_an_init_model_that_has_it(tmp_path, tiny_whisper_dir):
+    model_args, _, args = parse_arguments({"output_dir": str(tmp_path), "branches": ["mel", "mfcc"],
+                                           "freeze_branches": ["mel"], "model_overrides": TINY})
+    with pytest.raises(InputError, match="needs --init_model"):
+        build_model(model_args, args)
+    SERForAudioClassification(tiny_config(branches=["mel"])).save_pretrained(tmp_path / "mel-only")
+    model_args, _, args = parse_arguments({"output_dir": str(tmp_path), "branches": ["mel", "mfcc"],
+                                           "init_model": str(tmp_path / "mel-only"), "freeze_branches": ["mfcc"],
+                                           "model_overrides": TINY})
+    with pytest.raises(InputError, match="the mfcc branch is not in both"):
+        build_model(model_args, args)
+    with pytest.raises(InputError, match="freeze_branches must name branches"):
+        parse_arguments({"output_dir": str(tmp_path), "freeze_branches": ["wav2vec2"]})

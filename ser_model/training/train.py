@@ -40,7 +40,7 @@ from .calibration import choose_temperature
 from .mel_init import load_mel_init
 from .speech_encoder import freeze_speech_encoder, load_speech_encoder
 from .trainer import EpochDraws, SERTrainer, ValidationMetrics, WallClock, split_heads
-from .warm_start import load_warm_start
+from .warm_start import freeze_branches, load_warm_start
 from .weight_average import WeightAverage
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,8 @@ def check_labels(records: list[Record], label2id: dict[str, int]) -> None:
 
 def build_model(model_args: ModelArguments, args: SERTrainingArguments) -> SERForAudioClassification:
     """The model of the chosen preset, with random weights or the first weights the arguments name, its
-    speech encoder pretrained and frozen but for the top layers `args` trains."""
+    speech encoder pretrained and frozen but for the top layers `args` trains, and the branches `args`
+    freezes frozen."""
     config = model_args.model_config()
     if model_args.init_model:
         model = load_warm_start(model_args.init_model, config)
@@ -101,6 +102,7 @@ def build_model(model_args: ModelArguments, args: SERTrainingArguments) -> SERFo
             loaded = load_speech_encoder(model, model_args.speech_encoder)
             logger.info("whisper branch: %d tensors from %s", loaded, model_args.speech_encoder)
         freeze_speech_encoder(model, args.speech_encoder_trainable_layers)
+    freeze_branches(model, args.freeze_branches, model_args.init_model)
     return model
 
 

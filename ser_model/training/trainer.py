@@ -124,6 +124,8 @@ class SERTrainer(Trainer):
             args.label_names = ["labels", "voice_labels"] if model.config.voice_head else ["labels"]
         super().__init__(model=model, args=args, **kwargs)
         self.class_weights = class_weights
+        # Trainer puts the whole model in training mode before every step; these go back to inference mode.
+        self.frozen_branches = [model.ser.branch_encoder(branch) for branch in args.freeze_branches]
         self.augment_rng = np.random.default_rng(args.seed)
         self.spec_generator = torch.Generator().manual_seed(args.seed)
 
@@ -152,6 +154,8 @@ class SERTrainer(Trainer):
                                            out_of_set_weight=args.out_of_set_weight)
             loss = loss + self._voice_loss(outputs, voice_labels)
             return (loss, outputs) if return_outputs else loss
+        for branch in self.frozen_branches:
+            branch.eval()
         spec_augment(inputs, args.time_masks, args.time_mask_frames, args.freq_masks, args.freq_mask_bands,
                      self.spec_generator)
         weight, order = 1.0, None

@@ -72,6 +72,25 @@ def _load_shared_branches(folder: str | Path, saved: SERConfig, config: SERConfi
     return model
 
 
+def freeze_branches(model: SERForAudioClassification, branches: list[str], folder: str | Path | None) -> None:
+    """Stops the gradient of the `branches` that `load_warm_start` took from the model in `folder`; the trainer
+    also runs them in inference mode (`SERTrainer.frozen_branches`), so their BatchNorm statistics stay too.
+
+    Raises `InputError` when there is no such folder or it lacks one of them: frozen fresh weights learn nothing."""
+    if not branches:
+        return
+    if folder is None:
+        raise InputError(f"freeze_branches {' '.join(branches)} needs --init_model: the frozen branches keep its "
+                         "weights, and fresh ones would learn nothing")
+    lacking = sorted(set(branches) - set(SERConfig.from_pretrained(folder).branches)
+                     | set(branches) - set(model.config.branches))
+    if lacking:
+        raise InputError(f"freeze_branches: the {'+'.join(lacking)} branch is not in both {folder} and the model "
+                         f"to train ({'+'.join(model.config.branches)})")
+    for branch in branches:
+        model.ser.branch_encoder(branch).requires_grad_(False)
+
+
 @contextmanager
 def _quiet_loading():
     level = transformers_logging.get_verbosity()
@@ -82,4 +101,4 @@ def _quiet_loading():
         transformers_logging.set_verbosity(level)
 
 
-__all__ = ["load_warm_start"]
+__all__ = ["freeze_branches", "load_warm_start"]
