@@ -6,11 +6,14 @@ import pytest
 import soundfile as sf
 import torch
 
+from ser_model import SERFeatureExtractor, SERForAudioClassification
 from ser_model.audio_io import AudioError
-from ser_model.serving.inference import ENVELOPE_POINTS, EmotionRecognizer, Prediction, _Envelope, _sliding_windows
+from ser_model.serving.inference import (ENVELOPE_POINTS, EmotionRecognizer, Prediction, _Envelope, _sliding_windows,
+                                         quantize_speech_encoder)
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
-from .conftest import speechlike
+from .conftest import speechlike, tiny_config
+from .test_whisper_branch import whisper_config, whisper_features
 
 
 @pytest.fixture
@@ -254,3 +257,24 @@ def test_a_model_without_a_voice_head_says_nothing_of_the_voice(recognizer):
     assert prediction.voice is None and prediction.voice_label is None and "voice" not in prediction.to_dict()
 
 
+
+
+def test_int8_quantises_the_speech_encoders_linear_layers_only_and_keeps_the_probabilities(tmp_path):
+    torch.manual_seed(0)
+    model = SERForAudioClassification(whisper_config(voice_head=True)).eval()
+    model.save_pretrained(tmp_path)
+    SERFeatureExtractor.from_config(model.config).save_pretrained(tmp_path)
+    inputs = whisper_features(model.config, 0.8, 1.0)
+    with torch.no_grad():
+        before = model(**inputs).logits.softmax(dim=-1)
+    quantised = EmotionRecognizer.from_pretrained(tmp_path, device="cpu", int8=True).model
+    encoder = list(quantised.ser.whisper_encoder.encoder.modules())
+    assert not any(type(m) is torch.nn.Linear for m in encoder)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in encoder)
+    assert type(quantised.head.dense) is torch.nn.Linear  # the rest of the model stays float32
+    with torch.no_grad():
+        after = quantised(**inputs).logits.softmax(dim=-1)
+    assert torch.allclose(before, after, atol=0.02), (before, after)
+    plain = SERForAudioClassification(tiny_config())
+    assert quantize_speech_encoder(plain) is plain
+    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in plain.modules())

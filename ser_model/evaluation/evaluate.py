@@ -44,7 +44,7 @@ from ..audio_io import AudioError
 from ..serving.inference import EmotionRecognizer, Prediction
 from ..metrics import classification_metrics, confusion_matrix, per_class_recall
 from .probe import FrozenEncoderProbe, fit_choosing_c
-from .report import BASELINE, FUSION, PROBE, SPEAKER_INDEPENDENT, markdown_report, validation_markdown
+from .report import BASELINE, FUSION, INT8, PROBE, SPEAKER_INDEPENDENT, markdown_report, validation_markdown
 from .robustness import conditions, missing_conditions
 from ..data.splits import apply_split, load_split, subsample_parts
 from ..data.train_data import load_clips
@@ -142,7 +142,7 @@ def evaluation_parts(records: list[Record], split, training: dict | None) -> tup
     return parts, held_out_by
 
 
-def _model_parts(model_dir: str, data_dir: str, split_path: str | None, max_clips_per_part: int | None):
+def model_parts(model_dir: str, data_dir: str, split_path: str | None, max_clips_per_part: int | None):
     """The model's split (saved with it unless `split_path`), the parts to score and how each corpus was held out."""
     split = load_split(split_path or Path(model_dir) / "split.json")
     parts, held_out_by = evaluation_parts(discover(data_dir), split, _training_record(model_dir))
@@ -169,15 +169,17 @@ def probe_encoder_for(model_dir: str, requested: str | None) -> str | None:
 
 def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
              split_path: str | None = None, max_clips_per_part: int | None = None,
-             robustness: bool = True, cache_dir: str | None = None, probe_encoder: str | None = None) -> dict:
+             robustness: bool = True, cache_dir: str | None = None, probe_encoder: str | None = None,
+             int8: bool = False) -> dict:
     """Scores the model, the ablations and the baselines (see the module docstring) and writes the report.
     `max_clips_per_part` evaluates on a spread-out subset (smoke tests only); `cache_dir` keeps decoded
     clips as training does (`train_data.load_clips`), and the probe's features; `probe_encoder` is the
-    probe's Whisper checkpoint (none: no probe; `probe_encoder_for` gives the default)."""
-    split, parts, held_out_by = _model_parts(model_dir, data_dir, split_path, max_clips_per_part)
+    probe's Whisper checkpoint (none: no probe; `probe_encoder_for` gives the default); `int8` adds the
+    model with its speech encoder in int8 (`INT8`)."""
+    split, parts, held_out_by = model_parts(model_dir, data_dir, split_path, max_clips_per_part)
     if not parts["test"]:
         raise InputError("the test part of the split is empty: there is nothing to evaluate on")
-    recognizers = _recognizers(model_dir, ablations)
+    recognizers = _recognizers(model_dir, ablations, int8)
     recognizer = recognizers[FUSION]
 
     def load(name):
@@ -217,10 +219,14 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
     return report
 
 
-def _recognizers(model_dir: str, ablations: dict[str, str] | None) -> dict[str, EmotionRecognizer]:
-    """The model under evaluation (`FUSION`) and each ablation, by the name its rows carry."""
-    return {name: EmotionRecognizer.from_pretrained(folder)
-            for name, folder in {FUSION: model_dir, **(ablations or {})}.items()}
+def _recognizers(model_dir: str, ablations: dict[str, str] | None, int8: bool = False) -> dict[str, EmotionRecognizer]:
+    """The model under evaluation (`FUSION`), each ablation, and with `int8` the model with its speech
+    encoder quantised (`INT8`), by the name their rows carry."""
+    recognizers = {name: EmotionRecognizer.from_pretrained(folder)
+                   for name, folder in {FUSION: model_dir, **(ablations or {})}.items()}
+    if int8:
+        recognizers[INT8] = EmotionRecognizer.from_pretrained(model_dir, device="cpu", int8=True)
+    return recognizers
 
 
 def scores(recognizer: EmotionRecognizer, records: list[Record], waves: list[np.ndarray],
@@ -233,17 +239,17 @@ def scores(recognizer: EmotionRecognizer, records: list[Record], waves: list[np.
 def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
                         split_path: str | None = None, cache_dir: str | None = None,
                         max_clips_per_part: int | None = None, robustness: bool = True,
-                        probe_encoder: str | None = None) -> dict:
+                        probe_encoder: str | None = None, int8: bool = False) -> dict:
     """Only the validation speakers, for the model, each ablation and the frozen-encoder probe (with a
     `probe_encoder`): comparing recipes this way never looks at the test speakers. With `robustness`,
     each model's decisions are also compared under every channel condition on the validation clips of
     the speaker-held-out corpora (the figures a channel augmentation recipe is chosen by). Writes
     `validation.json` and `validation.md`."""
-    _, parts, held_out_by = _model_parts(model_dir, data_dir, split_path, max_clips_per_part)
+    _, parts, held_out_by = model_parts(model_dir, data_dir, split_path, max_clips_per_part)
     records = parts["validation"]
     if not records:
         raise InputError("the validation part of the split is empty: there is nothing to score")
-    recognizers = _recognizers(model_dir, ablations)
+    recognizers = _recognizers(model_dir, ablations, int8)
     waves = load_clips(records, recognizers[FUSION].sampling_rate, "loading validation", cache_dir)
     validation = {name: scores(recognizer, records, waves, held_out_by, f"{name} (validation)")
                   for name, recognizer in recognizers.items()}
@@ -415,6 +421,8 @@ def add_parser(commands, default_data_dir: str | None = None) -> None:
                         help="Whisper checkpoint of the frozen-encoder probe, a Hub id or a folder (default: the "
                              "speech_encoder the model was trained from, per its training.json)")
     parser.add_argument("--no-probe", action="store_true", help="skip the frozen-encoder probe (the second baseline)")
+    parser.add_argument("--int8", action="store_true", help=f"also score the model with its speech encoder's linear "
+                        f"layers in dynamic int8 (the rows '{INT8}'; what quantisation costs)")
     parser.set_defaults(run=_run)
 
 
@@ -425,12 +433,12 @@ def _run(args) -> int:
     probe_encoder = None if args.no_probe else probe_encoder_for(args.model, args.probe_encoder)
     if args.validation_only:
         report = evaluate_validation(args.model, args.data_dir, output_dir, ablations, args.split, args.cache_dir or None,
-                                     robustness=not args.no_robustness, probe_encoder=probe_encoder)
+                                     robustness=not args.no_robustness, probe_encoder=probe_encoder, int8=args.int8)
         print((Path(output_dir) / "validation.md").read_text())
         print(f"written to {output_dir}/validation.json and validation.md")
         return 0
     report = evaluate(args.model, args.data_dir, output_dir, ablations, args.split, robustness=not args.no_robustness,
-                      cache_dir=args.cache_dir or None, probe_encoder=probe_encoder)
+                      cache_dir=args.cache_dir or None, probe_encoder=probe_encoder, int8=args.int8)
     print(markdown_report(report).split("## Per-class")[0])
     print(f"report written to {output_dir}")
     return 0

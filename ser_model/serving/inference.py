@@ -13,6 +13,7 @@ windows are classified as they fill, so memory does not grow with the length of 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +189,7 @@ class EmotionRecognizer:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, revision: str | None = None,
-                        device: str | None = None, **kwargs) -> "EmotionRecognizer":
+                        device: str | None = None, int8: bool = False, **kwargs) -> "EmotionRecognizer":
         """Loads a saved model folder or Hub id.
 
         Args:
@@ -196,12 +197,16 @@ class EmotionRecognizer:
                 the model bundled with the repository (`ser_model.bundled_model()`), from any folder.
             revision (`str`, *optional*): Hub branch, tag or commit to pin.
             device (`str`, *optional*): `"cpu"`, `"cuda"`, ...; defaults to the GPU when there is one.
+            int8 (`bool`, *optional*, defaults to `False`): run the speech encoder's linear layers in
+                dynamic int8 (`quantize_speech_encoder`); CPU only.
         """
         name_or_path = bundled_model() if name_or_path is None else name_or_path
         _check_source(name_or_path)
         model = SERForAudioClassification.from_pretrained(name_or_path, revision=revision)
         feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if int8:
+            quantize_speech_encoder(model)
         return cls(model, feature_extractor, **kwargs)
 
     @staticmethod
@@ -340,6 +345,25 @@ def _mean_voice(windows: Sequence[WindowPrediction]) -> dict[str, float] | None:
     return {label: float(np.mean([v[label] for v in voices])) for label in VOICE_LABELS}
 
 
+def quantize_speech_encoder(model: SERForAudioClassification) -> SERForAudioClassification:
+    """Replaces the Whisper branch's linear layers, in place, by dynamically quantised int8 ones: weights
+    stored in int8, activations quantised per batch. They hold nearly all of the encoder's compute; the
+    convolutional front and the from-scratch branches stay in float32. The model must be on the CPU and is
+    for inference only. A model without the Whisper branch is returned unchanged."""
+    if "whisper" not in model.config.branches:
+        return model
+    if next(model.parameters()).device.type != "cpu":
+        raise InputError("int8 runs on the CPU only: load the model with device='cpu'")
+    with warnings.catch_warnings():
+        # torch announces that this API moves to torchao; it works in the pinned torch, and torchao is
+        # not among this project's packages.
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        torch.ao.quantization.quantize_dynamic(model.ser.whisper_encoder.encoder, {torch.nn.Linear},
+                                               dtype=torch.qint8, inplace=True)
+    return model.eval()
+
+
 def set_inference_threads() -> int:
     """Sets torch's intra-op threads for serving to $OMP_NUM_THREADS when it is set, else to
     `INFERENCE_THREADS`, and returns the number: the one place the app and the CLI choose it."""
@@ -468,4 +492,4 @@ def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Ite
 
 
 __all__ = ["INFERENCE_THREADS", "EmotionRecognizer", "Prediction", "Segment", "SignalView", "WindowPrediction",
-           "merge_segments", "set_inference_threads", "window_spans"]
+           "merge_segments", "quantize_speech_encoder", "set_inference_threads", "window_spans"]
