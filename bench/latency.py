@@ -1,19 +1,24 @@
-"""Latency of one decision on a 3-second clip: feature extraction + model forward, on the CPU, next to a
-wav2vec2-base-sized audio classifier on the same clips.
+"""Latency of one decision on a 3-second clip: feature extraction + model forward, on the CPU, next to the
+previous model, the same model with its speech encoder in int8, and a wav2vec2-base-sized audio classifier,
+on the same clips.
 
-    python bench/latency.py                  # batch 1 and 16, all cores
+    python bench/latency.py --threads 2                 # batch 1 and 16; model-mel-mfcc beside; int8; peer
     python bench/latency.py --threads 2 --repeats 200
-    python bench/latency.py --quick          # a quick check
+    python bench/latency.py --quick                     # a quick check
 
 Real RAVDESS clips are cropped (centred) or zero-padded to exactly 3.0 s, so every batch has the
 same shape; synthetic noise stands in when the corpus is absent (speed does not depend on content).
-Each batch size gets warm-up runs first, then timed runs, each on different clips.
+Each batch size gets warm-up runs first, then timed runs, each on different clips; every model sees the
+same batches in the same order.
 
+`--previous` (default: the bundled mel+MFCC model, model-mel-mfcc/) is timed in the same run, so that
+the cost of the Whisper branch is measured on one machine at one moment; `--int8` adds the model with
+its speech encoder's linear layers in dynamic int8 (`ser_model.serving.inference.quantize_speech_encoder`).
 The peer is `Wav2Vec2ForSequenceClassification(Wav2Vec2Config(num_labels=7))`, the default config
 being wav2vec2-base's size (Baevski et al. 2020: 12 transformer layers of width 768, about 94 M
 parameters), with random weights (speed does not depend on them), and its default
-`Wav2Vec2FeatureExtractor`, so both sides are timed as "features + model". The peer is far slower, so
-it gets fewer runs (`--peer-repeats`, `--peer-warmup`); both run with the same torch thread count.
+`Wav2Vec2FeatureExtractor`, so every model is timed as "features + model". The peer is far slower, so
+it gets fewer runs (`--peer-repeats`, `--peer-warmup`); all run with the same torch thread count.
 """
 
 from __future__ import annotations
@@ -21,28 +26,31 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import _common  # noqa: F401  (sets up sys.path before ser_model is imported)
 import numpy as np
 import torch
-from _common import (add_common_arguments, add_run_count_arguments, check_threads_and_batch_sizes, count_parameters,
-                     environment_lines, load_recognizer, percentile, ravdess_clips, resolve_model, resolve_run_counts,
-                     run_script)
+from _common import (REPO_ROOT, add_common_arguments, add_run_count_arguments, check_threads_and_batch_sizes,
+                     count_parameters, environment_lines, load_recognizer, percentile, ravdess_clips, resolve_model,
+                     resolve_run_counts, run_script)
 
 from ser_model.audio_io import AudioError, load_audio
+from ser_model.serving.inference import quantize_speech_encoder
 
 CLIP_SECONDS = 3.0
-# The goals (the README's Performance table has the figures): at most 30 ms per 3 s clip on 2 cores, and
-# at least 10x faster than a typical peer, features + model, since speed on a small CPU is the reason
-# to ship a small model.
-GOAL_MS = 30.0
+# Issue 19's goal for the three-branch model: at most 60 ms per 3 s clip at batch 1 on 2 cores (the
+# base encoder alone takes about 41 ms per 4 s window there). The mel+MFCC model's goals were 30 ms and
+# 10x faster than the peer; the table prints the ratios, the README has the history.
+GOAL_MS = 60.0
 GOAL_CORES = 2
-GOAL_SPEEDUP = 10.0
+PEER = "peer"
 PEER_NAME = "wav2vec2-base-sized classifier"
+PREVIOUS_MODEL = REPO_ROOT / "model-mel-mfcc"
 # name: (full default, --quick default, help)
 RUN_COUNTS = {
-    "repeats": (100, 5, "timed runs per batch size, our model"),
-    "warmup": (10, 1, "untimed runs per batch size, our model"),
+    "repeats": (100, 5, "timed runs per batch size, our models"),
+    "warmup": (10, 1, "untimed runs per batch size, our models"),
     "peer_repeats": (20, 3, "timed runs per batch size, the peer"),
     "peer_warmup": (2, 1, "untimed runs per batch size, the peer"),
     "clips": (64, 16, "distinct clips to cycle through"),
@@ -53,33 +61,53 @@ def main(argv=None) -> int:
     args = parse_arguments(argv)
     torch.set_num_threads(args.threads)
     try:
-        recognizer, model_line = load_recognizer(resolve_model(args.model))
+        models = load_models(args)
     except (OSError, ValueError) as error:
-        print(f"error: cannot load the model: {error}", file=sys.stderr)
+        print(f"error: cannot load a model: {error}", file=sys.stderr)
         return 2
-    sampling_rate = recognizer.sampling_rate
+    sampling_rate = models["ours"][0].sampling_rate
     clips, clips_line = three_second_clips(args.data, args.clips, sampling_rate)
-    peer = None if args.no_peer else build_peer(sampling_rate)
-    print_setup(args, model_line, peer, clips_line)
-
-    ours = {batch_size: time_batches(recognizer.feature_extractor, recognizer.model, clips, sampling_rate,
-                                     batch_size, args.warmup, args.repeats)
-            for batch_size in args.batch_sizes}
-    theirs = {} if peer is None else {
-        batch_size: time_batches(*peer, clips, sampling_rate, batch_size, args.peer_warmup, args.peer_repeats)
-        for batch_size in args.batch_sizes}
-    print_timings(ours, theirs)
-    if peer is not None:
-        print_comparison(ours, theirs, recognizer.model, peer[1])
-    print_goals(ours, theirs, args)
+    print_setup(args, models, clips_line)
+    timings = {}
+    for name, (feature_extractor, model, _) in models.items():
+        warmup, repeats = (args.peer_warmup, args.peer_repeats) if name == PEER else (args.warmup, args.repeats)
+        timings[name] = {batch_size: time_batches(feature_extractor, model, clips, sampling_rate, batch_size, warmup,
+                                                  repeats)
+                         for batch_size in args.batch_sizes}
+    print_timings(timings)
+    print_ratios(timings)
+    print_goals(timings, args)
     return 0
+
+
+def load_models(args) -> dict[str, tuple]:
+    """name: (feature extractor, model, description) of every model timed, ours first."""
+    recognizer, line = load_recognizer(resolve_model(args.model))
+    models = {"ours": (recognizer.feature_extractor, recognizer.model, line)}
+    if args.int8:
+        quantised, _ = load_recognizer(resolve_model(args.model))
+        quantize_speech_encoder(quantised.model)
+        models["int8"] = (quantised.feature_extractor, quantised.model,
+                          "the same, speech encoder's linear layers in dynamic int8")
+    if args.previous and Path(args.previous).is_dir():
+        previous, line = load_recognizer(args.previous)
+        models["previous"] = (previous.feature_extractor, previous.model, line)
+    if not args.no_peer:
+        feature_extractor, model = build_peer(recognizer.sampling_rate)
+        models[PEER] = (feature_extractor, model, f"{PEER_NAME}, Wav2Vec2ForSequenceClassification(Wav2Vec2Config("
+                                                  f"num_labels=7)) + Wav2Vec2FeatureExtractor(), random weights; "
+                                                  f"{count_parameters(model) / 1e6:.2f} M parameters")
+    return models
 
 
 def parse_arguments(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="default: %(default)s")
-    parser.add_argument("--no-peer", action="store_true", help="time the shipped model only")
+    parser.add_argument("--previous", default=str(PREVIOUS_MODEL), metavar="DIR",
+                        help="an earlier model folder timed in the same run (default: %(default)s; '' for none)")
+    parser.add_argument("--int8", action="store_true", help="also time the model with its speech encoder in int8")
+    parser.add_argument("--no-peer", action="store_true", help="do not time the wav2vec2-base-sized peer")
     add_run_count_arguments(parser, RUN_COUNTS)
     args = parser.parse_args(argv)
     resolve_run_counts(parser, args, RUN_COUNTS, minimum={"warmup": 0, "peer_warmup": 0})
@@ -87,51 +115,59 @@ def parse_arguments(argv) -> argparse.Namespace:
     return args
 
 
-def print_setup(args, model_line: str, peer, clips_line: str) -> None:
+def print_setup(args, models: dict, clips_line: str) -> None:
     print("== latency: features + model, one 3.0 s clip ==")
     for line in environment_lines():
         print(line)
-    print(f"model: {model_line}")
-    if peer is not None:
-        print(f"peer: {PEER_NAME}, Wav2Vec2ForSequenceClassification(Wav2Vec2Config(num_labels=7)) + "
-              f"Wav2Vec2FeatureExtractor(), random weights; {count_parameters(peer[1]) / 1e6:.2f} M parameters")
-    print(f"threads: {args.threads} (torch intra-op), the same for both")
+    for name, (_, _, description) in models.items():
+        print(f"{name}: {description}")
+    print(f"threads: {args.threads} (torch intra-op), the same for every model")
     print(f"clips: {clips_line}")
     print(f"runs per batch size: {args.warmup} warm-up + {args.repeats} timed"
-          + ("" if peer is None else f"; peer {args.peer_warmup} warm-up + {args.peer_repeats} timed")
+          + ("" if PEER not in models else f"; peer {args.peer_warmup} warm-up + {args.peer_repeats} timed")
           + (" (--quick: too few runs to report)" if args.quick else ""))
     print()
 
 
-def print_timings(ours: dict, theirs: dict) -> None:
+def print_timings(timings: dict) -> None:
     """One row per model and batch size: the whole call's median and p90, and each stage's median."""
-    header = (f"{'model':<5}  {'batch':>5}  {'median ms/batch':>15}  {'p90 ms/batch':>12}  {'ms/clip':>8}  "
+    header = (f"{'model':<8}  {'batch':>5}  {'median ms/batch':>15}  {'p90 ms/batch':>12}  {'ms/clip':>8}  "
               f"{'features ms':>11}  {'model ms':>8}")
     print(header)
     print("-" * len(header))
-    for name, rows in (("ours", ours), ("peer", theirs)):
+    for name, rows in timings.items():
         for batch_size, (total, features, model) in rows.items():
             median = percentile(total, 50)
-            print(f"{name:<5}  {batch_size:>5}  {median:>15.1f}  {percentile(total, 90):>12.1f}  "
+            print(f"{name:<8}  {batch_size:>5}  {median:>15.1f}  {percentile(total, 90):>12.1f}  "
                   f"{median / batch_size:>8.2f}  {percentile(features, 50):>11.1f}  {percentile(model, 50):>8.1f}")
     print("(features ms and model ms are medians of each stage; ms/clip is the median per batch / batch size)")
     print()
 
 
-def print_goals(ours: dict, theirs: dict, args) -> None:
+def print_ratios(timings: dict) -> None:
+    """Each other model's median time over ours, per batch size."""
+    others = [name for name in timings if name != "ours"]
+    if not others:
+        return
+    header = f"{'batch':>5}  " + "  ".join(f"{name + ' / ours':>16}" for name in others)
+    print(header)
+    print("-" * len(header))
+    for batch_size, (ours, _, _) in timings["ours"].items():
+        ratios = [percentile(timings[name][batch_size][0], 50) / percentile(ours, 50) for name in others]
+        print(f"{batch_size:>5}  " + "  ".join(f"{ratio:>15.2f}x" for ratio in ratios))
+    print("(medians of features + model; below 1: faster than ours)")
+    print()
+
+
+def print_goals(timings: dict, args) -> None:
     goal = f"goal: <= {GOAL_MS:g} ms median at batch 1 on {GOAL_CORES} cores"
-    if 1 not in ours:
-        print(f"{goal}: n/a (batch size 1 was not measured)")
-    else:
-        median = percentile(ours[1][0], 50)
-        verdict = "PASS" if median <= GOAL_MS else "FAIL"
-        note = "" if args.threads == GOAL_CORES else f"; measured with {args.threads} threads, not {GOAL_CORES}"
-        print(f"{goal}: {verdict} ({median:.1f} ms{note})")
-    if theirs:
-        ratios = {b: percentile(theirs[b][0], 50) / percentile(ours[b][0], 50) for b in args.batch_sizes}
-        verdict = "PASS" if all(r >= GOAL_SPEEDUP for r in ratios.values()) else "FAIL"
-        detail = ", ".join(f"batch {b}: {r:.1f}x" for b, r in ratios.items())
-        print(f"goal: >= {GOAL_SPEEDUP:g}x faster than the {PEER_NAME} at every batch size: {verdict} ({detail})")
+    note = "" if args.threads == GOAL_CORES else f"; measured with {args.threads} threads, not {GOAL_CORES}"
+    for name in [n for n in ("ours", "int8") if n in timings]:
+        if 1 not in timings[name]:
+            print(f"{goal} ({name}): n/a (batch size 1 was not measured)")
+            continue
+        median = percentile(timings[name][1][0], 50)
+        print(f"{goal} ({name}): {'PASS' if median <= GOAL_MS else 'FAIL'} ({median:.1f} ms{note})")
 
 
 def build_peer(sampling_rate: int):
@@ -144,19 +180,6 @@ def build_peer(sampling_rate: int):
     if feature_extractor.sampling_rate != sampling_rate:
         raise ValueError(f"the peer expects {feature_extractor.sampling_rate} Hz audio, our model {sampling_rate} Hz")
     return feature_extractor, model
-
-
-def print_comparison(ours: dict, theirs: dict, our_model, peer_model) -> None:
-    header = f"{'batch':>5}  {'ours ms/clip':>12}  {'peer ms/clip':>12}  {'peer / ours':>11}"
-    print(header)
-    print("-" * len(header))
-    for batch_size in ours:
-        mine, other = percentile(ours[batch_size][0], 50), percentile(theirs[batch_size][0], 50)
-        print(f"{batch_size:>5}  {mine / batch_size:>12.2f}  {other / batch_size:>12.2f}  {other / mine:>10.1f}x")
-    ours_params, peer_params = count_parameters(our_model), count_parameters(peer_model)
-    print(f"(medians of features + model; parameters: ours {ours_params / 1e6:.2f} M, peer {peer_params / 1e6:.2f} M, "
-          f"{peer_params / ours_params:.0f}x as many)")
-    print()
 
 
 def three_second_clips(data_dir, count: int, sampling_rate: int) -> tuple[list[np.ndarray], str]:
