@@ -7,8 +7,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+from ser_model import SERForAudioClassification
 
 from .conftest import REPO
+from .test_whisper_branch import whisper_config, whisper_features
 
 BENCH = REPO / "bench"
 SCRIPTS = sorted(path.name for path in BENCH.glob("*.py") if not path.name.startswith("_"))
@@ -37,3 +41,21 @@ def test_every_benchmark_answers_help(name):
                                text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("usage: "), completed.stdout[:200]
+
+
+def test_the_padding_comparison_gives_the_models_own_logits_when_the_input_is_not_padded():
+    sys.path.insert(0, str(BENCH))  # the scripts import their neighbours as top-level modules
+    import whisper_padding
+
+    torch.manual_seed(0)
+    model = SERForAudioClassification(whisper_config(calibration_temperature=2.0)).eval()
+    inputs = whisper_features(model.config, model.config.window_seconds)  # one full window: nothing padded
+    longer = torch.nn.functional.pad(inputs["input_features"], (0, 200), value=-1.0)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        same = whisper_padding.padded_logits(model, inputs, inputs["input_features"])
+        windowed = model.ser.whisper_encoder(inputs["input_features"], inputs["whisper_attention_mask"])
+        padded = whisper_padding.padded_whisper_embedding(model.ser.whisper_encoder, inputs, longer)
+    assert torch.allclose(same, expected, atol=1e-6)
+    # 100 more positions that every real one attends to, as in Whisper's 30 s inputs, change the embedding
+    assert padded.shape == windowed.shape and (padded - windowed).abs().max() > 1e-3  # rounding: about 1e-7
