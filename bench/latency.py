@@ -24,6 +24,7 @@ it gets fewer runs (`--peer-repeats`, `--peer-warmup`); all run with the same to
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -85,9 +86,8 @@ def load_models(args) -> dict[str, tuple]:
     recognizer, line = load_recognizer(resolve_model(args.model))
     models = {"ours": (recognizer.feature_extractor, recognizer.model, line)}
     if args.int8:
-        quantised, _ = load_recognizer(resolve_model(args.model))
-        quantize_speech_encoder(quantised.model)
-        models["int8"] = (quantised.feature_extractor, quantised.model,
+        # A copy of the loaded model, not a second load: quantisation replaces layers in place.
+        models["int8"] = (recognizer.feature_extractor, quantize_speech_encoder(copy.deepcopy(recognizer.model)),
                           "the same, speech encoder's linear layers in dynamic int8")
     if args.previous and Path(args.previous).is_dir():
         previous, line = load_recognizer(args.previous)
