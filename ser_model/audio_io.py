@@ -20,13 +20,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .configuration import SILENCE_PEAK, silence_message, too_short_message
+from .configuration import silence_message, too_short_message
 from .errors import InputError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "FFMPEG_EXTENSIONS",
-    "SILENCE_PEAK",
     "AudioError",
     "audio_duration",
     "check_duration",
@@ -50,7 +49,7 @@ FFMPEG_EXTENSIONS = frozenset(
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
                              | FFMPEG_EXTENSIONS)
 
-# SILENCE_PEAK and the silent and too-short sentences come from `configuration.py`, a Hub file, so
+# The speech detector and the no-speech and too-short sentences come from `configuration.py`, a Hub file, so
 # that the feature extractor of a model loaded from the Hub refuses the same audio in the same words.
 # Samples beyond this magnitude are garbage, not audio (a corrupt float file): full scale is 1.0,
 # and even 32-bit integer PCM stored as float stays below 2.2e9. They are refused before any
@@ -85,7 +84,8 @@ def load_audio(path, sampling_rate=16000, max_seconds=None, min_seconds=0.25) ->
         `np.ndarray` of shape `(num_samples,)`, float32, contiguous.
 
     Raises:
-        `AudioError`: the file is missing, unreadable, too long, too short, silent or not finite.
+        `AudioError`: the file is missing, unreadable, too long, too short or not finite. Whether it holds
+            speech is the classifier's question (`has_speech`), asked of what the model would hear.
     """
     path = _checked_path(path)
     sample_limit = None
@@ -111,7 +111,7 @@ def stream_audio(path, sampling_rate=16000, block_seconds=30.0) -> Iterator[np.n
     Decodes an audio file block by block, so memory stays bounded whatever the file's length.
 
     Decoding, downmixing and resampling are all incremental; the concatenated blocks match
-    `load_audio` (without its duration and silence checks, which are the caller's job here).
+    `load_audio` (without its duration checks, which are the caller's job here).
 
     Args:
         path (`str` or `os.PathLike`):
@@ -205,7 +205,8 @@ def to_mono_16k(samples: np.ndarray, orig_sampling_rate: int, sampling_rate=1600
 
 def validate_waveform(waveform: np.ndarray, sampling_rate: int, min_seconds=0.25) -> np.ndarray:
     """
-    Checks that a mono waveform is usable: not empty, finite, long enough and not silent.
+    Checks that a mono waveform is usable: not empty, finite and long enough. Whether it holds speech is
+    the classifier's question (`has_speech`), asked of each window the model would hear.
 
     Args:
         waveform (`np.ndarray` of shape `(num_samples,)`):
@@ -261,13 +262,11 @@ def _validate(waveform, sampling_rate, min_seconds, subject):
     if not np.isfinite(waveform).all():
         raise AudioError(f"{subject} contains NaN or infinite sample values.")
     check_duration(waveform.size / sampling_rate, min_seconds, subject=subject)
-    if np.abs(waveform).max() < SILENCE_PEAK:
-        raise silence_error(subject)
     return waveform
 
 
 def silence_error(subject: str = "The audio") -> AudioError:
-    """The one sentence for audio with nothing louder than `SILENCE_PEAK`, whichever check finds it."""
+    """The one sentence for audio without speech (`has_speech`), whichever check finds it."""
     return AudioError(silence_message(subject))
 
 

@@ -30,14 +30,14 @@ def tiny_config(**overrides) -> SERConfig:
 
 
 def speechlike(seconds: float, sampling_rate: int = 16_000, seed: int = 0) -> np.ndarray:
-    """A harmonic tone with a syllable-rate envelope plus noise: not speech, but it exercises every
-    band and is far from silent."""
+    """A harmonic tone with a syllable-rate envelope that falls to the noise between syllables, plus
+    noise: not speech, but it exercises every band and passes the speech detector (`has_speech`)."""
     rng = np.random.default_rng(seed)
     t = np.arange(round(seconds * sampling_rate)) / sampling_rate
     pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
     phase = 2 * np.pi * np.cumsum(pitch) / sampling_rate
     voiced = sum(np.sin(k * phase) / k for k in range(1, 8))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    envelope = np.sin(2 * np.pi * 2 * t) ** 2  # four syllables a second
     return (0.2 * envelope * voiced + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 

@@ -7,7 +7,7 @@ from transformers import pipeline
 
 from ser_model import SERFeatureExtractor
 from ser_model.audio_io import AudioError, silence_error, validate_waveform
-from ser_model.configuration import FRONT_END_DEFAULTS
+from ser_model.configuration import FRONT_END_DEFAULTS, frame_levels_db, has_speech
 
 from .conftest import speechlike, tiny_config
 
@@ -105,10 +105,10 @@ def test_silent_and_too_short_audio_are_refused_with_the_apps_sentences(extracto
         extractor(short, sampling_rate=16_000)
     assert str(refused.value) == str(expected.value) == "The audio is too short: 0.050 s, while the minimum is 0.1 s."
 
-    silent = speechlike(2.0) * 1e-4  # far below -60 dBFS at its loudest: a noise floor, not speech
     with pytest.raises(ValueError) as refused:
-        extractor(silent, sampling_rate=16_000)
-    assert str(refused.value) == str(silence_error()) == "The audio is silent: its loudest sample is below -60 dBFS."
+        extractor(np.zeros(32_000, np.float32), sampling_rate=16_000)
+    assert str(refused.value) == str(silence_error()) == (
+        "The audio is silent or a steady sound such as hum or noise, with no speech in it.")
 
 
 def test_only_what_the_model_sees_must_be_loud_and_each_clip_of_a_batch_is_named(extractor):
@@ -140,7 +140,7 @@ def test_the_minimum_is_saved_and_older_configs_load_with_the_default(extractor,
 def test_the_pipeline_refuses_silence_and_too_short_audio(tiny_model_dir):
     classifier = pipeline("audio-classification", model=str(tiny_model_dir), trust_remote_code=True)
     assert len(classifier({"raw": speechlike(0.5), "sampling_rate": 16_000}, top_k=None)) == 7
-    with pytest.raises(ValueError, match=r"^The audio is silent: its loudest sample is below -60 dBFS\.$"):
+    with pytest.raises(ValueError, match=r"^The audio is silent or a steady sound such as hum or noise, with no speech"):
         classifier({"raw": np.zeros(32_000, np.float32), "sampling_rate": 16_000})
     with pytest.raises(ValueError, match=r"^The audio is too short: 0\.050 s, while the minimum is 0\.1 s\.$"):
         classifier({"raw": speechlike(0.05), "sampling_rate": 16_000})
@@ -152,3 +152,40 @@ def test_save_and_load_round_trip(extractor, tmp_path):
     clip = speechlike(0.5)
     np.testing.assert_array_equal(extractor(clip, sampling_rate=16_000)["input_values"],
                                   loaded(clip, sampling_rate=16_000)["input_values"])
+
+
+def steady_sounds(seconds: float = 2.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """What a microphone gives with nobody speaking: digital silence, steady noise, mains hum."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * 16_000)) / 16_000
+    hum = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in (1, 3, 5))
+    return {"zeros": np.zeros(t.size, np.float32),
+            "white noise": (0.1 * rng.standard_normal(t.size)).astype(np.float32),
+            "50 Hz hum": (0.3 * hum).astype(np.float32),
+            "hum under noise": (0.3 * hum + 0.05 * rng.standard_normal(t.size)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("name", ["zeros", "white noise", "50 Hz hum", "hum under noise"])
+def test_no_speech_is_refused_at_any_level(extractor, name):
+    sound = steady_sounds()[name]
+    for gain_db in (0, -40):
+        assert not has_speech(sound * 10 ** (gain_db / 20), 16_000)
+        with pytest.raises(ValueError, match=r"^The audio is silent or a steady sound"):
+            extractor(sound * 10 ** (gain_db / 20), sampling_rate=16_000)
+
+
+def test_quiet_speech_is_speech_and_gives_the_same_features(extractor):
+    clip = speechlike(1.0)
+    quiet = np.round(clip * 10 ** (-40 / 20) * 32767) / 32767  # 40 dB down, as a 16-bit file stores it
+    assert has_speech(clip, 16_000) and has_speech(quiet, 16_000)
+    full, low = extractor(clip, sampling_rate=16_000), extractor(quiet.astype(np.float32), sampling_rate=16_000)
+    # Only the 16-bit rounding differs: about 35 dB under the speech, in the quietest bands.
+    assert np.abs(full["input_values"] - low["input_values"]).mean() < 0.05
+
+
+def test_frame_levels_read_a_full_scale_sine_as_minus_3_dbfs_and_ignore_what_lies_below_the_band():
+    t = np.arange(16_000) / 16_000
+    in_band, below_band = np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 50 * t)
+    np.testing.assert_allclose(frame_levels_db(in_band, 16_000), -3.01, atol=0.01)
+    assert frame_levels_db(below_band, 16_000).max() < -40
+    assert frame_levels_db(in_band[:100], 16_000).shape == (1,)  # shorter than a frame: one, zero-padded

@@ -13,6 +13,7 @@ from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForCondi
 
 from ser_model import SERFeatureExtractor, SERForAudioClassification
 from ser_model.errors import InputError
+from ser_model.feature_extractor import REFERENCE_RMS
 from ser_model.training.speech_encoder import load_speech_encoder, speech_encoder_config
 
 from .conftest import REPO, speechlike, tiny_config
@@ -206,6 +207,8 @@ def test_whisper_features_are_transformers_own_on_the_window(seconds):
     clip = speechlike(seconds, seed=3)
     ours = SERFeatureExtractor.from_config(config)([clip, speechlike(2.5, seed=4)], sampling_rate=16_000)
     window = clip[: round(2.0 * 16_000)]
+    rms = np.sqrt(np.mean(np.square(window, dtype=np.float64)))
+    window = (window * (REFERENCE_RMS / rms)).astype(np.float32)  # the level every branch gets
     whisper = WhisperFeatureExtractor(feature_size=config.speech_encoder.num_mel_bins)
     unpadded = whisper(window, sampling_rate=16_000, padding="longest", return_tensors="np")["input_features"][0]
     padded = whisper(window, sampling_rate=16_000, return_tensors="np")["input_features"][0]
@@ -213,6 +216,21 @@ def test_whisper_features_are_transformers_own_on_the_window(seconds):
     assert frames == unpadded.shape[1] == len(window) // 160
     np.testing.assert_allclose(ours["input_features"][0][:, :frames], unpadded, atol=1e-6)
     np.testing.assert_allclose(ours["input_features"][0][:, : frames - 1], padded[:, : frames - 1], atol=1e-6)
+
+
+def test_every_branch_sees_the_same_input_at_any_recording_level():
+    # A phone on a table records 30 to 40 dB lower: the level is normalised in front of every branch,
+    # Whisper's included, whose log-mel is otherwise absolute.
+    extractor = SERFeatureExtractor.from_config(whisper_config(window_seconds=2.0))
+    clip = speechlike(1.5, seed=5)
+    full, quiet = (extractor(c, sampling_rate=16_000) for c in (clip, clip * 10 ** (-40 / 20)))
+    for name in ("input_values", "input_mfcc", "input_features"):
+        np.testing.assert_allclose(quiet[name], full[name], atol=1e-4, err_msg=name)
+    # Without the normalisation (models exported before it), Whisper's input moves with the level.
+    raw = SERFeatureExtractor.from_config(whisper_config(window_seconds=2.0))
+    raw.normalize_level = False
+    assert np.abs(raw(clip, sampling_rate=16_000)["input_features"]
+                  - raw(clip * 0.01, sampling_rate=16_000)["input_features"]).max() > 0.5
 
 
 def test_the_feature_extractor_saves_the_whisper_setting(tmp_path):

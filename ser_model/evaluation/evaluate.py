@@ -375,7 +375,7 @@ def robustness_results(recognizers: dict, clips: list[np.ndarray], truth: list[s
 
 def _label_or_refused(recognizer: EmotionRecognizer, waveform: np.ndarray) -> str | None:
     """The top emotion, or None where the recognizer refuses the clip as a user's file would be refused
-    (30 dB quieter, the softest clips fall under the silence threshold): that counts as wrong."""
+    (e.g. when it finds no speech in it): that counts as wrong."""
     try:
         return recognizer.predict_waveform(waveform, recognizer.sampling_rate).label
     except AudioError:

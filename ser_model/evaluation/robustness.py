@@ -68,8 +68,10 @@ def conditions(babble_clips: list[np.ndarray], seed: int = 0) -> dict[str, Calla
         "telephone_8k": telephone,
         "babble_10db": talkers,
         "reverb_rt60_0.5s": lambda clip: reverberate(clip, SAMPLING_RATE, 0.5, rng["reverb"]),
-        # A 16-bit recording 30 dB quieter than the original: what a distant or quiet microphone gives.
+        # A 16-bit recording 30 and 40 dB quieter than the original: a phone on a table, a distant or
+        # quiet microphone. 40 dB down, RAVDESS's quietest clips peak about ten 16-bit steps high.
         "level_minus_30db": lambda clip: change_level(clip, -30.0),
+        "level_minus_40db": lambda clip: change_level(clip, -40.0),
     })
     return table
 

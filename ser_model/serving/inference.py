@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ..audio_io import (SILENCE_PEAK, AudioError, audio_duration, check_duration, silence_error, stream_audio,
+from ..audio_io import (AudioError, audio_duration, check_duration, silence_error, stream_audio,
                         to_mono_16k, truncation_notice, validate_waveform)
-from ..configuration import VOICE_LABELS, SERConfig, seconds_to_samples
+from ..configuration import VOICE_LABELS, SERConfig, has_speech, seconds_to_samples
 from ..errors import InputError
 from ..feature_extractor import SERFeatureExtractor
 from ..model_info import bundled_model
@@ -257,9 +257,9 @@ class EmotionRecognizer:
                        keep_view: bool = False) -> Prediction:
         """Predicts from consecutive blocks of 16 kHz mono float32 audio (the core of every path).
 
-        A window with nothing louder than `SILENCE_PEAK` is marked silent and left out of the
-        overall mean: pauses in long recordings would otherwise pull the prediction towards whatever
-        silence looks like. `subject` names the audio in error sentences (e.g. the file name).
+        A window without speech (`has_speech`: silence, hum or steady noise) is marked silent and left
+        out of the overall mean: pauses in long recordings would otherwise pull the prediction towards
+        whatever silence looks like. `subject` names the audio in error sentences (e.g. the file name).
         With `keep_view`, the envelope of the blocks and the features of the first window are kept
         as the prediction's `view`, in the same pass.
         """
@@ -286,7 +286,7 @@ class EmotionRecognizer:
             if len(window) < self.window:
                 # Only audio shorter than one window gives a short window: check it before the model sees it.
                 check_duration(len(window) / sr, self.config.min_audio_seconds, subject=subject)
-            if np.abs(window).max() < SILENCE_PEAK:
+            if not has_speech(window, sr):
                 windows.append(WindowPrediction(start / sr, (start + len(window)) / sr, None))
                 continue
             pending.append((start, window))

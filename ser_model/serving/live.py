@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from ..audio_io import SILENCE_PEAK, AudioError, to_mono_16k
-from ..configuration import seconds_to_samples
+from ..audio_io import AudioError, to_mono_16k
+from ..configuration import has_speech, seconds_to_samples
 from .inference import EmotionRecognizer, Prediction, WindowPrediction
 
 # How often the newest window is classified, in seconds of new audio. Gradio 6.31's audio component
@@ -105,7 +105,7 @@ class LiveSession:
         self.classified_at = self.total_samples
         start = (self.total_samples - len(self.buffer)) / self.sampling_rate
         probabilities = None
-        if np.abs(self.buffer).max() >= SILENCE_PEAK:
+        if has_speech(self.buffer, self.sampling_rate):
             # Same silence rule as files (ser_model.serving.inference): a silent window is shown, not classified.
             probabilities = recognizer.classify_batch([self.buffer])[0]
             values = np.array([probabilities[label] for label in self.labels])
