@@ -17,7 +17,7 @@ from .conftest import REPO, TINY, data_dir_or_skip
 
 
 
-@pytest.mark.slow
+@pytest.mark.needs_corpora
 def test_two_processes_train_the_same_model(tmp_path):
     data_dir = data_dir_or_skip()
     out = tmp_path / "run"

@@ -72,6 +72,7 @@ def test_cli_predicts_with_the_hub_id_and_revision(hub_cache, clip, expected):
     assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.needs_server
 def test_app_serves_the_hub_id_and_revision(hub_cache, clip, expected, tmp_path):
     hf_home, _ = hub_cache
     with running_app(tmp_path, model=REPO_ID, revision=SHA, env={"HF_HOME": str(hf_home)}) as url:
