@@ -42,7 +42,7 @@ from ser_model.serving.inference import quantize_speech_encoder
 CLIP_SECONDS = 3.0
 # Issue 19's goal for the three-branch model: at most 60 ms per 3 s clip at batch 1 on 2 cores (the
 # base encoder alone takes about 41 ms per 4 s window there). The mel+MFCC model's goals were 30 ms and
-# 10x faster than the peer; the table prints the ratios, the README has the history.
+# 10x faster than the peer; the table prints the ratios, docs/performance.md has the history.
 GOAL_MS = 60.0
 GOAL_CORES = 2
 PEER = "peer"

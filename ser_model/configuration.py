@@ -1,4 +1,5 @@
-"""Configuration of the DenseNet + MFCC-CNN fusion model for speech emotion recognition.
+"""Configuration of the speech emotion recognition model: a pretrained Whisper encoder, a DenseNet over log-mel
+spectrograms and a small CNN over MFCCs, fused by one head, with an optional voice head.
 
 This file is one of the three "Hub files" (with `feature_extractor.py` and `modeling.py`) that are
 copied next to the weights, so it imports nothing but `transformers` and its siblings.
@@ -147,9 +148,11 @@ def seconds_to_samples(seconds: float, sampling_rate: int) -> int:
 
 class SERConfig(PreTrainedConfig):
     r"""
-    Configuration of [`SERForAudioClassification`]: the audio front end, a timm DenseNet over log-mel
-    spectrograms, a small 1-D CNN over MFCCs, optionally a pretrained Whisper speech encoder, and the
-    fusion head.
+    Configuration of [`SERForAudioClassification`]: the audio front end, up to three branches (a timm
+    DenseNet over log-mel spectrograms, a small 1-D CNN over MFCCs, a pretrained Whisper speech encoder),
+    the fusion head and the optional voice head. The bundled model has all three: its Whisper base encoder
+    is 20.6 M of its 22 M parameters, frozen, and pools each layer's mean and standard deviation; models
+    without the Whisper branch (`branches=["mel", "mfcc"]`, such as `model-mel-mfcc/`) still load.
 
     `window_hop_seconds` and `min_audio_seconds` steer the audio the network is given, not the network:
     long-audio inference (`ser_model.serving.inference`) cuts windows every `window_hop_seconds`, and the
@@ -217,7 +220,7 @@ class SERConfig(PreTrainedConfig):
             uses). `"weighted"`: a learned softmax weighting of the hidden states first, then one mean and
             standard deviation (as SUPERB weights the layers of pretrained speech encoders). On frozen
             whisper-base features of the validation speakers, the same head scored 71 with `"concat"` and
-            66 with `"weighted"` (README, Results); `"weighted"` is the first three-branch model's.
+            66 with `"weighted"` (docs/experiments.md); `"weighted"` is the first three-branch model's.
         voice_head (`bool`, *optional*, defaults to `False`):
             Adds a second head on the same utterance embedding that tells whether the voice sounds female
             or male (`VOICE_LABELS`), trained jointly from the corpora's speaker metadata; its logits are

@@ -41,6 +41,17 @@ def speechlike(seconds: float, sampling_rate: int = 16_000, seed: int = 0) -> np
     return (0.2 * envelope * voiced + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+# What a slow test needs (registered in pyproject.toml). Each also counts as `slow`, so `-m "not slow"`
+# (make test-fast) leaves out every test that needs any of them.
+NEEDS_MARKERS = ("needs_model", "needs_corpora", "needs_server", "needs_browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in NEEDS_MARKERS) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def config() -> SERConfig:
     return tiny_config()

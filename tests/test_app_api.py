@@ -12,7 +12,7 @@ from .app_server import running_app
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import data_dir_or_skip, speechlike, tiny_config
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.needs_server
 
 LABELS = set(tiny_config().id2label.values())
 
@@ -107,6 +107,7 @@ def test_the_api_lists_predict_with_named_outputs(client):
         ("prediction", "Json")]
 
 
+@pytest.mark.needs_corpora
 def test_real_clip(client):
     clips = sorted(data_dir_or_skip("ravdess").glob("Actor_*/*.flac"))
     if not clips:

@@ -31,7 +31,8 @@ from .conftest import DATA_DIR, REPO, speechlike, tiny_config
 CHROMIUM = os.environ.get("SER_CHROMIUM", "/usr/bin/chromium")
 
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.needs_server,
+    pytest.mark.needs_browser,
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 

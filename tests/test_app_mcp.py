@@ -11,7 +11,7 @@ import soundfile as sf
 from .app_server import running_app
 from .conftest import speechlike, tiny_config
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.needs_server
 
 mcp = pytest.importorskip("mcp", reason="Gradio's MCP extra is not installed (pip install 'gradio[mcp]')")
 from mcp.client.streamable_http import streamablehttp_client  # noqa: E402

@@ -134,7 +134,7 @@ def test_the_default_model_is_the_bundled_folder_unless_the_environment_names_on
     assert cli.model_source() == ("org/name", "abc123")
 
 
-@pytest.mark.slow  # a fresh Python process and the bundled model
+@pytest.mark.needs_model  # and a fresh Python process
 def test_predict_without_model_uses_the_bundled_model_from_the_repository_root(tmp_path):
     if not (REPO / "model" / "model.safetensors").is_file():
         pytest.skip("the bundled model/ has not been exported")

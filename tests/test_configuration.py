@@ -22,8 +22,12 @@ def test_defaults_hold_seven_emotions_in_order():
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_builds_a_valid_config(name):
-    assert isinstance(SERConfig.from_preset(name).block_config, list)  # stored as JSON lists
+def test_every_preset_gives_its_sizes_and_survives_json(name, tmp_path):
+    config = SERConfig.from_preset(name)
+    assert {field: getattr(config, field) for field in PRESETS[name]} == PRESETS[name]
+    # Lists, not tuples: a tuple would come back from config.json as a list and no longer compare equal.
+    config.save_pretrained(tmp_path)
+    assert SERConfig.from_pretrained(tmp_path).to_dict() == config.to_dict()
 
 
 def test_the_densenet121_preset_is_densenet_121_and_overrides_apply_to_one_config():

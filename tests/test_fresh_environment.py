@@ -52,6 +52,7 @@ def test_the_card_line_installs_no_more_than_it_names(fresh_python):
     assert not NOT_NEEDED & set(installed)
 
 
+@pytest.mark.needs_model
 def test_the_card_line_alone_loads_the_model_and_gives_the_same_scores(fresh_python, tmp_path):
     if not (BUNDLED_MODEL / "model.safetensors").is_file():
         pytest.skip(f"{BUNDLED_MODEL} has not been exported")

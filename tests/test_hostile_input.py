@@ -164,7 +164,7 @@ def app_predict(client, path):
     return client.predict(handle_file(str(path)), api_name="/predict")
 
 
-@pytest.mark.slow
+@pytest.mark.needs_server
 @pytest.mark.parametrize("name", UPLOADABLE)
 def test_app(client, corpus, corpus_folder, name):
     from gradio_client.exceptions import AppError
@@ -182,7 +182,7 @@ def test_app(client, corpus, corpus_folder, name):
     check_sentence(str(raised.value), expected.pattern, corpus_folder)
 
 
-@pytest.mark.slow
+@pytest.mark.needs_server
 def test_app_keeps_serving_after_the_hostile_inputs(client, tmp_path):
     # Runs after test_app (file order); on its own it still checks that the server answers.
     sf.write(tmp_path / "good.wav", speechlike(0.8), SR, subtype="PCM_16")

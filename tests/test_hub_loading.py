@@ -26,7 +26,6 @@ def test_saved_folder_loads_through_auto_classes_and_pipeline_offline(tiny_model
     assert (result.config_class, result.model_class, result.extractor_class) == (
         "SERConfig", "SERForAudioClassification", "SERFeatureExtractor")
     assert result.labels == list(EMOTIONS)
-    assert sum(result.scores.values()) == pytest.approx(1.0, abs=1e-4)
     # The pipeline and the direct call agree: same features, same model.
     direct = np.exp(result.logits) / np.exp(result.logits).sum()
     np.testing.assert_allclose([result.scores[label] for label in result.labels], direct, atol=1e-5)

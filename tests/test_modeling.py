@@ -74,10 +74,17 @@ def test_pooling_ignores_padding(config):
 
 
 def test_clips_shorter_than_the_downsampling_still_classify():
-    config = tiny_config(n_mels=64, block_config=[1, 1, 1, 1], min_audio_seconds=0.05)
+    # 0.05 s is 5 frames, fewer than the DenseNet shrinks each axis by (16 here): the pooled map must still
+    # hold the clip, not NaN from an empty mean nor the bias alone, so two different clips differ.
+    config = tiny_config(n_mels=64, block_config=[1, 1, 1, 1], min_audio_seconds=0.05, branches=["mel"])
+    torch.manual_seed(0)
     model = SERForAudioClassification(config).eval()
-    logits = model(**features_for(config, 0.05)).logits
-    assert torch.isfinite(logits).all()
+    inputs = features_for(config, 0.05, 0.05)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        embeddings = model.ser(**inputs).pooler_output
+    assert logits.shape == (2, config.num_labels) and torch.isfinite(logits).all()
+    assert (embeddings[0] - embeddings[1]).abs().mean() > 1e-3 * embeddings.abs().mean()
 
 
 def test_save_and_load_round_trip(config, tmp_path):

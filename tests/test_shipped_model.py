@@ -59,7 +59,8 @@ CLASSIFY = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
+@pytest.mark.needs_model
+@pytest.mark.needs_corpora
 def test_pipeline_reproduces_the_reported_accuracy_on_held_out_actors(tmp_path):
     data_dir = data_dir_or_skip("ravdess")
     split = load_split(MODEL / "split.json")
@@ -79,7 +80,7 @@ def test_pipeline_reproduces_the_reported_accuracy_on_held_out_actors(tmp_path):
     assert accuracy == pytest.approx(reported["accuracy"], abs=0.03), (accuracy, reported["accuracy"])
 
 
-@pytest.mark.slow  # a fresh Python process importing torch and transformers
+@pytest.mark.needs_model  # model-ravdess-tess/, in a fresh Python process importing torch and transformers
 def test_an_older_export_loads_with_todays_hub_files(tmp_path):
     # model-ravdess-tess/ was exported before the config became annotated fields; its config.json
     # must load through the Auto classes and the pipeline with today's code files beside it.

@@ -88,7 +88,7 @@ def trained(tmp_path_factory):
     return train(*arguments), data_dir
 
 
-@pytest.mark.slow
+@pytest.mark.needs_corpora
 def test_a_run_can_start_from_a_model_trained_before(trained, tmp_path):
     best, data_dir = trained
     first = json.loads((best / "training.json").read_text())["arguments"]
@@ -111,7 +111,7 @@ def training_loss(model, arguments) -> float:
     return label_set_cross_entropy(logits, batch["labels"], batch["label_mask"]).item()
 
 
-@pytest.mark.slow
+@pytest.mark.needs_corpora
 def test_a_short_run_fits_its_training_clips_and_saves_a_loadable_model(trained):
     best, _ = trained
     record = json.loads((best / "training.json").read_text())
@@ -135,7 +135,7 @@ def test_a_short_run_fits_its_training_clips_and_saves_a_loadable_model(trained)
     assert split.corpora["ravdess"]["held_out_by"] == "speaker"
 
 
-@pytest.mark.slow
+@pytest.mark.needs_corpora
 def test_evaluation_report_has_every_field(trained, tmp_path):
     best, data_dir = trained
     report = evaluate(str(best), str(data_dir), str(tmp_path), ablations={"same_again": str(best)},
@@ -161,7 +161,7 @@ def test_evaluation_report_has_every_field(trained, tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
-@pytest.mark.slow
+@pytest.mark.needs_corpora
 def test_recipes_can_be_compared_on_the_validation_speakers_alone(trained, tmp_path):
     best, data_dir = trained
     report = evaluate_validation(str(best), str(data_dir), str(tmp_path), ablations={"same_again": str(best)},
@@ -179,7 +179,7 @@ def test_recipes_can_be_compared_on_the_validation_speakers_alone(trained, tmp_p
     assert not (tmp_path / "report.json").exists()  # the test speakers were not scored
 
 
-@pytest.mark.slow
+@pytest.mark.needs_corpora
 def test_export_writes_a_complete_model_folder(trained, tmp_path):
     best, data_dir = trained
     report = evaluate(str(best), str(data_dir), str(best / "evaluation"), max_clips_per_part=20, robustness=False)
@@ -205,7 +205,7 @@ def test_export_writes_a_complete_model_folder(trained, tmp_path):
     assert stale_code_files(folder) == ["modeling.py"]
 
 
-@pytest.mark.slow
+@pytest.mark.needs_corpora
 def test_running_again_resumes_from_the_last_checkpoint_and_keeps_the_clock(trained):
     best, data_dir = trained
     first = json.loads((best / "training.json").read_text())

@@ -5,7 +5,6 @@ gives transformers' own Whisper log-mel."""
 
 import json
 
-import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -43,10 +42,6 @@ def tiny_whisper_dir(tmp_path):
 
 def whisper_embedding(model, inputs):
     return model.ser(**inputs, output_hidden_states=True).hidden_states[-1]
-
-
-def test_nothing_can_download_during_tests():
-    assert huggingface_hub.constants.HF_HUB_OFFLINE
 
 
 @pytest.mark.parametrize("padding", ["longest", "max_length"])
@@ -272,7 +267,9 @@ def test_a_saved_whisper_model_loads_through_auto_classes_and_pipeline_offline(t
     SERFeatureExtractor.from_config(config).save_pretrained(tmp_path)
     result = check_loads(tmp_path)
     assert not result.model_module.startswith("ser_model")
-    assert sum(result.scores.values()) == pytest.approx(1.0, abs=1e-4)
+    # The pipeline and the direct call agree, so the pipeline hands the remote code the Whisper features too.
+    direct = np.exp(result.logits) / np.exp(result.logits).sum()
+    np.testing.assert_allclose([result.scores[label] for label in result.labels], direct, atol=1e-5)
 
 
 @pytest.mark.parametrize("scale", [1e-2, 1e20])

@@ -9,7 +9,7 @@ Policy, per corpus (defaults of `SplitPolicy`):
 
 - Corpora with fixed counts (`SplitPolicy.speaker_counts`): RAVDESS 4 test actors and 2
   validation actors, gender-balanced (2 male + 2 female, 1 + 1); with seed 0 the test actors are
-  07, 10, 14 and 17, those of every RAVDESS figure in the README's Results, and a change of policy
+  07, 10, 14 and 17, those of every RAVDESS figure in docs/experiments.md, and a change of policy
   must keep them so that the figures stay comparable. ASED 10 test and 6 validation speakers of
   its 65, enough for a stable figure; nEMO 2 test and 1 validation speaker of its 9.
 - Any other corpus with several speakers (CREMA-D, SAVEE, TurEV-DB, EmoDB, TESS with both

@@ -13,7 +13,7 @@ torch operation: a spawned worker would import torch, transformers and timm agai
 each, against milliseconds to classify a clip), and forking a process whose torch thread pools have
 run can deadlock. Each worker then loads its own model and runs its share of this machine's cores
 (one thread each for 2 workers on 2 cores), because torch's default of one thread per core, in
-several processes at once, oversubscribes the cores (the README's benchmarks give the figures).
+several processes at once, oversubscribes the cores (docs/performance.md gives the figures).
 
 A file that cannot be decoded gets its error sentence in place of a prediction; a prediction's
 notices (a truncated WAV) travel inside it, for the caller to show.

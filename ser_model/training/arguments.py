@@ -35,7 +35,7 @@ from .speech_encoder import DEFAULT_SPEECH_ENCODER, speech_encoder_config
 SELECTION_METRIC = "selection_macro_recall"
 
 # The project's values of fields that `TrainingArguments` declares, applied before any given value.
-# The figures each one was measured with are in the README's Results.
+# The figures each one was measured with are in docs/experiments.md.
 TRAINING_DEFAULTS = {
     "num_train_epochs": 25,  # an upper bound: early stopping usually ends sooner
     "per_device_train_batch_size": 32,
@@ -168,7 +168,7 @@ class SERTrainingArguments(TrainingArguments):
     out_of_set_weight: float = field(default=0.2, metadata=_help(
         "with the label-set loss, how much the classes outside a clip's set still count (0: not at all, 1: "
         "plain loss); above 0 a corpus still teaches a little that its clips are not of a class it lacks, "
-        "without which the model calls them that class (README, Results)"))
+        "without which the model calls them that class (docs/experiments.md)"))
     # Early stopping, weight averaging, calibration.
     early_stopping_patience: int = field(default=8, metadata=_help(
         "epochs without a better validation score before training stops"))
@@ -184,7 +184,7 @@ class SERTrainingArguments(TrainingArguments):
     freeze_branches: list[str] = field(default_factory=list, metadata=_help(
         "branches kept exactly as --init_model gave them, BatchNorm statistics included (e.g. mel mfcc), so "
         "that only the new branch and the heads learn; on the bundled recipe it scored 1 to 3 points lower on "
-        "the validation speakers than training them on (README, Results)"))
+        "the validation speakers than training them on (docs/experiments.md)"))
     speech_encoder_learning_rate: float = field(default=1e-4, metadata=_help(
         "learning rate of the speech encoder's trained layers: lower than the rest, so that the few speakers "
         "here do not wash out what pretraining learned"))
@@ -192,7 +192,7 @@ class SERTrainingArguments(TrainingArguments):
         "weight of the voice head's loss beside the emotion loss; small, since the voice is the easier task"))
     # Waveform augmentation (ser_model.data.augment). The probabilities leave a good share of the draws free
     # of room and channel effects: trained on mostly degraded clips, the model mistakes clean clips for a
-    # brighter class (README, Results).
+    # brighter class (docs/experiments.md).
     speed_probability: float = field(default=0.5, metadata=_help("chance of a speed change"))
     speed_range: list[float] = field(default_factory=lambda: [0.9, 1.1], metadata=_help("speed factors, low high"))
     noise_probability: float = field(default=0.2, metadata=_help("chance of white noise"))

@@ -3,7 +3,7 @@
 - The loss scores each clip mainly over its corpus' label set (`label_set_cross_entropy`): a plain
   loss over every class would teach the model "never disgust" on every clip of a corpus without
   disgust. The classes outside the set keep a small weight (`out_of_set_weight`), so that a corpus
-  still teaches a little that its clips are not of the classes it lacks (README, Results).
+  still teaches a little that its clips are not of the classes it lacks (docs/experiments.md).
 - SpecAugment and mixup work on the feature batch, so they sit in `compute_loss`, applied only
   while the model is in training mode; validation batches are never augmented.
 - Callbacks (public hooks only): new balanced draws each epoch, the run's wall clock across
@@ -55,7 +55,7 @@ def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_ma
             still count in the softmax's denominator, in [0, 1]: 0 removes them (no gradient), 1 is the
             plain cross-entropy. In between they are pushed down, but that much more gently, so a corpus
             without disgust still teaches a little that its clips are not disgust; without any push the
-            model calls clips of such corpora a class they do not have (README, Results).
+            model calls clips of such corpora a class they do not have (docs/experiments.md).
     """
     if label_mask is None:
         label_mask = torch.ones_like(logits, dtype=torch.bool)

@@ -2,7 +2,7 @@
 
 Continuing from an earlier model keeps what it learned (e.g. of English acted speech) while the new
 run's corpora add voices, languages and channels, and reaches a given validation score in fewer
-epochs than random weights (README, Results). Only the weights are taken: the new run's config,
+epochs than random weights (docs/experiments.md). Only the weights are taken: the new run's config,
 label-set loss and calibration are its own.
 
 Either the architecture matches the chosen preset exactly, and every weight is taken; or the new

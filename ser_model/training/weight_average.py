@@ -1,7 +1,7 @@
 """Exponential moving average of a model's weights during training (Polyak & Juditsky 1992).
 
 With few speakers per corpus, the validation score of the raw weights jumps from one epoch to the
-next (README, Results). The average over the last few hundred steps is a smoother, usually better
+next (docs/experiments.md). The average over the last few hundred steps is a smoother, usually better
 model (as timm's `ModelEmaV3` and Kaldi's model averaging use it), and it is the one that is
 evaluated, checkpointed and shipped.
 """
