@@ -23,6 +23,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import soundfile as sf
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ser_model.audio_io import AUDIO_EXTENSIONS, AudioError, format_duration, stream_audio
 from ser_model.cli import model_source
@@ -51,9 +52,9 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 LIVE_TIME_LIMIT = 600
 # Above this share of missed audio the live result says so (the first chunk's upload alone misses a little).
 LIVE_SKIP_NOTICE = 0.2
-# Seconds an error or warning toast stays: long enough to read a sentence, and the page keeps the
-# sentence beside the input as well, so a toast that has gone leaves nobody wondering.
-TOAST_SECONDS = 12
+# Seconds an error or warning toast stays: long enough to notice a sentence of about 15 words; it need not
+# stay to be read, because the page keeps the sentence beside the input (the status line, the headline).
+TOAST_SECONDS = 5
 # Every file the app writes (pictures, downloads, live recordings) sits in Gradio's upload folder,
 # swept hourly of files older than an hour.
 DELETE_CACHE = (3600, 3600)
@@ -99,6 +100,7 @@ TRAINING_DATA = describe_training_data(load_training_corpora(MODEL, revision=REV
 REPORT = read_model_json(MODEL, "evaluation/report.json", revision=REVISION)
 VOICE_ACCURACY = voice_accuracy(REPORT)
 SPLIT = read_model_json(MODEL, "split.json", revision=REVISION)
+TRAINING = read_model_json(MODEL, "training.json", revision=REVISION)
 
 
 def refuse(audio_path: str | None, error: AudioError | str):
@@ -447,6 +449,48 @@ def accuracy_lines() -> str:
     return "\n".join(lines)
 
 
+# What the branches other than Whisper's read (ser_model.modeling: SERMelEncoder, SERMfccEncoder).
+BRANCH_WORDS = {"mel": "a DenseNet reads the log-mel spectrogram", "mfcc": "a small CNN reads the MFCCs"}
+NUMBER_WORDS = {1: "One", 2: "Two", 3: "Three"}
+
+
+def millions(count: int) -> str:
+    return f"{count / 1e6:.1f} M"
+
+
+def whisper_words(model, training: dict | None) -> str:
+    """The Whisper branch of the loaded model: which checkpoint (from the model's training record), its
+    share of the parameters, whether it was trained, and how its layers are pooled (from the config)."""
+    config = model.config
+    encoder = sum(p.numel() for m in model.modules() if isinstance(m, WhisperEncoder) for p in m.parameters())
+    arguments = (training or {}).get("arguments", {})
+    checkpoint = Path(arguments.get("speech_encoder") or "").name
+    trained = arguments.get("speech_encoder_trainable_layers")
+    state = {None: "", 0: ", kept frozen", -1: ", fine-tuned"}.get(trained, f", its top {trained} layers fine-tuned")
+    layers = ("every layer's" if config.speech_encoder_hidden_states is None
+              else f"{len(config.speech_encoder_hidden_states)} layers'")
+    pooled = (f"the mean and standard deviation of {layers} output are pooled"
+              if config.speech_encoder_pooling == "concat"
+              else f"{layers} outputs are weighted, then their mean and standard deviation pooled")
+    name = f"the pretrained {checkpoint}" if checkpoint else "a pretrained Whisper"
+    total = sum(p.numel() for p in model.parameters())
+    return (f"the encoder of {name} model ({millions(encoder)} of the {millions(total)} parameters{state}) "
+            f"reads the audio, and {pooled}")
+
+
+def describe_architecture(model, training: dict | None) -> str:
+    """'Three branches read each window: ...; their embeddings, joined, give the emotion ...', from the
+    loaded model's config, so that the page says what runs."""
+    config = model.config
+    parts = [whisper_words(model, training) if branch == "whisper" else BRANCH_WORDS[branch]
+             for branch in sorted(config.branches, key=lambda branch: branch != "whisper")]
+    voice = ", and a second head how the voice sounds" if config.voice_head else ""
+    if len(parts) == 1:
+        return f"{parts[0][0].upper()}{parts[0][1:]}, and gives the emotion{voice}."
+    count = NUMBER_WORDS.get(len(parts), str(len(parts)))
+    return f"{count} branches read each window: {'; '.join(parts)}. Their embeddings, joined, give the emotion{voice}."
+
+
 EXAMPLES = example_rows()
 
 DESCRIPTION = """
@@ -463,7 +507,7 @@ ABOUT_NUMBERS = f"""
 Chance is 14% (one in seven). Trained on {TRAINING_DATA}: it is less reliable on spontaneous conversation,
 other languages and noisy recordings. **Not for decisions about people.**
 
-How it works: a DenseNet reads the log-mel spectrogram and a small CNN the MFCCs; their fused decision is shown.
+How it works: {describe_architecture(RECOGNIZER.model, TRAINING)}
 Recordings longer than {RECOGNIZER.config.window_seconds:g} s are read in overlapping windows and get an emotion
 timeline, whose segments give each emotion's mean probability over its windows. Up to
 {format_duration(MAX_AUDIO_SECONDS)} of audio. The downloads hold the same result: the CSV in percent, the JSON
@@ -479,8 +523,11 @@ everything, and the recording stays to replay and download. A live session stops
 """
 
 # The segment band of the live mode (ser_model.serving.analysis.segment_band_html); table headers that
-# wrap rather than being cut on a phone; toasts at the bottom
-# of the screen, off the title (on a phone they would cover it).
+# wrap rather than being cut on a phone. Toasts: at the bottom right on a wide screen, off the title and the
+# inputs; at the top on a phone, over the title, where they cover neither the inputs, the sentence beside
+# them nor the examples. The microphone list says "No microphone found" whole (Gradio pads it so wide that it
+# was cut at every width). Bold words in the theme's semibold face: Gradio's default theme ships the 400 and
+# 600 weights only, and the browser's stand-in for 700 was a larger font than the text around it.
 CSS = """
 .segment-band { display: flex; height: 2.2em; border-radius: 6px; overflow: hidden; }
 .segment { color: white; font-size: 0.85em; line-height: 2.2em; text-align: center; overflow: hidden;
@@ -490,6 +537,9 @@ CSS = """
                                       text-overflow: clip !important; }
 .note { font-size: 0.9em; opacity: 0.85; }
 .toast-wrap { top: auto !important; bottom: 1rem !important; }
+@media (width < 640px) { .toast-wrap { top: 0.5rem !important; bottom: auto !important; } }
+.mic-select { padding: 0 var(--spacing-md) !important; max-width: 100%; min-width: max-content; }
+.prose strong, .prose b { font-weight: 600; }
 """
 
 # Which theme the page is in, for the pictures (a transparent picture drawn in the theme's ink).
@@ -502,12 +552,15 @@ SCROLL_TO_RESULTS_JS = """() => {
     }
 }"""
 
+# A toast is about the tab it came from: it closes when the visitor turns to another tab.
+CLOSE_TOASTS_JS = "() => document.querySelectorAll('[data-testid=\"toast-close\"]').forEach(button => button.click())"
+
 with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown(DESCRIPTION)
     with gr.Accordion("What the percentages mean, and how accurate the model is", open=False, elem_id="about"):
         gr.Markdown(ABOUT_NUMBERS)
     theme = gr.Textbox(visible=False)
-    with gr.Tab("Recording or file"):
+    with gr.Tab("Recording or file") as file_tab:
         # Upload and record side by side, the same size: neither is hidden behind the other's icon.
         with gr.Row(equal_height=True):
             upload = gr.File(label="Upload audio or video", file_types=UPLOAD_TYPES, type="filepath", elem_id="upload")
@@ -547,7 +600,7 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
         prediction = gr.JSON(label="prediction", visible=False)
         # The input this visitor's page answers now (see PageRequest): one object per browser session.
         page_request = gr.State(PageRequest())
-    with gr.Tab("Live"):
+    with gr.Tab("Live") as live_tab:
         gr.Markdown(LIVE_DESCRIPTION)
         with gr.Row():
             with gr.Column(scale=1):
@@ -571,6 +624,8 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
         live_state = gr.State(None)
 
     demo.load(None, outputs=theme, js=THEME_JS)
+    for tab in (file_tab, live_tab):
+        tab.select(None, js=CLOSE_TOASTS_JS, api_name=False)
     # API clients and MCP call /predict, the numbers alone, without the page's steps below.
     gr.on([], predict, inputs=record, outputs=[emotions, sentiment_label, segments, prediction], api_name="predict",
           api_description=PREDICT_DESCRIPTION, concurrency_limit=CONCURRENCY, concurrency_id="classify")
@@ -616,5 +671,9 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
 demo.queue(max_size=QUEUE_SIZE)
 
 if __name__ == "__main__":
+    # Quiet: Gradio's own start-up lines say to "set share=True in launch()"; this script's way is --share.
     demo.launch(server_name=ARGS.host, server_port=ARGS.port, share=ARGS.share, max_file_size=MAX_FILE_SIZE,
-                mcp_server=ARGS.mcp or None, css=CSS)
+                mcp_server=ARGS.mcp or None, css=CSS, quiet=True, prevent_thread_lock=True)
+    public = f" and {demo.share_url}" if demo.share_url else "; run `python app.py --share` for a public link"
+    print(f"Running on {demo.local_url}{public}", flush=True)
+    demo.block_thread()

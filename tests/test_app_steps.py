@@ -147,3 +147,22 @@ def test_an_error_clears_every_result_panel(app):
     assert emotions is None and sentiment is None and not segments.visible and prediction is None
     assert all(picture.value is None for picture in pictures)
     assert not json_button.visible and not csv_button.visible and not heard.visible
+
+
+def test_how_it_works_says_what_the_loaded_model_is(app):
+    from ser_model import SERForAudioClassification
+
+    from .test_whisper_branch import whisper_config
+
+    assert app.describe_architecture(app.RECOGNIZER.model, None) == (
+        "Two branches read each window: a DenseNet reads the log-mel spectrogram; a small CNN reads the MFCCs. "
+        "Their embeddings, joined, give the emotion.")
+    model = SERForAudioClassification(whisper_config(voice_head=True))
+    encoder = sum(p.numel() for p in model.ser.whisper_encoder.encoder.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    training = {"arguments": {"speech_encoder": "../shared/weights/whisper-base", "speech_encoder_trainable_layers": 0}}
+    words = app.describe_architecture(model, training)
+    assert words.startswith(f"Three branches read each window: the encoder of the pretrained whisper-base model "
+                            f"({encoder / 1e6:.1f} M of the {total / 1e6:.1f} M parameters, kept frozen) reads the "
+                            "audio, and the mean and standard deviation of every layer's output are pooled; a DenseNet")
+    assert words.endswith("give the emotion, and a second head how the voice sounds.")
