@@ -526,8 +526,9 @@ everything, and the recording stays to replay and download. A live session stops
 # wrap rather than being cut on a phone. Toasts: at the bottom right on a wide screen, off the title and the
 # inputs; at the top on a phone, over the title, where they cover neither the inputs, the sentence beside
 # them nor the examples. The microphone list says "No microphone found" whole (Gradio pads it so wide that it
-# was cut at every width). Bold words in the theme's semibold face: Gradio's default theme ships the 400 and
-# 600 weights only, and the browser's stand-in for 700 was a larger font than the text around it.
+# was cut at every width). Bold words in the page's font: Gradio 6.31's default theme takes Source Sans Pro's
+# weight 600 from a 5 kB file that lacks the Latin letters, so bold words and buttons fell back to another,
+# larger font; its complete Bold file (which Gradio ships but does not declare) serves 600 and 700.
 CSS = """
 .segment-band { display: flex; height: 2.2em; border-radius: 6px; overflow: hidden; }
 .segment { color: white; font-size: 0.85em; line-height: 2.2em; text-align: center; overflow: hidden;
@@ -539,7 +540,10 @@ CSS = """
 .toast-wrap { top: auto !important; bottom: 1rem !important; }
 @media (width < 640px) { .toast-wrap { top: 0.5rem !important; bottom: auto !important; } }
 .mic-select { padding: 0 var(--spacing-md) !important; max-width: 100%; min-width: max-content; }
-.prose strong, .prose b { font-weight: 600; }
+@font-face { font-family: 'Source Sans Pro'; font-weight: 600; font-style: normal;
+             src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2'); }
+@font-face { font-family: 'Source Sans Pro'; font-weight: 700; font-style: normal;
+             src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2'); }
 """
 
 # Which theme the page is in, for the pictures (a transparent picture drawn in the theme's ink).
