@@ -237,28 +237,30 @@ def begin(audio_path: str | None, request: PageRequest):
     return clear_results(f"Classifying '{Path(audio_path).name}'…" if audio_path else "")
 
 
+def drop(audio_path: str | None) -> tuple:
+    """One log line for an input the page replaced before its answer, and nothing shown of it."""
+    LOG.info("dropped %s: a newer input replaced it", Path(audio_path).name if audio_path else "(no file)")
+    return skip(3)
+
+
 def classify(audio_path: str | None, request: PageRequest, progress=gr.Progress()):
     """The page's first step: the numbers of the current input (as `predict` gives them to API clients),
     kept in `request` for the headline and the pictures. A request the page has replaced stops and shows nothing."""
     token = request.token_for(audio_path)
     if token is None:
-        return skip(3)
-    name = Path(audio_path).name if audio_path else "(no file)"
+        return drop(audio_path)
     try:
         if not audio_path:
             raise AudioError("Record or upload some speech first.")
         analysis = analyze_recording(audio_path, progress, wanted=lambda: request.is_current(token))
     except Superseded:
-        LOG.info("dropped %s: a newer input replaced it", name)
-        return skip(3)
+        return drop(audio_path)
     except AudioError as error:
         if not request.refuse(token, str(error)):
-            LOG.info("dropped %s: a newer input replaced it", name)
-            return skip(3)
+            return drop(audio_path)
         refuse(audio_path, error)
     if not request.answer(token, analysis.prediction):
-        LOG.info("dropped %s: a newer input replaced it", name)
-        return skip(3)
+        return drop(audio_path)
     for notice in analysis.notices:
         gr.Warning(notice, duration=TOAST_SECONDS)
     return analysis.prediction.probabilities, analysis.sentiment, analysis.segments

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ import soundfile as sf
 
 from gradio_client import Client, handle_file
 
+from ser_model.audio_io import format_duration
 from ser_model.serving.analysis import SEGMENT_COLUMNS, describe, probabilities_alt, sentiment
 
 from .app_server import running_app
@@ -434,6 +436,8 @@ def test_a_truncated_wav_is_classified_and_the_page_says_so(playwright, app_url,
         browser.close()
 
 
+# An error toast goes by itself after app.TOAST_SECONDS (5 s): this leaves room for a loaded machine.
+TOAST_GONE_MS = 15_000
 NOISE_SENTENCE = "Cannot read 'noise.wav': it is not a supported audio file or it is corrupt."
 
 
@@ -458,8 +462,32 @@ def test_a_bad_file_after_a_good_one_leaves_no_result_of_the_first(playwright, a
         title = page.get_by_role("heading", name="Speech emotion recognition").bounding_box()
         assert not overlaps(toast.bounding_box(), title)
         page.screenshot(path=artifacts / "browser-error-after-result.png", full_page=True)
-        sync_api.expect(toast).to_be_hidden(timeout=TIMEOUT_MS)
+        sync_api.expect(toast).to_be_hidden(timeout=TOAST_GONE_MS)
         sync_api.expect(page.locator("#status")).to_contain_text(NOISE_SENTENCE)
+    finally:
+        browser.close()
+
+
+def test_on_a_phone_a_toast_covers_neither_the_inputs_nor_the_examples_and_stays_on_its_tab(playwright, app_url,
+                                                                                              artifacts, tmp_path):
+    bad = tmp_path / "noise.wav"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    browser = launch(playwright)
+    try:
+        page = open_page(browser, app_url, [], width=390, height=844)
+        upload(page, bad)
+        toast = page.get_by_test_id("toast-body").first
+        sync_api.expect(toast).to_contain_text(NOISE_SENTENCE)
+        sync_api.expect(page.locator("#status")).to_contain_text(NOISE_SENTENCE)
+        page.wait_for_timeout(500)  # the toast slides in
+        covered = [page.locator(selector).bounding_box() for selector in ("#upload", "#record", "#status")]
+        covered += [example.bounding_box() for example in page.locator(".gallery-item").all()]
+        box = toast.bounding_box()
+        assert not any(overlaps(box, other) for other in covered if other), box
+        page.screenshot(path=artifacts / "browser-error-390px.png")
+        # It is about the file tab: turning to the Live tab closes it.
+        page.get_by_role("tab", name="Live").click()
+        sync_api.expect(page.get_by_test_id("toast-body")).to_have_count(0, timeout=2_000)
     finally:
         browser.close()
 
@@ -537,3 +565,136 @@ def test_the_prediction_downloads_as_json_and_csv(playwright, app_url, long_clip
         parts = [row[0] for row in rows[1:]]
         assert parts.count("recording") == 1 and parts.count("window") == len(saved["windows"])
         assert parts.count("segment") == len(saved["segments"])
+
+
+# With the bundled model: its windows (4 s every 2 s, through Whisper's encoder) take long enough on a
+# long file for a visitor to change input while it is classified, as people do.
+
+
+@pytest.fixture(scope="module")
+def model_app(tmp_path_factory):
+    """The app serving the bundled model; yields its URL and the server's log."""
+    if not (REPO / "model" / "model.safetensors").is_file():
+        pytest.skip("no bundled model in model/")
+    workdir = tmp_path_factory.mktemp("model-app")
+    with running_app(workdir, model=str(REPO / "model")) as url:
+        yield url, workdir / "app.log"
+
+
+@pytest.fixture(scope="module")
+def model_client(model_app):
+    client = Client(model_app[0], verbose=False, analytics_enabled=False, download_files=False,
+                    httpx_kwargs={"trust_env": False})
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def two_minutes(tmp_path_factory) -> Path:
+    """Two minutes of an example (acted sad) said again and again, as 16-bit WAV: 59 of the model's windows."""
+    samples, rate = sf.read(REPO / "examples" / "ravdess_actor14_sad.flac", dtype="int16")
+    path = tmp_path_factory.mktemp("two-minutes") / "two-minutes.wav"
+    sf.write(path, np.resize(samples, 120 * rate), rate, subtype="PCM_16")
+    return path
+
+
+def wait_for_log(log: Path, text: str, since: int, timeout: float = TIMEOUT_MS / 1000) -> str:
+    """The server's log from character `since` on, once `text` is in it."""
+    deadline = time.monotonic() + timeout
+    while text not in (content := log.read_text(errors="replace")[since:]):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never came in the server's log:\n{content[-3000:]}")
+        time.sleep(0.2)
+    return content
+
+
+def assert_every_panel_shows(page, client, path: Path):
+    """Every result panel, picture, file name, player and download on the page is the one of `path`, as
+    /predict answers for it; a short clip, so no timeline and no segments."""
+    answer = api_answer(client, path)
+    assert_headline_is(page.locator("#verdict h2").inner_text().strip(), answer)
+    sync_api.expect(page.locator("#verdict")).to_contain_text(f"'{path.name}', {format_duration(answer['duration'])}")
+    assert page.locator("#probabilities img").get_attribute("alt") == probabilities_alt(answer["probabilities"])
+    assert page.locator("#signal img").get_attribute("alt").startswith(
+        f"Waveform of the {answer['duration']:.1f} s recording")
+    assert len(answer["windows"]) == 1
+    sync_api.expect(page.locator("#timeline")).to_be_hidden()
+    sync_api.expect(page.locator("#segments")).to_be_hidden()
+    # The player plays what the model heard: this clip, at 16 kHz, mono.
+    heard = page.request.get(page.locator('#heard [data-testid="download-link"]').get_attribute("href")).body()
+    info = sf.info(io.BytesIO(heard))
+    assert (info.samplerate, info.channels) == (16_000, 1)
+    assert info.duration == pytest.approx(answer["duration"], abs=0.01)
+    with page.expect_download() as download:
+        page.locator("#download-json").click()
+    assert download.value.suggested_filename == f"{path.stem}.emotion.json"
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["label"] == answer["label"] and saved["duration"] == answer["duration"]
+    assert saved["probabilities"] == pytest.approx(answer["probabilities"], abs=1e-6)
+    with page.expect_download() as download:
+        page.locator("#download-csv").click()
+    assert download.value.suggested_filename == f"{path.stem}.emotion.csv"
+    assert page.get_by_test_id("toast-body").count() == 0
+
+
+@pytest.mark.needs_model
+def test_an_example_clicked_while_a_long_upload_is_classified_is_all_the_page_shows(playwright, model_app,
+                                                                                     model_client, two_minutes,
+                                                                                     artifacts):
+    url, log = model_app
+    since = len(log.read_text(errors="replace"))
+    browser = launch(playwright)
+    errors = []
+    try:
+        page = open_page(browser, url, errors)
+        upload(page, two_minutes)
+        # The progress shows at once under the inputs, where the visitor is looking: Gradio's tracker says
+        # "processing" until the first batch of windows is classified, and a share of them after it.
+        status = page.locator("#status")
+        sync_api.expect(status).to_contain_text(f"Classifying '{two_minutes.name}'", timeout=TIMEOUT_MS)
+        sync_api.expect(status.get_by_test_id("status-tracker")).to_contain_text("processing", timeout=TIMEOUT_MS)
+        assert not page.locator("#results").is_visible()
+        page.locator(".gallery-item").filter(has_text="RAVDESS, acted angry").click()
+        wait_for_result(page)
+        # The long file's classification stops at its next batch of windows; were its answer sent all the
+        # same, a moment would let it land on the page.
+        wait_for_log(log, f"dropped {two_minutes.name}: a newer input replaced it", since)
+        page.wait_for_timeout(2_000)
+        assert_every_panel_shows(page, model_client, REPO / "examples" / "ravdess_actor07_angry.flac")
+        page.screenshot(path=artifacts / "browser-long-then-example.png", full_page=True)
+    finally:
+        browser.close()
+    assert errors == []
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.needs_model
+def test_a_long_upload_cleared_while_it_is_classified_leaves_no_trace_and_the_next_file_its_own(
+        playwright, model_app, model_client, two_minutes, artifacts, tmp_path):
+    url, log = model_app
+    short = tmp_path / "six.flac"
+    shutil.copy(REPO / "examples" / "tess_mood_disgust.flac", short)
+    since = len(log.read_text(errors="replace"))
+    browser = launch(playwright)
+    errors = []
+    try:
+        page = open_page(browser, url, errors)
+        upload(page, two_minutes)
+        sync_api.expect(page.locator("#status").get_by_test_id("status-tracker")).to_contain_text(
+            re.compile(r"classifying windows - \d+(\.\d)?%"), timeout=TIMEOUT_MS)
+        page.locator("#upload button[aria-label='Clear']").click()
+        sync_api.expect(page.locator("#status")).to_have_text("")
+        page.locator("#upload input[type=file]").set_input_files(str(short))
+        wait_for_result(page)
+        wait_for_log(log, f"dropped {two_minutes.name}: a newer input replaced it", since)
+        page.wait_for_timeout(2_000)
+        assert_every_panel_shows(page, model_client, short)
+        page.screenshot(path=artifacts / "browser-long-cleared-then-short.png", full_page=True)
+    finally:
+        browser.close()
+    assert errors == []
+    # One line for the cleared file, and no traceback (the chain's later steps found nothing to show).
+    logged = log.read_text(errors="replace")[since:]
+    assert "Traceback" not in logged and "Error" not in logged, logged
+    lines = [line for line in logged.splitlines() if two_minutes.name in line]
+    assert len(lines) == 1 and lines[0].endswith(f"dropped {two_minutes.name}: a newer input replaced it"), logged
