@@ -525,10 +525,8 @@ everything, and the recording stays to replay and download. A live session stops
 """
 
 # The segment band of the live mode (ser_model.serving.analysis.segment_band_html); table headers that
-# wrap rather than being cut on a phone. Toasts: at the bottom right on a wide screen, off the title and the
-# inputs; at the top on a phone, over the title, where they cover neither the inputs, the sentence beside
-# them nor the examples. The microphone list says "No microphone found" whole (Gradio pads it so wide that it
-# was cut at every width). Bold words in the page's font: Gradio 6.31's default theme takes Source Sans Pro's
+# wrap rather than being cut on a phone. The microphone list says "No microphone found" whole (Gradio pads
+# it so wide that it was cut at every width). Bold words in the page's font: Gradio 6.31's default theme takes Source Sans Pro's
 # weight 600 from a 5 kB file that lacks the Latin letters, so bold words and buttons fell back to another,
 # larger font; its complete Bold file (which Gradio ships but does not declare) serves 600 and 700.
 CSS = """
@@ -539,14 +537,21 @@ CSS = """
 #segments th *, #live-segments th * { white-space: normal !important; overflow: visible !important;
                                       text-overflow: clip !important; }
 .note { font-size: 0.9em; opacity: 0.85; }
-.toast-wrap { top: auto !important; bottom: 1rem !important; }
-@media (width < 640px) { .toast-wrap { top: 0.5rem !important; bottom: auto !important; } }
 .mic-select { padding: 0 var(--spacing-md) !important; max-width: 100%; min-width: max-content; }
 @font-face { font-family: 'Source Sans Pro'; font-weight: 600; font-style: normal;
              src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2'); }
 @font-face { font-family: 'Source Sans Pro'; font-weight: 700; font-style: normal;
              src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2'); }
 """
+
+# The toasts' place: at the bottom right on a wide screen, off the title and the inputs; at the top on a
+# phone, over the title, where they cover neither the inputs, the sentence beside them nor the examples.
+# In the page's head as written: the toasts sit outside the app's container, and Gradio scopes the rules
+# of `css` inside @media to that container.
+HEAD = """<style>
+.toast-wrap { top: auto !important; bottom: 1rem !important; }
+@media (max-width: 639px) { .toast-wrap { top: 0.5rem !important; bottom: auto !important; } }
+</style>"""
 
 # Which theme the page is in, for the pictures (a transparent picture drawn in the theme's ink).
 THEME_JS = "() => document.body.classList.contains('dark') ? 'dark' : 'light'"
@@ -679,7 +684,7 @@ demo.queue(max_size=QUEUE_SIZE)
 if __name__ == "__main__":
     # Quiet: Gradio's own start-up lines say to "set share=True in launch()"; this script's way is --share.
     demo.launch(server_name=ARGS.host, server_port=ARGS.port, share=ARGS.share, max_file_size=MAX_FILE_SIZE,
-                mcp_server=ARGS.mcp or None, css=CSS, quiet=True, prevent_thread_lock=True)
+                mcp_server=ARGS.mcp or None, css=CSS, head=HEAD, quiet=True, prevent_thread_lock=True)
     public = f" and {demo.share_url}" if demo.share_url else "; run `python app.py --share` for a public link"
     print(f"Running on {demo.local_url}{public}", flush=True)
     demo.block_thread()
