@@ -160,3 +160,9 @@ def test_bad_file_gives_the_sentence_and_the_server_goes_on(client, clips, app_d
     assert "Traceback" not in log
     emotions, *_ = predict(client, clips / "short.wav")
     check_confidences(emotions, LABELS)
+
+
+def test_the_start_up_line_says_the_apps_own_way_to_share(app_url, app_dir):
+    log = (app_dir / "app.log").read_text()
+    assert f"Running on {app_url}; run `python app.py --share` for a public link" in log
+    assert "share=True" not in log
