@@ -526,9 +526,9 @@ everything, and the recording stays to replay and download. A live session stops
 
 # The segment band of the live mode (ser_model.serving.analysis.segment_band_html); table headers that
 # wrap rather than being cut on a phone. The microphone list says "No microphone found" whole (Gradio pads
-# it so wide that it was cut at every width). Bold words in the page's font: Gradio 6.31's default theme takes Source Sans Pro's
-# weight 600 from a 5 kB file that lacks the Latin letters, so bold words and buttons fell back to another,
-# larger font; its complete Bold file (which Gradio ships but does not declare) serves 600 and 700.
+# it so wide that it was cut at every width). Bold words in the page's font: Gradio 6.31's default theme
+# takes Source Sans Pro's weight 600 from a 5 kB file that lacks the Latin letters, so bold words and buttons
+# fell back to another, larger font; its complete Bold file (shipped, not declared) serves 600 and 700.
 CSS = """
 .segment-band { display: flex; height: 2.2em; border-radius: 6px; overflow: hidden; }
 .segment { color: white; font-size: 0.85em; line-height: 2.2em; text-align: center; overflow: hidden;
