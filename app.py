@@ -16,18 +16,22 @@ import logging
 import os
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
+import soundfile as sf
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from ser_model.audio_io import AUDIO_EXTENSIONS, AudioError, format_duration
+from ser_model.audio_io import AUDIO_EXTENSIONS, AudioError, format_duration, stream_audio
 from ser_model.cli import model_source
 from ser_model.model_info import (accuracy_by_language, clip_status, describe_calibration,
                                   describe_training_data, load_training_corpora, read_model_json, voice_accuracy)
-from ser_model.serving.analysis import (SEGMENT_COLUMNS, RecentPredictions, analyze_file, describe, describe_rule,
-                                        describe_voice,
-                                        draw_pictures, segment_band_html, segment_rows, sentiment, sentiment_rule,
-                                        timeline_alt, write_downloads)
+from ser_model.serving.analysis import (SEGMENT_COLUMNS, analyze_file, describe, describe_rule,
+                                        describe_voice, draw_pictures, segment_band_html, segment_rows, sentiment,
+                                        sentiment_rule, timeline_alt, write_downloads)
 from ser_model.serving.inference import EmotionRecognizer, Prediction, set_inference_threads
 from ser_model.serving.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
 from ser_model.serving.plots import save_png, timeline_figure
@@ -48,9 +52,9 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 LIVE_TIME_LIMIT = 600
 # Above this share of missed audio the live result says so (the first chunk's upload alone misses a little).
 LIVE_SKIP_NOTICE = 0.2
-# Seconds an error or warning toast stays: long enough to read a sentence, and the page keeps the
-# sentence beside the input as well, so a toast that has gone leaves nobody wondering.
-TOAST_SECONDS = 12
+# Seconds an error or warning toast stays: long enough to notice a sentence of about 15 words; it need not
+# stay to be read, because the page keeps the sentence beside the input (the status line, the headline).
+TOAST_SECONDS = 5
 # Every file the app writes (pictures, downloads, live recordings) sits in Gradio's upload folder,
 # swept hourly of files older than an hour.
 DELETE_CACHE = (3600, 3600)
@@ -96,30 +100,28 @@ TRAINING_DATA = describe_training_data(load_training_corpora(MODEL, revision=REV
 REPORT = read_model_json(MODEL, "evaluation/report.json", revision=REVISION)
 VOICE_ACCURACY = voice_accuracy(REPORT)
 SPLIT = read_model_json(MODEL, "split.json", revision=REVISION)
-# Each prediction waits here for its pictures (the second step), so the file is decoded once. As many
-# as the requests that can be running or queued: API clients take the numbers and never the pictures.
-RECENT = RecentPredictions(capacity=CONCURRENCY + QUEUE_SIZE)
-# The sentence each refused file got, until the page shows it beside the input (`show_refusal`).
-REFUSALS = RecentPredictions(capacity=CONCURRENCY + QUEUE_SIZE)
+TRAINING = read_model_json(MODEL, "training.json", revision=REVISION)
 
 
 def refuse(audio_path: str | None, error: AudioError | str):
     """One log line, and the sentence as a toast that goes away by itself (no traceback: not a fault)."""
-    name = Path(audio_path).name if audio_path else "(no file)"
-    LOG.info("refused %s: %s", name, error)
-    if audio_path:
-        REFUSALS.put(audio_path, str(error))
+    LOG.info("refused %s: %s", Path(audio_path).name if audio_path else "(no file)", error)
     raise gr.Error(str(error), duration=TOAST_SECONDS, print_exception=False)
 
 
-def analyze_recording(audio_path: str, progress: gr.Progress):
-    """`analyze_file` with the app's limit, its progress bar, and bad audio as a sentence on the page."""
-    try:
-        return analyze_file(RECOGNIZER, audio_path, max_seconds=MAX_AUDIO_SECONDS,
-                            progress=lambda done, total: progress(done / total if total else None,
-                                                                  desc="classifying windows"))
-    except AudioError as error:
-        refuse(audio_path, error)
+class Superseded(Exception):
+    """Stops a page's classification once a newer input has replaced the one it classifies."""
+
+
+def analyze_recording(audio_path: str, progress: gr.Progress, wanted: Callable[[], bool] | None = None):
+    """`analyze_file` with the app's limit and its progress bar; raises `Superseded` at the next batch of
+    windows once `wanted()` says the answer is no longer wanted, so that a replaced long file stops using the CPU."""
+    def report(done: float, total: float | None):
+        if wanted is not None and not wanted():
+            raise Superseded(audio_path)
+        progress(done / total if total else None, desc="classifying windows")
+
+    return analyze_file(RECOGNIZER, audio_path, max_seconds=MAX_AUDIO_SECONDS, progress=report)
 
 
 # What MCP clients and `view_api` read of /predict (Gradio would otherwise join the docstring's lines with commas).
@@ -142,12 +144,126 @@ def predict(audio_path: str | None, progress=gr.Progress()):
     """
     if not audio_path:
         refuse(None, "Record or upload some speech first.")
-    analysis = analyze_recording(audio_path, progress)
-    RECENT.put(audio_path, analysis.prediction)
+    try:
+        analysis = analyze_recording(audio_path, progress)
+    except AudioError as error:
+        refuse(audio_path, error)
     for notice in analysis.notices:
         gr.Warning(notice, duration=TOAST_SECONDS)
     return (analysis.prediction.probabilities, analysis.sentiment, analysis.segments,
             analysis.prediction.to_dict(timeline=True))
+
+
+class PageRequest:
+    """The input one visitor's page is answering now, and its answer or refusal once there is one.
+
+    One per browser session, kept in a `gr.State`: Gradio hands every event of the session this same
+    object, so each step of the page's chain (`classify`, `show_result`, `draw`) can tell whether what it
+    holds still belongs to the input on the page. An upload, an example, a recording or a clear starts a new
+    request (`start`); the steps of an older one, still running or queued (they run concurrently and finish
+    in any order), then give way with `gr.skip()` instead of writing one file's answer under another's name.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._token = 0
+        self._path: str | None = None
+        self._prediction: Prediction | None = None
+        self._refusal: str | None = None
+        self._drawn = False
+
+    def __deepcopy__(self, memo: dict) -> "PageRequest":
+        # Gradio gives each session a deep copy of the State's value: a fresh request, with a lock of its own.
+        return PageRequest()
+
+    def start(self, audio_path: str | None) -> None:
+        with self._lock:
+            self._token += 1
+            self._path, self._prediction, self._refusal, self._drawn = audio_path, None, None, False
+
+    def token_for(self, audio_path: str | None) -> int | None:
+        """The current request's token when it is for `audio_path`; None once a newer input has come."""
+        with self._lock:
+            return self._token if audio_path == self._path else None
+
+    def is_current(self, token: int) -> bool:
+        with self._lock:
+            return token == self._token
+
+    def answer(self, token: int, prediction: Prediction) -> bool:
+        """Keeps the prediction of request `token` for the next steps; False (nothing kept) when it is stale."""
+        with self._lock:
+            if token != self._token:
+                return False
+            self._prediction = prediction
+            return True
+
+    def refuse(self, token: int, sentence: str) -> bool:
+        """Keeps the sentence that refused request `token`; False (nothing kept) when it is stale."""
+        with self._lock:
+            if token != self._token:
+                return False
+            self._refusal = sentence
+            return True
+
+    def answered(self) -> tuple[str, Prediction] | None:
+        """The current input's path and prediction, once it has one."""
+        with self._lock:
+            return None if self._prediction is None else (self._path, self._prediction)
+
+    def refusal(self) -> str | None:
+        with self._lock:
+            return self._refusal
+
+    def take_for_drawing(self) -> tuple[int, str, Prediction] | None:
+        """The current request's token, path and prediction, the first time it is asked: the pictures are
+        drawn once, whichever chain gets there first."""
+        with self._lock:
+            if self._prediction is None or self._drawn:
+                return None
+            self._drawn = True
+            return self._token, self._path, self._prediction
+
+
+def skip(count: int) -> tuple:
+    """Leaves every output of a step as it is: what it holds belongs to an input the page has replaced."""
+    return (gr.skip(),) * count
+
+
+def begin(audio_path: str | None, request: PageRequest):
+    """A new input (or none, when cleared): it becomes the page's request, and every result panel is
+    emptied and hidden, so that neither an error nor a slower older request can leave another file's answer."""
+    request.start(audio_path)
+    return clear_results(f"Classifying '{Path(audio_path).name}'…" if audio_path else "")
+
+
+def drop(audio_path: str | None) -> tuple:
+    """One log line for an input the page replaced before its answer, and nothing shown of it."""
+    LOG.info("dropped %s: a newer input replaced it", Path(audio_path).name if audio_path else "(no file)")
+    return skip(3)
+
+
+def classify(audio_path: str | None, request: PageRequest, progress=gr.Progress()):
+    """The page's first step: the numbers of the current input (as `predict` gives them to API clients),
+    kept in `request` for the headline and the pictures. A request the page has replaced stops and shows nothing."""
+    token = request.token_for(audio_path)
+    if token is None:
+        return drop(audio_path)
+    try:
+        if not audio_path:
+            raise AudioError("Record or upload some speech first.")
+        analysis = analyze_recording(audio_path, progress, wanted=lambda: request.is_current(token))
+    except Superseded:
+        return drop(audio_path)
+    except AudioError as error:
+        if not request.refuse(token, str(error)):
+            return drop(audio_path)
+        refuse(audio_path, error)
+    if not request.answer(token, analysis.prediction):
+        return drop(audio_path)
+    for notice in analysis.notices:
+        gr.Warning(notice, duration=TOAST_SECONDS)
+    return analysis.prediction.probabilities, analysis.sentiment, analysis.segments
 
 
 def result_folder() -> Path:
@@ -173,17 +289,21 @@ def downloads(prediction: Prediction, stem: str):
     return gr.DownloadButton(value=str(json_path), visible=True), gr.DownloadButton(value=str(csv_path), visible=True)
 
 
-def show_result(audio_path: str, prediction: dict):
-    """Opens the result panel with the headline and the downloads, once `predict` has the numbers."""
-    result = Prediction.from_dict(prediction)
+def show_result(request: PageRequest):
+    """Opens the result panel with the headline and the downloads, once `classify` has the numbers."""
+    answered = request.answered()
+    if answered is None:
+        return skip(5)
+    audio_path, prediction = answered
     name = Path(audio_path).name
-    return (gr.Column(visible=True), "", verdict_markdown(result, f"'{name}'"), *downloads(result, Path(name).stem))
+    return (gr.Column(visible=True), "", verdict_markdown(prediction, f"'{name}'"),
+            *downloads(prediction, Path(name).stem))
 
 
-def show_refusal(audio_path: str | None):
+def show_refusal(request: PageRequest):
     """The refused file's sentence beside the input, where it stays after the toast has gone."""
-    reason = REFUSALS.take(audio_path) if audio_path else None
-    return f"**Could not classify this file.** {reason or 'The message on the screen says why.'}"
+    reason = request.refusal()
+    return gr.skip() if reason is None else f"**Could not classify this file.** {reason}"
 
 
 def picture(figure, alt: str, folder: Path, name: str):
@@ -191,28 +311,53 @@ def picture(figure, alt: str, folder: Path, name: str):
     return gr.Image(value=save_png(figure, folder / f"{name}.png"), alt_text=alt, visible=True)
 
 
-def draw(audio_path: str, theme: str | None, progress=gr.Progress()):
-    """The probability chart, the waveform/spectrogram/MFCC picture and, for long audio, the
-    emotion timeline and the segments table (shown only then) of a recording `predict` has classified."""
-    # A prediction pushed out of RECENT by a burst of API requests is made again rather than refused.
-    prediction = RECENT.take(audio_path) or analyze_recording(audio_path, progress).prediction
+def heard_audio(audio_path: str, folder: Path) -> str | None:
+    """What the model heard, to replay: the file decoded again as a stream to a 16 kHz mono 16-bit WAV, at
+    most `MAX_AUDIO_SECONDS` long (19 MB), so that neither memory nor the file grows with the upload."""
+    rate = RECOGNIZER.sampling_rate
+    room = MAX_AUDIO_SECONDS * rate
+    path = folder / "heard.wav"
+    try:
+        with sf.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16") as wav:
+            for block in stream_audio(audio_path, rate):
+                block = block[:room]
+                wav.write(np.clip(block, -1.0, 1.0))
+                room -= len(block)
+                if room <= 0:
+                    break
+    except AudioError as error:  # classified a moment ago, so not expected; the result stands without a player
+        LOG.info("no player for %s: %s", Path(audio_path).name, error)
+        return None
+    return str(path)
+
+
+def draw(request: PageRequest, theme: str | None, progress=gr.Progress()):
+    """The probability chart, the waveform/spectrogram/MFCC picture, the audio as the model heard it and,
+    for long audio, the emotion timeline and the segments table (shown only then) of the current input."""
+    drawing = request.take_for_drawing()
+    if drawing is None:
+        return skip(5)
+    token, audio_path, prediction = drawing
     progress(None, desc="drawing")
-    pictures = draw_pictures(prediction, RECOGNIZER.labels, dark=theme == "dark")
     folder = result_folder()
+    heard_path = heard_audio(audio_path, folder)
+    heard = gr.Audio(value=heard_path, visible=heard_path is not None)
+    pictures = draw_pictures(prediction, RECOGNIZER.labels, dark=theme == "dark")
     long = pictures.timeline is not None
     timeline = (picture(pictures.timeline, pictures.alt["timeline"], folder, "timeline") if long
                 else gr.Image(value=None, visible=False))
-    return (picture(pictures.probabilities, pictures.alt["probabilities"], folder, "probabilities"),
-            picture(pictures.signal, pictures.alt["signal"], folder, "signal"), timeline, gr.Dataframe(visible=long))
+    outputs = (picture(pictures.probabilities, pictures.alt["probabilities"], folder, "probabilities"),
+               picture(pictures.signal, pictures.alt["signal"], folder, "signal"), timeline,
+               gr.Dataframe(visible=long), heard)
+    return outputs if request.is_current(token) else skip(5)
 
 
-def clear_results():
-    """Empties and hides every result panel before anything new is classified, so that an error can
-    never leave the previous file's answer on the page."""
+def clear_results(status: str = ""):
+    """Every result panel emptied and hidden, and `status` under the inputs."""
     hidden_download = gr.DownloadButton(value=None, visible=False)
-    return (gr.Column(visible=False), "", "", None, None, gr.Dataframe(value=[], visible=False), None,
+    return (gr.Column(visible=False), status, "", None, None, gr.Dataframe(value=[], visible=False), None,
             gr.Image(value=None), gr.Image(value=None), gr.Image(value=None, visible=False),
-            hidden_download, hidden_download)
+            hidden_download, hidden_download, gr.Audio(value=None, visible=False))
 
 
 def new_live_session() -> LiveSession:
@@ -306,6 +451,48 @@ def accuracy_lines() -> str:
     return "\n".join(lines)
 
 
+# What the branches other than Whisper's read (ser_model.modeling: SERMelEncoder, SERMfccEncoder).
+BRANCH_WORDS = {"mel": "a DenseNet reads the log-mel spectrogram", "mfcc": "a small CNN reads the MFCCs"}
+NUMBER_WORDS = {1: "One", 2: "Two", 3: "Three"}
+
+
+def millions(count: int) -> str:
+    return f"{count / 1e6:.1f} M"
+
+
+def whisper_words(model, training: dict | None) -> str:
+    """The Whisper branch of the loaded model: which checkpoint (from the model's training record), its
+    share of the parameters, whether it was trained, and how its layers are pooled (from the config)."""
+    config = model.config
+    encoder = sum(p.numel() for m in model.modules() if isinstance(m, WhisperEncoder) for p in m.parameters())
+    arguments = (training or {}).get("arguments", {})
+    checkpoint = Path(arguments.get("speech_encoder") or "").name
+    trained = arguments.get("speech_encoder_trainable_layers")
+    state = {None: "", 0: ", kept frozen", -1: ", fine-tuned"}.get(trained, f", its top {trained} layers fine-tuned")
+    layers = ("every layer's" if config.speech_encoder_hidden_states is None
+              else f"{len(config.speech_encoder_hidden_states)} layers'")
+    pooled = (f"the mean and standard deviation of {layers} output are pooled"
+              if config.speech_encoder_pooling == "concat"
+              else f"{layers} outputs are weighted, then their mean and standard deviation pooled")
+    name = f"the pretrained {checkpoint}" if checkpoint else "a pretrained Whisper"
+    total = sum(p.numel() for p in model.parameters())
+    return (f"the encoder of {name} model ({millions(encoder)} of the {millions(total)} parameters{state}) "
+            f"reads the audio, and {pooled}")
+
+
+def describe_architecture(model, training: dict | None) -> str:
+    """'Three branches read each window: ...; their embeddings, joined, give the emotion ...', from the
+    loaded model's config, so that the page says what runs."""
+    config = model.config
+    parts = [whisper_words(model, training) if branch == "whisper" else BRANCH_WORDS[branch]
+             for branch in sorted(config.branches, key=lambda branch: branch != "whisper")]
+    voice = ", and a second head how the voice sounds" if config.voice_head else ""
+    if len(parts) == 1:
+        return f"{parts[0][0].upper()}{parts[0][1:]}, and gives the emotion{voice}."
+    count = NUMBER_WORDS.get(len(parts), str(len(parts)))
+    return f"{count} branches read each window: {'; '.join(parts)}. Their embeddings, joined, give the emotion{voice}."
+
+
 EXAMPLES = example_rows()
 
 DESCRIPTION = """
@@ -322,7 +509,7 @@ ABOUT_NUMBERS = f"""
 Chance is 14% (one in seven). Trained on {TRAINING_DATA}: it is less reliable on spontaneous conversation,
 other languages and noisy recordings. **Not for decisions about people.**
 
-How it works: a DenseNet reads the log-mel spectrogram and a small CNN the MFCCs; their fused decision is shown.
+How it works: {describe_architecture(RECOGNIZER.model, TRAINING)}
 Recordings longer than {RECOGNIZER.config.window_seconds:g} s are read in overlapping windows and get an emotion
 timeline, whose segments give each emotion's mean probability over its windows. Up to
 {format_duration(MAX_AUDIO_SECONDS)} of audio. The downloads hold the same result: the CSV in percent, the JSON
@@ -338,8 +525,10 @@ everything, and the recording stays to replay and download. A live session stops
 """
 
 # The segment band of the live mode (ser_model.serving.analysis.segment_band_html); table headers that
-# wrap rather than being cut on a phone; toasts at the bottom
-# of the screen, off the title (on a phone they would cover it).
+# wrap rather than being cut on a phone. The microphone list says "No microphone found" whole (Gradio pads
+# it so wide that it was cut at every width). Bold words in the page's font: Gradio 6.31's default theme
+# takes Source Sans Pro's weight 600 from a 5 kB file that lacks the Latin letters, so bold words and buttons
+# fell back to another, larger font; its complete Bold file (shipped, not declared) serves 600 and 700.
 CSS = """
 .segment-band { display: flex; height: 2.2em; border-radius: 6px; overflow: hidden; }
 .segment { color: white; font-size: 0.85em; line-height: 2.2em; text-align: center; overflow: hidden;
@@ -348,8 +537,21 @@ CSS = """
 #segments th *, #live-segments th * { white-space: normal !important; overflow: visible !important;
                                       text-overflow: clip !important; }
 .note { font-size: 0.9em; opacity: 0.85; }
-.toast-wrap { top: auto !important; bottom: 1rem !important; }
+.mic-select { padding: 0 var(--spacing-md) !important; max-width: 100%; min-width: max-content; }
+@font-face { font-family: 'Source Sans Pro'; font-weight: 600; font-style: normal;
+             src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2'); }
+@font-face { font-family: 'Source Sans Pro'; font-weight: 700; font-style: normal;
+             src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2'); }
 """
+
+# The toasts' place: at the bottom right on a wide screen, off the title and the inputs; at the top on a
+# phone, over the title, where they cover neither the inputs, the sentence beside them nor the examples.
+# In the page's head as written: the toasts sit outside the app's container, and Gradio scopes the rules
+# of `css` inside @media to that container.
+HEAD = """<style>
+.toast-wrap { top: auto !important; bottom: 1rem !important; }
+@media (max-width: 639px) { .toast-wrap { top: 0.5rem !important; bottom: auto !important; } }
+</style>"""
 
 # Which theme the page is in, for the pictures (a transparent picture drawn in the theme's ink).
 THEME_JS = "() => document.body.classList.contains('dark') ? 'dark' : 'light'"
@@ -361,12 +563,15 @@ SCROLL_TO_RESULTS_JS = """() => {
     }
 }"""
 
+# A toast is about the tab it came from: it closes when the visitor turns to another tab.
+CLOSE_TOASTS_JS = "() => document.querySelectorAll('[data-testid=\"toast-close\"]').forEach(button => button.click())"
+
 with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown(DESCRIPTION)
     with gr.Accordion("What the percentages mean, and how accurate the model is", open=False, elem_id="about"):
         gr.Markdown(ABOUT_NUMBERS)
     theme = gr.Textbox(visible=False)
-    with gr.Tab("Recording or file"):
+    with gr.Tab("Recording or file") as file_tab:
         # Upload and record side by side, the same size: neither is hidden behind the other's icon.
         with gr.Row(equal_height=True):
             upload = gr.File(label="Upload audio or video", file_types=UPLOAD_TYPES, type="filepath", elem_id="upload")
@@ -396,13 +601,17 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
                                 interactive=False, buttons=["fullscreen"])
             segments = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Segments", visible=False, interactive=False,
                                     elem_id="segments")
+            heard = gr.Audio(label="What the model heard (16 kHz mono)", visible=False, interactive=False,
+                             elem_id="heard")
             with gr.Row():
                 download_json = gr.DownloadButton("Download JSON", visible=False, elem_id="download-json")
                 download_csv = gr.DownloadButton("Download CSV", visible=False, elem_id="download-csv")
-        # The whole prediction for API clients (a gr.State output would break Gradio 6.31's MCP tool,
-        # which cannot return State); the pictures are drawn from the server's copy (RECENT).
+        # What /predict returns to API clients as a whole: the page never shows it (a gr.State output
+        # would break Gradio 6.31's MCP tool, which cannot return State).
         prediction = gr.JSON(label="prediction", visible=False)
-    with gr.Tab("Live"):
+        # The input this visitor's page answers now (see PageRequest): one object per browser session.
+        page_request = gr.State(PageRequest())
+    with gr.Tab("Live") as live_tab:
         gr.Markdown(LIVE_DESCRIPTION)
         with gr.Row():
             with gr.Column(scale=1):
@@ -426,27 +635,37 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
         live_state = gr.State(None)
 
     demo.load(None, outputs=theme, js=THEME_JS)
-    # Each input is first cleared of the last result, then classified: the numbers come first and the
-    # pictures after (see ser_model.serving.analysis), because /predict is what API clients call, and it
-    # answers without waiting for matplotlib. Examples go through the same steps, uncached: Gradio 6.31's
-    # example cache cannot replay the segments table's visibility update.
+    for tab in (file_tab, live_tab):
+        tab.select(None, js=CLOSE_TOASTS_JS, api_name=False)
+    # API clients and MCP call /predict, the numbers alone, without the page's steps below.
+    gr.on([], predict, inputs=record, outputs=[emotions, sentiment_label, segments, prediction], api_name="predict",
+          api_description=PREDICT_DESCRIPTION, concurrency_limit=CONCURRENCY, concurrency_id="classify")
+    # On the page, each input first becomes the page's request and clears the last result, then is
+    # classified; the numbers come first and the pictures after, because matplotlib takes a while. Three
+    # sources (recording, upload, example) run the same chain, and an input may come while an older one is
+    # still being classified: every step runs whatever else is pending ("multiple": "once" would drop the
+    # new input's step while the old one's runs), and checks `page_request`, so only the current input's
+    # answer is shown. The progress shows on the status line under the inputs, where the visitor is
+    # looking: the result panel stays hidden until there is a result. Examples go through the same steps,
+    # uncached: Gradio 6.31's example cache cannot replay the segments table's visibility update.
     result_outputs = [results, status, verdict, emotions, sentiment_label, segments, prediction, probabilities,
-                      signal, timeline, download_json, download_csv]
-    sources = [(record.stop_recording, record, "predict"), (upload.upload, upload, False)]
+                      signal, timeline, download_json, download_csv, heard]
+    steps = dict(api_name=False, trigger_mode="multiple")
+    sources = [(record.stop_recording, record), (upload.upload, upload)]
     if EXAMPLES:
-        sources.append((examples.load_input_event.then, upload, False))
-    for trigger, source, api_name in sources:
-        classified = trigger(clear_results, outputs=result_outputs, api_name=False, queue=False).then(
-            predict, inputs=source, outputs=[emotions, sentiment_label, segments, prediction], api_name=api_name,
-            api_description=PREDICT_DESCRIPTION, concurrency_limit=CONCURRENCY)
-        classified.failure(show_refusal, inputs=source, outputs=status, api_name=False, queue=False)
-        shown = classified.success(show_result, inputs=[source, prediction],
-                                   outputs=[results, status, verdict, download_json, download_csv], api_name=False)
-        shown.success(None, js=SCROLL_TO_RESULTS_JS)
-        shown.success(draw, inputs=[source, theme], outputs=[probabilities, signal, timeline, segments],
-                      api_name=False, concurrency_limit=CONCURRENCY)
+        sources.append((examples.load_input_event.then, upload))
+    for trigger, source in sources:
+        classified = trigger(begin, inputs=[source, page_request], outputs=result_outputs, queue=False, **steps).then(
+            classify, inputs=[source, page_request], outputs=[emotions, sentiment_label, segments],
+            show_progress_on=status, concurrency_limit=CONCURRENCY, concurrency_id="classify", **steps)
+        classified.failure(show_refusal, inputs=page_request, outputs=status, queue=False, **steps)
+        shown = classified.success(show_result, inputs=page_request,
+                                   outputs=[results, status, verdict, download_json, download_csv], **steps)
+        shown.success(None, js=SCROLL_TO_RESULTS_JS, **steps)
+        shown.success(draw, inputs=[page_request, theme], outputs=[probabilities, signal, timeline, segments, heard],
+                      concurrency_limit=CONCURRENCY, concurrency_id="draw", **steps)
     for source in (upload, record):
-        source.clear(clear_results, outputs=result_outputs, api_name=False, queue=False)
+        source.clear(begin, inputs=[source, page_request], outputs=result_outputs, queue=False, **steps)
 
     live_outputs = [live_state, live_now, live_band, live_segments]
     live_finished = [live_overall, live_summary, live_timeline, live_recording, live_json, live_csv]
@@ -463,5 +682,9 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
 demo.queue(max_size=QUEUE_SIZE)
 
 if __name__ == "__main__":
+    # Quiet: Gradio's own start-up lines say to "set share=True in launch()"; this script's way is --share.
     demo.launch(server_name=ARGS.host, server_port=ARGS.port, share=ARGS.share, max_file_size=MAX_FILE_SIZE,
-                mcp_server=ARGS.mcp or None, css=CSS)
+                mcp_server=ARGS.mcp or None, css=CSS, head=HEAD, quiet=True, prevent_thread_lock=True)
+    public = f" and {demo.share_url}" if demo.share_url else "; run `python app.py --share` for a public link"
+    print(f"Running on {demo.local_url}{public}", flush=True)
+    demo.block_thread()

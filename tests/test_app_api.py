@@ -1,4 +1,8 @@
-"""The app's HTTP API as a program uses it: `python app.py` on a loopback port, called with gradio_client."""
+"""The app's HTTP API as a program uses it: `python app.py` on a loopback port, called with gradio_client.
+
+Each answer is checked against the same model run in this process on the same file: the tiny random model's
+labels mean nothing, but the server must answer what the model says.
+"""
 
 import numpy as np
 import pytest
@@ -6,11 +10,12 @@ import soundfile as sf
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from ser_model.serving.analysis import SEGMENT_COLUMNS
+from ser_model.serving.analysis import SEGMENT_COLUMNS, sentiment
+from ser_model.serving.inference import EmotionRecognizer
 
 from .app_server import running_app
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
-from .conftest import data_dir_or_skip, speechlike, tiny_config
+from .conftest import REPO, data_dir_or_skip, speechlike, tiny_config
 
 pytestmark = pytest.mark.needs_server
 
@@ -26,6 +31,23 @@ def app_dir(tmp_path_factory):
 def app_url(app_dir):
     with running_app(app_dir) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def recognizer(app_url, app_dir):
+    """The model the server serves (`running_app` saves it in the app's folder), loaded in this process."""
+    return EmotionRecognizer.from_pretrained(app_dir / "model")
+
+
+def assert_answers_as_the_model(recognizer, path, emotions, sentiment_output, prediction):
+    """The server's answer for `path` is the model's: the same probabilities, label, sentiment and windows."""
+    expected = recognizer.predict_file(path)
+    assert emotions["label"] == prediction["label"] == expected.label
+    assert prediction["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+    assert check_confidences(sentiment_output, {"positive", "neutral", "negative"}) == pytest.approx(
+        sentiment(expected.probabilities), abs=1e-5)
+    assert [(w["start"], w["end"]) for w in prediction["windows"]] == [
+        (pytest.approx(w.start, abs=1e-3), pytest.approx(w.end, abs=1e-3)) for w in expected.windows]
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +84,13 @@ def predict(client, path):
     return client.predict(handle_file(str(path)), api_name="/predict")
 
 
-def test_short_clip_gives_emotions_and_sentiment_without_segments(client, clips):
+def test_short_clip_gives_emotions_and_sentiment_without_segments(client, recognizer, clips):
     result = predict(client, clips / "short.wav")
     # The numbers only: the pictures are the page's second step, which API clients do not wait for.
     assert isinstance(result, tuple) and len(result) == 4
-    emotions, sentiment, segments, prediction = result
+    emotions, sentiment_output, segments, prediction = result
     confidences = check_confidences(emotions, LABELS)
-    check_confidences(sentiment, {"positive", "neutral", "negative"})
+    assert_answers_as_the_model(recognizer, clips / "short.wav", emotions, sentiment_output, prediction)
     # Plain data, never a Gradio update wrapper: a table with no rows for audio of one window.
     assert segments == {"headers": SEGMENT_COLUMNS, "data": [], "metadata": None}
     assert prediction["label"] == emotions["label"]
@@ -108,13 +130,19 @@ def test_the_api_lists_predict_with_named_outputs(client):
 
 
 @pytest.mark.needs_corpora
-def test_real_clip(client):
+def test_real_clip(client, recognizer):
     clips = sorted(data_dir_or_skip("ravdess").glob("Actor_*/*.flac"))
     if not clips:
         pytest.skip("no RAVDESS clips (Actor_*/*.flac) in the corpus folder")
-    emotions, sentiment, *_ = predict(client, clips[0])
+    emotions, sentiment_output, _, prediction = predict(client, clips[0])
     check_confidences(emotions, LABELS)
-    check_confidences(sentiment, {"positive", "neutral", "negative"})
+    assert_answers_as_the_model(recognizer, clips[0], emotions, sentiment_output, prediction)
+
+
+def test_an_example_clip(client, recognizer):
+    clip = REPO / "examples" / "ravdess_actor07_angry.flac"
+    emotions, sentiment_output, _, prediction = predict(client, clip)
+    assert_answers_as_the_model(recognizer, clip, emotions, sentiment_output, prediction)
 
 
 @pytest.mark.parametrize("name, sentence", [
@@ -132,3 +160,9 @@ def test_bad_file_gives_the_sentence_and_the_server_goes_on(client, clips, app_d
     assert "Traceback" not in log
     emotions, *_ = predict(client, clips / "short.wav")
     check_confidences(emotions, LABELS)
+
+
+def test_the_start_up_line_says_the_apps_own_way_to_share(app_url, app_dir):
+    log = (app_dir / "app.log").read_text()
+    assert f"Running on {app_url}; run `python app.py --share` for a public link" in log
+    assert "share=True" not in log

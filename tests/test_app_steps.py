@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+import gradio as gr
 import pytest
 import soundfile as sf
 
@@ -30,28 +31,84 @@ def app(tmp_path_factory):
     sys.modules.pop("app", None)
 
 
+def skipped(outputs) -> bool:
+    """Every output left as it was (`gr.skip()`)."""
+    return all(output == gr.skip() for output in outputs)
+
+
+def write_clip(path: Path, seconds: float) -> str:
+    sf.write(path, speechlike(seconds), 16_000, subtype="PCM_16")
+    return str(path)
+
+
 def test_the_pictures_are_drawn_from_the_kept_prediction(app, tmp_path, monkeypatch):
-    path = tmp_path / "long.wav"
-    sf.write(path, speechlike(3.0), 16_000, subtype="PCM_16")
-    probabilities, _, segments, prediction = app.predict(str(path), progress=no_progress)
-    assert prediction["probabilities"] == probabilities and prediction["warnings"] == [] and segments
-    monkeypatch.setattr("ser_model.serving.inference.stream_audio", lambda *a, **k: pytest.fail("decoded again"))
-    chart, signal, timeline, table = app.draw(str(path), "light", progress=no_progress)
+    path = write_clip(tmp_path / "long.wav", 3.0)
+    request = app.PageRequest()
+    app.begin(path, request)
+    probabilities, _, segments = app.classify(path, request, progress=no_progress)
+    # The page's numbers are the API's.
+    assert app.predict(path, progress=no_progress)[0] == probabilities and segments
+    column, status, verdict, json_button, csv_button = app.show_result(request)
+    assert column.visible and status == "" and "'long.wav', 3.0 s" in verdict
+    assert Path(json_button.value["path"]).name == "long.emotion.json"
+    monkeypatch.setattr("ser_model.serving.inference.stream_audio", lambda *a, **k: pytest.fail("classified again"))
+    chart, signal, timeline, table, heard = app.draw(request, "light", progress=no_progress)
     assert all(Path(picture.value["path"]).suffix == ".png" for picture in (chart, signal, timeline))
     assert chart.alt_text.startswith("Chart of the emotion probabilities: ") and timeline.visible and table.visible
-    assert len(app.RECENT) == 0  # taken: the store holds only predictions still waiting for their pictures
+    # The player plays what the model heard: the whole clip, 16 kHz mono.
+    info = sf.info(heard.value["path"])
+    assert heard.visible and (info.samplerate, info.channels, info.frames) == (16_000, 1, 48_000)
+    # The pictures are drawn once, whichever of the page's chains asks first.
+    assert skipped(app.draw(request, "light", progress=no_progress))
 
 
-def test_a_prediction_no_longer_kept_is_made_again(app, tmp_path):
-    path = tmp_path / "short.wav"
-    sf.write(path, speechlike(0.8), 16_000, subtype="PCM_16")
-    chart, signal, timeline, table = app.draw(str(path), "dark", progress=no_progress)
-    assert signal.alt_text.startswith("Waveform of the 0.8 s recording") and not timeline.visible and not table.visible
+def test_an_answer_for_a_replaced_input_is_never_shown(app, tmp_path):
+    first, second = write_clip(tmp_path / "first.wav", 3.0), write_clip(tmp_path / "second.wav", 0.8)
+    request = app.PageRequest()
+    app.begin(first, request)
+    app.begin(second, request)  # an example clicked while the first file waits for its turn
+    assert skipped(app.classify(first, request, progress=no_progress))
+    assert skipped(app.show_result(request)) and skipped(app.draw(request, "light", progress=no_progress))
+    app.classify(second, request, progress=no_progress)
+    # The older chain's steps, running after the newer one's answer, show nothing of the first file.
+    _, _, verdict, json_button, _ = app.show_result(request)
+    assert "'second.wav', 0.8 s" in verdict and Path(json_button.value["path"]).name == "second.emotion.json"
+
+
+def test_a_file_replaced_while_it_is_classified_stops_and_leaves_one_log_line(app, tmp_path, caplog):
+    first, second = write_clip(tmp_path / "first.wav", 12.0), write_clip(tmp_path / "second.wav", 0.8)
+    request = app.PageRequest()
+    app.begin(first, request)
+    calls = []
+
+    def progress(*args, **kwargs):
+        calls.append(args)
+        app.begin(None, request)  # the visitor clears the upload while the first file is classified
+
+    app.LOG.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger=app.LOG.name):
+            assert skipped(app.classify(first, request, progress=progress))
+    finally:
+        app.LOG.removeHandler(caplog.handler)
+    # 12 s in 1 s windows every 0.5 s is 23 windows, two batches of 16: it stops before the second.
+    assert len(calls) == 1
+    assert [record.getMessage() for record in caplog.records] == ["dropped first.wav: a newer input replaced it"]
+    # Nothing of it is shown, and no step trips over the cleared input.
+    assert skipped(app.show_result(request)) and skipped(app.draw(request, "light", progress=no_progress))
+    assert app.show_refusal(request) == gr.skip()
+    app.begin(second, request)
+    assert not skipped(app.classify(second, request, progress=no_progress))
 
 
 def test_a_truncated_file_carries_its_warning_in_the_answer(app, tmp_path):
-    *_, prediction = app.predict(str(write_truncated_wav(tmp_path / "cut.wav")), progress=no_progress)
+    path = str(write_truncated_wav(tmp_path / "cut.wav"))
+    *_, prediction = app.predict(path, progress=no_progress)
     assert prediction["warnings"] == [TRUNCATED_SENTENCE]
+    request = app.PageRequest()
+    app.begin(path, request)
+    app.classify(path, request, progress=no_progress)
+    assert TRUNCATED_SENTENCE in app.show_result(request)[2]
 
 
 def test_a_refused_file_is_one_log_line_and_a_toast_without_traceback(app, tmp_path, caplog):
@@ -66,8 +123,12 @@ def test_a_refused_file_is_one_log_line_and_a_toast_without_traceback(app, tmp_p
     # Gradio prints a traceback for an error unless told not to: a refused input is no fault.
     assert raised.value.print_exception is False and raised.value.duration == app.TOAST_SECONDS
     assert [record.getMessage() for record in caplog.records] == [f"refused silence.wav: {raised.value.message}"]
-    # The page shows the same sentence beside the input once the toast has gone.
-    assert raised.value.message in app.show_refusal(str(path))
+    # On the page, the same sentence stays beside the input once the toast has gone.
+    request = app.PageRequest()
+    app.begin(str(path), request)
+    with pytest.raises(app.gr.Error):
+        app.classify(str(path), request, progress=no_progress)
+    assert app.show_refusal(request) == f"**Could not classify this file.** {raised.value.message}"
 
 
 def test_the_tool_description_is_written_in_sentences(app):
@@ -80,8 +141,28 @@ def test_the_tool_description_is_written_in_sentences(app):
 
 def test_an_error_clears_every_result_panel(app):
     # The first step of every input empties what the last one showed, so an error cannot leave it there.
-    results, status, verdict, emotions, sentiment, segments, prediction, *pictures, json_button, csv_button = \
-        app.clear_results()
-    assert not results.visible and status == verdict == "" and emotions is None and sentiment is None
-    assert not segments.visible and prediction is None and all(picture.value is None for picture in pictures)
-    assert not json_button.visible and not csv_button.visible
+    results, status, verdict, emotions, sentiment, segments, prediction, *pictures, json_button, csv_button, heard = \
+        app.begin("/tmp/next.wav", app.PageRequest())
+    assert not results.visible and status == "Classifying 'next.wav'…" and verdict == ""
+    assert emotions is None and sentiment is None and not segments.visible and prediction is None
+    assert all(picture.value is None for picture in pictures)
+    assert not json_button.visible and not csv_button.visible and not heard.visible
+
+
+def test_how_it_works_says_what_the_loaded_model_is(app):
+    from ser_model import SERForAudioClassification
+
+    from .test_whisper_branch import whisper_config
+
+    assert app.describe_architecture(app.RECOGNIZER.model, None) == (
+        "Two branches read each window: a DenseNet reads the log-mel spectrogram; a small CNN reads the MFCCs. "
+        "Their embeddings, joined, give the emotion.")
+    model = SERForAudioClassification(whisper_config(voice_head=True))
+    encoder = sum(p.numel() for p in model.ser.whisper_encoder.encoder.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    training = {"arguments": {"speech_encoder": "../shared/weights/whisper-base", "speech_encoder_trainable_layers": 0}}
+    words = app.describe_architecture(model, training)
+    assert words.startswith(f"Three branches read each window: the encoder of the pretrained whisper-base model "
+                            f"({encoder / 1e6:.1f} M of the {total / 1e6:.1f} M parameters, kept frozen) reads the "
+                            "audio, and the mean and standard deviation of every layer's output are pooled; a DenseNet")
+    assert words.endswith("give the emotion, and a second head how the voice sounds.")

@@ -48,10 +48,13 @@ def confusion_figure(matrices: dict[str, np.ndarray], labels: list[str], title: 
     return fig
 
 
-# The app shows figures scaled to the page: a 6.4-inch figure is drawn at about 330 px on a 390 px
-# phone, half its size, so text is set large enough (13 pt) to stay readable there.
-READABLE = {"font.size": 13, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11,
-            "ytick.labelsize": 11, "legend.fontsize": 11}
+# The app shows figures scaled to the page: on a 390 px phone a 5.2-inch figure (520 px at 100 dpi) is
+# shown about 326 px wide, so its smallest text, 13 pt (18 px drawn), is 11 px there, above the 10 px a
+# phone needs.
+READABLE = {"font.size": 14, "axes.titlesize": 14, "axes.labelsize": 13, "xtick.labelsize": 13,
+            "ytick.labelsize": 13, "legend.fontsize": 13}
+# Both pictures of a result, side by side on a wide screen and one under the other on a phone.
+APP_FIGURE_WIDTH = 5.2
 # The page's text and background colours (Gradio's default theme, light and dark): the pictures have
 # a transparent background and are drawn in the ink of the theme in use, so they read on both.
 INK = {False: "#1f2937", True: "#e5e7eb"}
@@ -87,7 +90,7 @@ def signal_figure(view, duration: float, dark: bool = False):
     """
     partial = view.feature_seconds < duration - 1e-3
     with rc_context(theme(dark)):
-        fig = _app_figure(6.4, 7.0)
+        fig = _app_figure(APP_FIGURE_WIDTH, 6.6)
         grid = fig.add_gridspec(3, 1, height_ratios=[1, 1.5, 1.2])
         waveform, log_mel = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
         mfcc = fig.add_subplot(grid[2], sharex=log_mel)
@@ -125,7 +128,7 @@ def probability_figure(probabilities: dict[str, float], dark: bool = False):
     values = np.array([probabilities[label] for label in labels])
     angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False)
     with rc_context(theme(dark)):
-        fig = _app_figure(5.2, 5.2)
+        fig = _app_figure(APP_FIGURE_WIDTH, APP_FIGURE_WIDTH)
         ax = fig.add_subplot(projection="polar")
         ax.set_theta_offset(np.pi / 2)  # first emotion at the top, so no label sits at the chart's left or right edge
         ax.bar(angles, values, width=2 * np.pi / len(labels) * 0.9, bottom=0.0, alpha=0.85,
