@@ -21,16 +21,16 @@ from pathlib import Path
 import gradio as gr
 
 from ser_model.audio_io import AUDIO_EXTENSIONS, AudioError, format_duration
-from ser_model.cli import model_source
-from ser_model.model_info import (accuracy_by_language, clip_status, describe_calibration,
-                                  describe_training_data, load_training_corpora, read_model_json, voice_accuracy)
-from ser_model.serving.analysis import (SEGMENT_COLUMNS, RecentPredictions, analyze_file, describe, describe_rule,
-                                        describe_voice,
-                                        draw_pictures, segment_band_html, segment_rows, sentiment, sentiment_rule,
-                                        timeline_alt, write_downloads)
-from ser_model.serving.inference import EmotionRecognizer, Prediction, set_inference_threads
+from ser_model.model_info import (accuracy_by_language, clip_status, describe_calibration, describe_training_data,
+                                  load_training_corpora, model_source, read_model_json, voice_accuracy)
+from ser_model.serving.analysis import (SEGMENT_COLUMNS, RecentResults, analyze_file, draw_pictures,
+                                        segment_band_html, segment_rows, sentiment, sentiment_rule, timeline_alt,
+                                        write_downloads)
+from ser_model.serving.inference import EmotionRecognizer, set_inference_threads
 from ser_model.serving.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
 from ser_model.serving.plots import save_png, timeline_figure
+from ser_model.serving.prediction import Prediction
+from ser_model.serving.wording import describe, describe_rule, describe_voice
 
 # Longest recording the app accepts: long enough for a conversation turn or a voice memo, short
 # enough that one request cannot hold a worker for long (10 minutes take about 5 s on 2 CPU cores).
@@ -98,9 +98,9 @@ VOICE_ACCURACY = voice_accuracy(REPORT)
 SPLIT = read_model_json(MODEL, "split.json", revision=REVISION)
 # Each prediction waits here for its pictures (the second step), so the file is decoded once. As many
 # as the requests that can be running or queued: API clients take the numbers and never the pictures.
-RECENT = RecentPredictions(capacity=CONCURRENCY + QUEUE_SIZE)
+RECENT = RecentResults(capacity=CONCURRENCY + QUEUE_SIZE)
 # The sentence each refused file got, until the page shows it beside the input (`show_refusal`).
-REFUSALS = RecentPredictions(capacity=CONCURRENCY + QUEUE_SIZE)
+REFUSALS = RecentResults(capacity=CONCURRENCY + QUEUE_SIZE)
 
 
 def refuse(audio_path: str | None, error: AudioError | str):
@@ -129,8 +129,10 @@ PREDICT_DESCRIPTION = (
     "positive, neutral and negative, each the sum of the probabilities of its emotions. Third, a table of "
     "segments for audio longer than one model window: the start and end in seconds, the emotion and its mean "
     "probability in percent over each run of windows with the same emotion; it is empty for shorter audio. "
-    "Fourth, the whole result as JSON: the label, the probabilities, the duration, each window's start, end and "
-    "probabilities, and warnings about a result that covers less than the file promised, such as a truncated WAV."
+    "Fourth, the whole result as JSON, as the downloads and the command line write it: the label, the "
+    "probabilities as fractions, the duration, each window's start, end and probabilities, the segments, how the "
+    "voice sounds where the model says it, and warnings about a result that covers less than the file promised, "
+    "such as a truncated WAV."
 )
 
 
@@ -146,8 +148,7 @@ def predict(audio_path: str | None, progress=gr.Progress()):
     RECENT.put(audio_path, analysis.prediction)
     for notice in analysis.notices:
         gr.Warning(notice, duration=TOAST_SECONDS)
-    return (analysis.prediction.probabilities, analysis.sentiment, analysis.segments,
-            analysis.prediction.to_dict(timeline=True))
+    return (analysis.prediction.probabilities, analysis.sentiment, analysis.segments, analysis.prediction.to_dict())
 
 
 def result_folder() -> Path:
@@ -325,8 +326,8 @@ other languages and noisy recordings. **Not for decisions about people.**
 How it works: a DenseNet reads the log-mel spectrogram and a small CNN the MFCCs; their fused decision is shown.
 Recordings longer than {RECOGNIZER.config.window_seconds:g} s are read in overlapping windows and get an emotion
 timeline, whose segments give each emotion's mean probability over its windows. Up to
-{format_duration(MAX_AUDIO_SECONDS)} of audio. The downloads hold the same result: the CSV in percent, the JSON
-with probabilities as fractions (0 to 1), as the API gives them.
+{format_duration(MAX_AUDIO_SECONDS)} of audio. The downloads hold the same result, with probabilities as fractions
+(0 to 1), in the layouts the API and the command line use.
 """
 
 LIVE_DESCRIPTION = f"""

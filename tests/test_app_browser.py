@@ -23,6 +23,7 @@ import pytest
 import soundfile as sf
 
 from ser_model.serving.analysis import SEGMENT_COLUMNS
+from ser_model.serving.prediction import CSV_COLUMNS
 
 from .app_server import running_app
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
@@ -146,7 +147,7 @@ def page_with_result(playwright, app_url, clip, errors=None, **page_options):
 
 def top_emotion(headline: str) -> str:
     """The first emotion the headline names: 'sad (72%)', 'probably sad (48%)', 'not sure: sad (46%) or ...'."""
-    return re.match(r"(?:not sure: |probably )?(\w+) \(\d+%\)", headline).group(1)
+    return re.match(r"(?:not sure: |probably )?(\w+) \([<>]?\d+%\)", headline).group(1)
 
 
 def test_upload_shows_the_emotion_and_the_plots(playwright, app_url, speech_clip, artifacts):
@@ -251,7 +252,7 @@ def test_live_session_updates_the_emotion_and_keeps_the_recording_after_stop(pla
         assert len(updates) >= 3, (updates, page.locator("#live-now").inner_text(),
                                    page.get_by_test_id("toast-body").all_inner_texts())
         sync_api.expect(page.locator("#live-now")).to_contain_text(
-            re.compile(r"\d+\.\d s: (not sure: \w+ \(\d+%\) or \w+ \(\d+%\)|(probably )?\w+ \(\d+%\))"))
+            re.compile(r"\d+\.\d s: (not sure: \w+ \(\d+%\) or \w+ \(\d+%\)|(probably )?\w+ \([<>]?\d+%\))"))
         assert page.locator("#live-band .segment").count() >= 1
         page.screenshot(path=artifacts / "browser-live-running.png", full_page=True)
         page.get_by_role("button", name="Stop", exact=True).last.click()
@@ -299,7 +300,7 @@ def smallest_timeline_text_pixels(shown_width: float, natural_width: float) -> f
     figure's dpi (the PNG is saved at it), scaled by how wide the page shows the picture."""
     from matplotlib.text import Text
 
-    from ser_model.serving.inference import WindowPrediction
+    from ser_model.serving.prediction import WindowPrediction
     from ser_model.serving.plots import timeline_figure
 
     windows = [WindowPrediction(start, start + 1.0, {label: 1 / len(LABELS) for label in LABELS})
@@ -455,7 +456,7 @@ def test_the_prediction_downloads_as_json_and_csv(playwright, app_url, long_clip
         with page.expect_download() as download:
             page.locator("#download-csv").click()
         rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
-        assert rows[0][:5] == ["part", "start (s)", "end (s)", "emotion", "confidence (%)"]
-        parts = [row[0] for row in rows[1:]]
+        assert rows[0][:len(CSV_COLUMNS)] == CSV_COLUMNS  # the CLI's layout, probabilities as fractions
+        parts = [row[1] for row in rows[1:]]
         assert parts.count("recording") == 1 and parts.count("window") == len(saved["windows"])
         assert parts.count("segment") == len(saved["segments"])

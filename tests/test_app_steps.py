@@ -35,7 +35,7 @@ def test_the_pictures_are_drawn_from_the_kept_prediction(app, tmp_path, monkeypa
     sf.write(path, speechlike(3.0), 16_000, subtype="PCM_16")
     probabilities, _, segments, prediction = app.predict(str(path), progress=no_progress)
     assert prediction["probabilities"] == probabilities and prediction["warnings"] == [] and segments
-    monkeypatch.setattr("ser_model.serving.inference.stream_audio", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr("ser_model.serving.inference.open_audio", lambda *a, **k: pytest.fail("decoded again"))
     chart, signal, timeline, table = app.draw(str(path), "light", progress=no_progress)
     assert all(Path(picture.value["path"]).suffix == ".png" for picture in (chart, signal, timeline))
     assert chart.alt_text.startswith("Chart of the emotion probabilities: ") and timeline.visible and table.visible
