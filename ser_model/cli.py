@@ -21,6 +21,7 @@ from pathlib import Path
 from .audio_formats import AUDIO_EXTENSIONS
 from .errors import InputError
 from .model_info import BUNDLED_MODEL, model_source
+from .serving.wording import describe, describe_voice, percent
 
 # What every command reports as one sentence: the project's input errors (bad audio, a corpus folder
 # that is not one, a bad flag, a failed publish) and OS errors (a missing or unwritable path).
@@ -249,7 +250,6 @@ def write_table(results, labels: Sequence[str], timeline: bool, out) -> None:
     the rule of the app's page), with how the voice sounds where the model says it; with `timeline`, a row
     per window under each file longer than one window."""
     from .serving.prediction import SILENT, has_voice
-    from .serving.wording import describe, describe_voice
 
     header = f"{'file':<40} " + " ".join(f"{label:>{_column_width(label)}}" for label in labels)
     print(header + "  emotion" + ("; voice" if has_voice(results) else ""), file=out)
@@ -282,8 +282,6 @@ def _numbers_width(labels: Sequence[str]) -> int:
 
 
 def _percentages(probabilities: dict[str, float], labels: Sequence[str]) -> str:
-    from .serving.wording import percent
-
     return " ".join(f"{percent(probabilities[label], 1):>{_column_width(label)}}" for label in labels)
 
 

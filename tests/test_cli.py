@@ -292,10 +292,10 @@ def test_argument_errors_exit_2_with_one_sentence(tmp_path, monkeypatch, capsys,
     assert err.startswith(start) and err.count("\n") == 1 and err.endswith(".\n")
 
 
-@pytest.mark.slow  # fresh Python processes
 @pytest.mark.parametrize("arguments", [["does_not_exist/"], ["examples", "-o", "out.xlsx"],
                                        ["examples", "--workers", "0"], ["examples", "-o", "/nonexistent/out.json"]])
 def test_argument_errors_are_answered_before_torch_or_transformers_is_imported(arguments):
+    # A fresh process, but a fast one (about 0.1 s): the point is that it imports nothing heavy.
     # `-X importtime` names every module the process imports, on stderr, before the CLI's own sentence.
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "ser_model", "predict", *arguments], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
@@ -305,6 +305,27 @@ def test_argument_errors_are_answered_before_torch_or_transformers_is_imported(a
         "error: ")
     assert "ser_model.cli" in imported  # the check sees the CLI's own imports
     assert not {name for name in imported if name.split(".")[0] in ("torch", "transformers", "numpy")}
+
+
+@pytest.mark.slow  # a fresh Python process that imports every command
+def test_the_command_line_registers_the_model_classes_before_any_command_that_saves_a_model(tmp_path):
+    # `python -m ser_model` loads the package lazily (see ser_model/__init__.py), so the commands that save
+    # a model register the classes themselves: a saved model must name its code (`auto_map`). A
+    # sitecustomize module reports, as the process exits, whether the config is registered.
+    from ser_model import SERConfig
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import atexit, sys\n"
+        "def report():\n"
+        "    auto = sys.modules.get('transformers.models.auto.configuration_auto')\n"
+        f"    registered = auto is not None and {SERConfig.model_type!r} in auto.CONFIG_MAPPING\n"
+        "    print('registered', registered, file=sys.stderr)\n"
+        "atexit.register(report)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for command, registered in (["export", "--help"], True), (["predict", "missing.wav"], False):
+        done = subprocess.run([sys.executable, "-m", "ser_model", *command], cwd=REPO, capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert done.stderr.splitlines()[-1] == f"registered {registered}", done.stderr[-2000:]
 
 
 def test_the_table_words_a_near_tie_as_the_page_does(tiny_model_dir, tmp_path, monkeypatch, capsys):

@@ -3,12 +3,12 @@
 `LiveSession` holds one person's stream. Each chunk (a tenth of a second of audio, at the browser's
 rate) is converted to 16 kHz mono by one resampler for the whole stream (`audio_io.StreamConverter`:
 resampling each chunk apart would leave a seam at every boundary) and appended to a buffer that keeps
-only the last model window; the newest window (the last `config.window_seconds`, or all there is at the start) is classified at once.
-Memory stays bounded however long someone talks: the audio buffer is one window, and the timeline
-keeps the last `max_history_seconds` of windows, while the whole-recording emotion is a running sum
-over every window ever classified. Given a `recording` file, the session also appends everything it
-hears there (16 kHz 16-bit PCM, about 2 MB a minute, on disk rather than in memory), so that the
-recording can be replayed and downloaded after Stop. No UI code here: the app wires it to Gradio.
+only the last model window; once a second the newest window (the last `config.window_seconds`, or all
+there is at the start) is classified. Memory stays bounded however long someone talks: the audio
+buffer is one window, and the timeline keeps the last `max_history_seconds` of windows, while the
+whole-recording emotion is a running sum over every window ever classified. Given a `recording` file,
+the session also appends everything it hears there (16 kHz 16-bit PCM, about 2 MB a minute, on disk
+rather than in memory), so that the recording can be replayed and downloaded after Stop. No UI code here: the app wires it to Gradio.
 """
 
 from __future__ import annotations
