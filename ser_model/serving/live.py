@@ -8,7 +8,8 @@ there is at the start) is classified. Memory stays bounded however long someone 
 buffer is one window, and the timeline keeps the last `max_history_seconds` of windows, while the
 whole-recording emotion is a running sum over every window ever classified. Given a `recording` file,
 the session also appends everything it hears there (16 kHz 16-bit PCM, about 2 MB a minute, on disk
-rather than in memory), so that the recording can be replayed and downloaded after Stop. No UI code here: the app wires it to Gradio.
+rather than in memory), so that the recording can be replayed and downloaded after Stop. No UI code
+here: the app wires it to Gradio.
 """
 
 from __future__ import annotations
