@@ -266,8 +266,8 @@ def test_live_session_updates_the_emotion_and_keeps_the_recording_after_stop(pla
         assert recording.get_attribute("href").endswith("/recording.wav")
         with page.expect_download() as download:
             page.locator("#live-download-json").click()
-        saved = json.loads(Path(download.value.path()).read_text())
-        assert saved["duration"] > 2 and len(saved["windows"]) >= 2
+        (saved,) = json.loads(Path(download.value.path()).read_text())
+        assert saved["path"] == "live-recording" and saved["duration"] > 2 and len(saved["windows"]) >= 2
         assert error_badges(page) == 0, page.get_by_test_id("toast-body").all_inner_texts()
         page.screenshot(path=artifacts / "browser-live-stopped.png", full_page=True)
     finally:
@@ -450,8 +450,8 @@ def test_the_prediction_downloads_as_json_and_csv(playwright, app_url, long_clip
     with page_with_result(playwright, app_url, long_clip) as (page, headline):
         with page.expect_download() as download:
             page.locator("#download-json").click()
-        saved = json.loads(Path(download.value.path()).read_text())
-        assert download.value.suggested_filename == "long.emotion.json"
+        (saved,) = json.loads(Path(download.value.path()).read_text())  # the CLI's layout: a record per file
+        assert download.value.suggested_filename == "long.emotion.json" and saved["path"] == "long"
         assert saved["label"] == top_emotion(headline) and len(saved["windows"]) > 1 and saved["segments"]
         with page.expect_download() as download:
             page.locator("#download-csv").click()
