@@ -26,15 +26,15 @@ import soundfile as sf
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ser_model.audio_io import AUDIO_EXTENSIONS, AudioError, format_duration, stream_audio
-from ser_model.cli import model_source
-from ser_model.model_info import (accuracy_by_language, clip_status, describe_calibration,
-                                  describe_training_data, load_training_corpora, read_model_json, voice_accuracy)
-from ser_model.serving.analysis import (SEGMENT_COLUMNS, analyze_file, describe, describe_rule,
-                                        describe_voice, draw_pictures, segment_band_html, segment_rows, sentiment,
-                                        sentiment_rule, timeline_alt, write_downloads)
-from ser_model.serving.inference import EmotionRecognizer, Prediction, set_inference_threads
+from ser_model.model_info import (accuracy_by_language, clip_status, describe_calibration, describe_training_data,
+                                  load_training_corpora, model_source, read_model_json, voice_accuracy)
+from ser_model.serving.analysis import (SEGMENT_COLUMNS, analyze_file, draw_pictures, segment_band_html, segment_rows,
+                                        sentiment, sentiment_rule, timeline_alt, write_downloads)
+from ser_model.serving.inference import EmotionRecognizer, set_inference_threads
 from ser_model.serving.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
 from ser_model.serving.plots import save_png, timeline_figure
+from ser_model.serving.prediction import Prediction
+from ser_model.serving.wording import describe, describe_rule, describe_voice
 
 # Longest recording the app accepts: long enough for a conversation turn or a voice memo, short
 # enough that one request cannot hold a worker for long (10 minutes take about 5 s on 2 CPU cores).
@@ -131,8 +131,10 @@ PREDICT_DESCRIPTION = (
     "positive, neutral and negative, each the sum of the probabilities of its emotions. Third, a table of "
     "segments for audio longer than one model window: the start and end in seconds, the emotion and its mean "
     "probability in percent over each run of windows with the same emotion; it is empty for shorter audio. "
-    "Fourth, the whole result as JSON: the label, the probabilities, the duration, each window's start, end and "
-    "probabilities, and warnings about a result that covers less than the file promised, such as a truncated WAV."
+    "Fourth, the whole result as JSON, as the downloads and the command line write it: the label, the "
+    "probabilities as fractions, the duration, each window's start, end and probabilities, the segments, how the "
+    "voice sounds where the model says it, and warnings about a result that covers less than the file promised, "
+    "such as a truncated WAV."
 )
 
 
@@ -150,8 +152,7 @@ def predict(audio_path: str | None, progress=gr.Progress()):
         refuse(audio_path, error)
     for notice in analysis.notices:
         gr.Warning(notice, duration=TOAST_SECONDS)
-    return (analysis.prediction.probabilities, analysis.sentiment, analysis.segments,
-            analysis.prediction.to_dict(timeline=True))
+    return (analysis.prediction.probabilities, analysis.sentiment, analysis.segments, analysis.prediction.to_dict())
 
 
 class PageRequest:
@@ -512,8 +513,8 @@ other languages and noisy recordings. **Not for decisions about people.**
 How it works: {describe_architecture(RECOGNIZER.model, TRAINING)}
 Recordings longer than {RECOGNIZER.config.window_seconds:g} s are read in overlapping windows and get an emotion
 timeline, whose segments give each emotion's mean probability over its windows. Up to
-{format_duration(MAX_AUDIO_SECONDS)} of audio. The downloads hold the same result: the CSV in percent, the JSON
-with probabilities as fractions (0 to 1), as the API gives them.
+{format_duration(MAX_AUDIO_SECONDS)} of audio. The downloads hold the same result, with probabilities as fractions
+(0 to 1), in the layouts the API and the command line use.
 """
 
 LIVE_DESCRIPTION = f"""

@@ -1,5 +1,5 @@
 """Latency of one decision on a 3-second clip: feature extraction + model forward, on the CPU, next to the
-previous model, the same model with its speech encoder in int8, and a wav2vec2-base-sized audio classifier,
+previous model, the same model with its Whisper branch in int8, and a wav2vec2-base-sized audio classifier,
 on the same clips.
 
     python bench/latency.py --threads 2                 # batch 1 and 16; model-mel-mfcc beside; int8; peer
@@ -13,7 +13,7 @@ same batches in the same order.
 
 `--previous` (default: the bundled mel+MFCC model, model-mel-mfcc/) is timed in the same run, so that
 the cost of the Whisper branch is measured on one machine at one moment; `--int8` adds the model with
-its speech encoder's linear layers in dynamic int8 (`ser_model.serving.inference.quantize_speech_encoder`).
+its Whisper branch's linear layers in dynamic int8 (`ser_model.serving.inference.quantize_whisper_branch`).
 The peer is `Wav2Vec2ForSequenceClassification(Wav2Vec2Config(num_labels=7))`, the default config
 being wav2vec2-base's size (Baevski et al. 2020: 12 transformer layers of width 768, about 94 M
 parameters), with random weights (speed does not depend on them), and its default
@@ -37,7 +37,7 @@ from _common import (REPO_ROOT, add_common_arguments, add_run_count_arguments, c
                      resolve_run_counts, run_script)
 
 from ser_model.audio_io import AudioError, load_audio
-from ser_model.serving.inference import quantize_speech_encoder
+from ser_model.serving.inference import quantize_whisper_branch
 
 CLIP_SECONDS = 3.0
 # Issue 19's goal for the three-branch model: at most 60 ms per 3 s clip at batch 1 on 2 cores (the
@@ -87,8 +87,8 @@ def load_models(args) -> dict[str, tuple]:
     models = {"ours": (recognizer.feature_extractor, recognizer.model, line)}
     if args.int8:
         # A copy of the loaded model, not a second load: quantisation replaces layers in place.
-        models["int8"] = (recognizer.feature_extractor, quantize_speech_encoder(copy.deepcopy(recognizer.model)),
-                          "the same, speech encoder's linear layers in dynamic int8")
+        models["int8"] = (recognizer.feature_extractor, quantize_whisper_branch(copy.deepcopy(recognizer.model)),
+                          "the same, Whisper branch's linear layers in dynamic int8")
     if args.previous and Path(args.previous).is_dir():
         previous, line = load_recognizer(args.previous)
         models["previous"] = (previous.feature_extractor, previous.model, line)
@@ -106,7 +106,7 @@ def parse_arguments(argv) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="default: %(default)s")
     parser.add_argument("--previous", default=str(PREVIOUS_MODEL), metavar="DIR",
                         help="an earlier model folder timed in the same run (default: %(default)s; '' for none)")
-    parser.add_argument("--int8", action="store_true", help="also time the model with its speech encoder in int8")
+    parser.add_argument("--int8", action="store_true", help="also time the model with its Whisper branch in int8")
     parser.add_argument("--no-peer", action="store_true", help="do not time the wav2vec2-base-sized peer")
     add_run_count_arguments(parser, RUN_COUNTS)
     args = parser.parse_args(argv)

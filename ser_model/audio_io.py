@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .audio_formats import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS
 from .configuration import silence_message, too_short_message
 from .errors import InputError
 
@@ -27,29 +28,20 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "FFMPEG_EXTENSIONS",
     "AudioError",
+    "AudioSource",
+    "StreamConverter",
     "audio_duration",
     "check_duration",
     "format_duration",
     "load_audio",
+    "open_audio",
     "silence_error",
     "stream_audio",
     "to_mono_16k",
-    "truncation_notice",
     "validate_waveform",
 ]
 
-# Container/codec extensions that libsndfile cannot decode; for these, a missing FFmpeg is
-# the reason a file fails, rather than the file being corrupt.
-FFMPEG_EXTENSIONS = frozenset(
-    {".m4a", ".m4b", ".aac", ".mp4", ".mov", ".3gp", ".3g2", ".webm", ".mkv", ".mka", ".wma",
-     ".asf", ".amr", ".ac3", ".ape", ".wv"}
-)
-
-# Every extension a folder search treats as audio: what libsndfile decodes, plus the above.
-AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
-                             | FFMPEG_EXTENSIONS)
-
-# The speech detector and the no-speech and too-short sentences come from `configuration.py`, a Hub file, so
+# The no-speech and too-short sentences come from `configuration.py`, a Hub file, so
 # that the feature extractor of a model loaded from the Hub refuses the same audio in the same words.
 # Samples beyond this magnitude are garbage, not audio (a corrupt float file): full scale is 1.0,
 # and even 32-bit integer PCM stored as float stays below 2.2e9. They are refused before any
@@ -87,58 +79,114 @@ def load_audio(path, sampling_rate=16000, max_seconds=None, min_seconds=0.25) ->
         `AudioError`: the file is missing, unreadable, too long, too short or not finite. Whether it holds
             speech is the classifier's question (`has_speech`), asked of what the model would hear.
     """
-    path = _checked_path(path)
-    sample_limit = None
-    if max_seconds is not None:
-        header_seconds = _header_duration(path)
-        if header_seconds is None:
-            # Formats without a duration in the header are bounded while decoding instead.
-            sample_limit = max_seconds * sampling_rate
-        else:
-            check_duration(header_seconds, max_seconds=max_seconds, subject=f"'{path.name}'")
-    blocks, num_samples = [], 0
-    for block in stream_audio(path, sampling_rate):
-        num_samples += len(block)
-        if sample_limit is not None and num_samples > sample_limit:
-            raise AudioError(f"'{path.name}' is longer than the limit of {format_duration(max_seconds)}.")
-        blocks.append(block)
+    with open_audio(path, sampling_rate, max_seconds=max_seconds) as audio:
+        blocks = list(audio.blocks)
     waveform = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
-    return _validate(waveform, sampling_rate, min_seconds, subject=f"The audio in '{path.name}'")
+    return _validate(waveform, sampling_rate, min_seconds, subject=f"The audio in '{audio.name}'")
+
+
+class AudioSource:
+    """
+    An audio file opened once: what its header says, and its samples as a stream of blocks.
+
+    Decoding, downmixing and resampling are all incremental, so memory stays bounded whatever the
+    file's length; the concatenated blocks match `load_audio` (without its silence check, which is
+    the caller's job here). Close it (or use it in a `with` block) when done with the blocks early.
+
+    Attributes:
+        name (`str`): the file's base name, as the error sentences name it.
+        duration (`float` or `None`): its length in seconds from the header; `None` where the
+            format records none (FFmpeg formats without a container duration).
+        notice (`str` or `None`): the sentence for a WAV that holds less audio than its header
+            promises (`_truncation_notice`), else `None`.
+        blocks (`Iterator[np.ndarray]`): float32 mono blocks at the requested rate, each of the
+            block length but the last, which is shorter.
+    """
+
+    def __init__(self, name: str, duration: Optional[float], notice: Optional[str], blocks: Iterator[np.ndarray],
+                 resources=()):
+        self.name, self.duration, self.notice, self.blocks = name, duration, notice, blocks
+        self._resources = resources
+
+    def close(self) -> None:
+        self.blocks.close()
+        for resource in self._resources:
+            resource.close()
+
+    def __enter__(self) -> "AudioSource":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_audio(path, sampling_rate=16000, max_seconds=None, block_seconds=30.0) -> AudioSource:
+    """
+    Opens an audio file once for everything a prediction needs of it: its duration, a truncation
+    notice and its samples, decoded block by block.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The audio file; any format soundfile reads, or any format FFmpeg reads when installed.
+        sampling_rate (`int`, *optional*, defaults to 16000):
+            Sampling rate of the blocks, in Hz.
+        max_seconds (`float`, *optional*):
+            Longest accepted duration: checked here from the header when the format records it, else
+            while the blocks are decoded. No limit when `None`.
+        block_seconds (`float`, *optional*, defaults to 30.0):
+            Length of each block; every block has `round(block_seconds * sampling_rate)` samples
+            except the last, which is shorter.
+
+    Returns:
+        `AudioSource`.
+
+    Raises:
+        `AudioError`: the file is missing, unreadable or too long here; NaN or infinite samples (or
+        a length beyond `max_seconds` that the header did not tell) when the bad block is reached.
+    """
+    if block_seconds <= 0:
+        raise ValueError(f"block_seconds must be positive, got {block_seconds}")
+    path = _checked_path(path)
+    block_samples = max(1, round(block_seconds * sampling_rate))
+    # One open file serves the WAV header's promise, libsndfile's header and the decoding.
+    raw = open(path, "rb")
+    sound = None
+    try:
+        promised = _wav_promised_frames(raw)
+        raw.seek(0)
+        sound = _open_soundfile(raw)
+        if sound is None:
+            duration, notice, ffmpeg = _ffprobe_duration(path), None, _require_ffmpeg(path)
+        else:
+            duration, notice = sound.frames / sound.samplerate, _truncation_notice(path, sound, promised)
+        if max_seconds is not None and duration is not None:
+            check_duration(duration, max_seconds=max_seconds, subject=f"'{path.name}'")
+    except BaseException:
+        for resource in (sound, raw):
+            if resource is not None:
+                resource.close()
+        raise
+    if sound is None:
+        raw.close()
+        chunks, resources = _ffmpeg_chunks(ffmpeg, path, sampling_rate, block_samples), ()
+    else:
+        chunks, resources = _soundfile_chunks(sound, raw, path, sampling_rate, block_samples), (sound, raw)
+    blocks = _reblock(chunks, block_samples)
+    if max_seconds is not None and duration is None:
+        # Formats without a duration in the header are bounded while decoding instead.
+        blocks = _bounded(blocks, max_seconds, sampling_rate, path)
+    return AudioSource(path.name, duration, notice, blocks, resources)
 
 
 def stream_audio(path, sampling_rate=16000, block_seconds=30.0) -> Iterator[np.ndarray]:
     """
-    Decodes an audio file block by block, so memory stays bounded whatever the file's length.
-
-    Decoding, downmixing and resampling are all incremental; the concatenated blocks match
-    `load_audio` (without its duration checks, which are the caller's job here).
-
-    Args:
-        path (`str` or `os.PathLike`):
-            The audio file.
-        sampling_rate (`int`, *optional*, defaults to 16000):
-            Sampling rate of the yielded blocks, in Hz.
-        block_seconds (`float`, *optional*, defaults to 30.0):
-            Length of each block; every block has `round(block_seconds * sampling_rate)`
-            samples except the last, which is shorter.
-
-    Returns:
-        `Iterator[np.ndarray]` of blocks of shape `(block_samples,)`, float32, contiguous.
+    The blocks of `open_audio` alone: the file decoded block by block at `sampling_rate`.
 
     Raises:
-        `AudioError`: the file is missing, unreadable, or contains NaN or infinite samples.
+        `AudioError`: the file is missing or unreadable (at the call), or contains NaN or infinite
+        samples (when the bad block is reached).
     """
-    if block_seconds <= 0:
-        raise ValueError(f"block_seconds must be positive, got {block_seconds}")
-    # A plain function returning a generator, so a bad path fails here, not at the first block.
-    path = _checked_path(path)
-    block_samples = max(1, round(block_seconds * sampling_rate))
-    sound = _open_soundfile(path)
-    if sound is None:
-        chunks = _ffmpeg_chunks(_require_ffmpeg(path), path, sampling_rate, block_samples)
-    else:
-        chunks = _soundfile_chunks(sound, path, sampling_rate, block_samples)
-    return _reblock(chunks, block_samples)
+    return open_audio(path, sampling_rate, block_seconds=block_seconds).blocks
 
 
 def audio_duration(path) -> float:
@@ -155,14 +203,10 @@ def audio_duration(path) -> float:
     Raises:
         `AudioError`: the file is missing or unreadable.
     """
-    path = _checked_path(path)
-    seconds = _header_duration(path)
-    if seconds is None:
-        counting_rate = 16000
-        chunks = _ffmpeg_chunks(_require_ffmpeg(path), path, counting_rate, counting_rate)
-        num_samples = sum(len(chunk) for chunk in chunks)
-        seconds = num_samples / counting_rate
-    return seconds
+    with open_audio(path) as audio:
+        if audio.duration is not None:
+            return audio.duration
+        return sum(len(block) for block in audio.blocks) / 16000
 
 
 def to_mono_16k(samples: np.ndarray, orig_sampling_rate: int, sampling_rate=16000) -> np.ndarray:
@@ -184,6 +228,53 @@ def to_mono_16k(samples: np.ndarray, orig_sampling_rate: int, sampling_rate=1600
         `AudioError`: the array has an unsupported dtype or shape, a rate is not positive, or the
         samples are not finite or far beyond full scale.
     """
+    waveform = _mono_float32(samples, orig_sampling_rate, sampling_rate)
+    if orig_sampling_rate != sampling_rate:
+        waveform = soxr.resample(waveform, orig_sampling_rate, sampling_rate, quality="HQ")
+    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+class StreamConverter:
+    """
+    `to_mono_16k` for consecutive chunks of one stream (a microphone's), with one resampler for the
+    whole stream: resampling each chunk on its own restarts the filter at every boundary, an error
+    of about 0.01 there on a 48 kHz tone; the stream's filter state carries across, so the chunks
+    come out as the whole audio resampled at once, about 30 ms later (the filter's delay).
+
+    Args:
+        sampling_rate (`int`, *optional*, defaults to 16000): the rate of the converted chunks, in Hz.
+    """
+
+    def __init__(self, sampling_rate: int = 16000):
+        self.sampling_rate = sampling_rate
+        self._orig_sampling_rate: Optional[int] = None
+        self._resampler: Optional[soxr.ResampleStream] = None
+
+    def convert(self, samples: np.ndarray, orig_sampling_rate: int) -> np.ndarray:
+        """The next chunk as float32 mono at `sampling_rate`; a chunk at another rate than the last
+        one's starts a new stream.
+
+        Raises:
+            `AudioError`: as `to_mono_16k`.
+        """
+        waveform = _mono_float32(samples, orig_sampling_rate, self.sampling_rate)
+        if orig_sampling_rate != self._orig_sampling_rate:
+            self._orig_sampling_rate = orig_sampling_rate
+            self._resampler = None if orig_sampling_rate == self.sampling_rate else soxr.ResampleStream(
+                orig_sampling_rate, self.sampling_rate, num_channels=1, dtype="float32", quality="HQ")
+        if self._resampler is not None:
+            waveform = self._resampler.resample_chunk(waveform)
+        return np.ascontiguousarray(waveform, dtype=np.float32)
+
+    def flush(self) -> np.ndarray:
+        """What the resampler still holds (its delay's worth of samples), once the stream has ended."""
+        if self._resampler is None:
+            return np.zeros(0, dtype=np.float32)
+        return np.ascontiguousarray(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+
+
+def _mono_float32(samples, orig_sampling_rate, sampling_rate) -> np.ndarray:
+    """Checks an in-memory array and its rates, and gives it as float32 mono at its own rate."""
     if not orig_sampling_rate > 0 or not sampling_rate > 0:
         raise AudioError(
             f"Sampling rates must be positive, got {orig_sampling_rate} Hz and {sampling_rate} Hz."
@@ -197,10 +288,7 @@ def to_mono_16k(samples: np.ndarray, orig_sampling_rate: int, sampling_rate=1600
         # Before the cast, which would turn float64 values beyond 3.4e38 into inf; integer PCM is
         # always finite and within range.
         _check_samples(samples, subject="The audio")
-    waveform = _downmix(_to_float32(samples))
-    if orig_sampling_rate != sampling_rate:
-        waveform = soxr.resample(waveform, orig_sampling_rate, sampling_rate, quality="HQ")
-    return np.ascontiguousarray(waveform, dtype=np.float32)
+    return _downmix(_to_float32(samples))
 
 
 def validate_waveform(waveform: np.ndarray, sampling_rate: int, min_seconds=0.25) -> np.ndarray:
@@ -290,71 +378,65 @@ def _corrupt_error(path) -> AudioError:
     )
 
 
-def _open_soundfile(path) -> Optional[sf.SoundFile]:
-    """Opens `path` with libsndfile, or returns `None` when libsndfile does not know the format."""
+def _open_soundfile(file) -> Optional[sf.SoundFile]:
+    """Opens `file` (a binary file object) with libsndfile, or returns `None` when libsndfile does not
+    know the format."""
     try:
-        return sf.SoundFile(path)
+        return sf.SoundFile(file)
     except sf.SoundFileError:
         return None
 
 
-def _header_duration(path) -> Optional[float]:
-    """Duration recorded in the file's header, or `None` where neither decoder can tell cheaply."""
-    sound = _open_soundfile(path)
-    if sound is not None:
-        with sound:
-            return sound.frames / sound.samplerate
-    return _ffprobe_duration(path)
-
-
-def truncation_notice(path) -> Optional[str]:
-    """The sentence for a WAV that holds less audio than its header promises, else None.
+def _truncation_notice(path, sound, promised) -> Optional[str]:
+    """The sentence for a WAV that holds less audio than its header promises (`promised` frames), else None.
 
     libsndfile quietly clamps such a file's frame count to the data present, so a cut-off recording
     would pass as a shorter clip without anyone knowing. The samples present are still used (an
     interrupted recording is worth classifying), and the sentence travels with the result
     (`Prediction.notices`), so that the person learns it covers only part of what they sent.
     """
-    path = Path(path)
-    sound = _open_soundfile(path)
-    if sound is None:
+    if sound.format not in ("WAV", "WAVEX") or promised is None or promised <= sound.frames:
         return None
-    with sound:
-        if sound.format not in ("WAV", "WAVEX"):
-            return None
-        promised = _wav_promised_frames(path)
-        if promised is None or promised <= sound.frames:
-            return None
-        rate, frames = sound.samplerate, sound.frames
+    rate, frames = sound.samplerate, sound.frames
     return (f"'{path.name}' is truncated: its header promises {format_duration(promised / rate)} of audio "
             f"but the file holds only {format_duration(frames / rate)}, which is what was classified.")
 
 
-def _wav_promised_frames(path) -> Optional[int]:
-    """Frames a RIFF WAV's `data` chunk declares, from its `fmt ` block size; `None` when the header
-    does not say (no data chunk found, or the 0 / 0xFFFFFFFF "unknown size" that recorders write
-    while streaming)."""
+def _wav_promised_frames(f) -> Optional[int]:
+    """Frames a RIFF WAV's `data` chunk declares, from its `fmt ` block size, read from the binary file
+    object `f` at its start; `None` for any other format, or when the header does not say (no data chunk
+    found, or the 0 / 0xFFFFFFFF "unknown size" that recorders write while streaming)."""
     block_align = None
-    with open(path, "rb") as f:
-        if f.read(4) != b"RIFF" or len(f.read(4)) < 4 or f.read(4) not in (b"WAVE",):
-            return None
-        while len(header := f.read(8)) == 8:
-            chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
-            if chunk == b"fmt " and size >= 14:
-                block_align = struct.unpack("<H", f.read(14)[12:14])[0]
-                f.seek(size - 14 + size % 2, 1)
-            elif chunk == b"data":
-                if block_align in (None, 0) or size in (0, 0xFFFFFFFF):
-                    return None
-                return size // block_align
-            else:
-                f.seek(size + size % 2, 1)  # chunks are padded to an even size
+    if f.read(4) != b"RIFF" or len(f.read(4)) < 4 or f.read(4) not in (b"WAVE",):
+        return None
+    while len(header := f.read(8)) == 8:
+        chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+        if chunk == b"fmt " and size >= 14:
+            block_align = struct.unpack("<H", f.read(14)[12:14])[0]
+            f.seek(size - 14 + size % 2, 1)
+        elif chunk == b"data":
+            if block_align in (None, 0) or size in (0, 0xFFFFFFFF):
+                return None
+            return size // block_align
+        else:
+            f.seek(size + size % 2, 1)  # chunks are padded to an even size
     return None
 
 
-def _soundfile_chunks(sound, path, sampling_rate, block_samples) -> Iterator[np.ndarray]:
-    """Reads, downmixes and resamples with libsndfile + soxr, one block at a time."""
-    with sound:
+def _bounded(blocks, max_seconds, sampling_rate, path) -> Iterator[np.ndarray]:
+    """`blocks`, refused as soon as they hold more than `max_seconds` of audio."""
+    num_samples = 0
+    for block in blocks:
+        num_samples += len(block)
+        if num_samples > max_seconds * sampling_rate:
+            raise AudioError(f"'{path.name}' is longer than the limit of {format_duration(max_seconds)}.")
+        yield block
+
+
+def _soundfile_chunks(sound, raw, path, sampling_rate, block_samples) -> Iterator[np.ndarray]:
+    """Reads, downmixes and resamples with libsndfile + soxr, one block at a time, and closes `sound`
+    and the file `raw` it reads from at the end."""
+    with raw, sound:
         read_frames = max(1, round(block_samples * sound.samplerate / sampling_rate))
         resampler = None
         if sound.samplerate != sampling_rate:

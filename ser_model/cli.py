@@ -4,22 +4,24 @@ Every command turns expected failures (bad audio, missing files, bad arguments) 
 on stderr and a non-zero exit status; tracebacks are for bugs only. Expected failures are the
 project's `InputError` (bad audio is its subclass `AudioError`) and `OSError` (a missing model folder,
 an unreadable or unwritable path); a plain `ValueError` is a bug and keeps its traceback.
+
+`predict` checks its arguments and paths before it imports torch and transformers (about five seconds),
+so a mistyped argument is answered at once: this module imports nothing heavy at its top.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .audio_io import AUDIO_EXTENSIONS
+from .audio_formats import AUDIO_EXTENSIONS
 from .errors import InputError
-from .model_info import BUNDLED_MODEL, bundled_model
+from .model_info import BUNDLED_MODEL, model_source
+from .serving.wording import describe, describe_voice, percent
 
 # What every command reports as one sentence: the project's input errors (bad audio, a corpus folder
 # that is not one, a bad flag, a failed publish) and OS errors (a missing or unwritable path).
@@ -28,6 +30,9 @@ FORMATS = ("table", "json", "csv")
 # The format each `-o` extension names when `--format` is not given; a file without an extension gets
 # the table. Any other extension is refused rather than guessed (a table written into out.xlsx).
 OUTPUT_EXTENSIONS = {".json": "json", ".csv": "csv", ".txt": "table"}
+# A progress bar shows on a terminal once the work has taken this long (`--progress`: always, at once), so
+# that a short run prints its result and nothing else.
+PROGRESS_DELAY = 1.0
 # The commands and the modules that define them (`add_parser` and the command itself). Only the one
 # that runs is imported: evaluation and training pull in scikit-learn and matplotlib, about a second
 # that `predict` does not need.
@@ -39,13 +44,6 @@ def default_data_dir() -> str:
     """The corpora folder `train` and `evaluate` read when none is named: `$SER_DATA_DIR`, else the
     `shared/data` folder beside this repository's checkout (where the project's machines keep them)."""
     return os.environ.get("SER_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
-
-
-def model_source() -> tuple[str, str | None]:
-    """The model the CLI and the app load when none is named: `$SER_MODEL` (a folder or Hub id) with
-    `$SER_MODEL_REVISION`, else the bundled model (`model_info.BUNDLED_MODEL`), so that both run offline
-    on a fresh clone."""
-    return os.environ.get("SER_MODEL") or bundled_model(), os.environ.get("SER_MODEL_REVISION") or None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +73,9 @@ def _add_other_parsers(commands) -> None:
     """Every command but `predict`, whose modules are imported only here (see `COMMAND_MODULES`)."""
     from importlib import import_module
 
+    from . import register_auto_classes
+
+    register_auto_classes()  # the models these commands save name their code (`auto_map`)
     for name, module in COMMAND_MODULES.items():
         options = ({"default_model": str(BUNDLED_MODEL)} if name == "publish" else
                    {"default_data_dir": default_data_dir()} if name in ("train", "evaluate") else {})
@@ -93,13 +94,19 @@ def add_predict_parser(commands) -> None:
     predict.add_argument("--revision", default=None, help="Hub revision to pin (default: $SER_MODEL_REVISION)")
     predict.add_argument("--format", choices=FORMATS, default=None,
                          help="output format (default: from the --output extension, .json or .csv, else table)")
-    predict.add_argument("--timeline", action="store_true", help="also print the per-window predictions")
+    predict.add_argument("--timeline", action="store_true",
+                         help="also print the per-window predictions in the table (JSON and CSV always hold them)")
     predict.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     predict.add_argument("--max-seconds", type=float, default=None, help="refuse files longer than this")
     predict.add_argument("--output", "-o", default=None,
                          help="write to this file instead of stdout; its extension names the format unless "
                               f"--format is given: {_known_extensions()}")
     predict.add_argument("--verbose", action="store_true", help="also show the library's model-loading progress bars")
+    shown = predict.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no progress bar")
+    shown.add_argument("--progress", action="store_true",
+                       help="a progress bar on stderr even where it is not a terminal, and at once (by default it "
+                            f"shows on a terminal when the work takes more than {PROGRESS_DELAY:g} s)")
     predict.add_argument("--workers", type=int, default=1,
                          help="worker processes, each with its own model copy (default 1); under torchrun or "
                               "accelerate launch the files are split across the processes and this is per process")
@@ -107,8 +114,14 @@ def add_predict_parser(commands) -> None:
 
 
 def expand_paths(paths: Sequence[str]) -> list[Path]:
-    """Files as given, and the audio files inside folders (recursively, sorted); a path that does not
-    exist is kept so that it is reported as that file's error."""
+    """Files as given, and the audio files inside folders (recursively, sorted).
+
+    Raises:
+        `InputError`: a path does not exist; one sentence names every such path as it was typed.
+    """
+    missing = [raw for raw in paths if not Path(raw).exists()]
+    if missing:
+        raise InputError(f"No such file or folder: {', '.join(repr(raw) for raw in missing)}.")
     files = []
     for raw in paths:
         path = Path(raw)
@@ -154,22 +167,38 @@ def check_writable(output: str | None) -> None:
         raise InputError(f"Cannot write the results to {output}: permission denied.")
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    from .serving import batch_predict
-    from .serving.inference import EmotionRecognizer
-
+def check_predict_arguments(args: argparse.Namespace) -> tuple[str, list[Path]]:
+    """The output format and the audio files of a `predict` command line, or the sentence that refuses it:
+    everything that can be checked before the model (and torch) loads."""
     fmt = output_format(args.format, args.output)
     check_writable(args.output)
+    for option, value in (("--workers", args.workers), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise InputError(f"{option} must be at least 1, got {value}.")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise InputError(f"--max-seconds must be positive, got {args.max_seconds:g}.")
     files = expand_paths(args.paths)
     if not files:
         raise InputError("There are no audio files to classify.")
+    return fmt, files
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    fmt, files = check_predict_arguments(args)
+    # Only now, the arguments being sound: these import torch and transformers.
+    from .serving import batch_predict
+    from .serving.inference import EmotionRecognizer
+    from .serving.prediction import write_csv, write_json
+
     name, revision = model_source()
     model, revision = args.model or name, args.revision or revision
     # The labels come from the config alone: with --workers the model is loaded in the workers only.
     labels = EmotionRecognizer.load_labels(model, revision=revision)
     with library_progress_bars(args.verbose):
         results = batch_predict.predict(files, model, revision, batch_size=args.batch_size,
-                                        max_seconds=args.max_seconds, workers=args.workers)
+                                        max_seconds=args.max_seconds, workers=args.workers,
+                                        progress=False if args.quiet else True if args.progress else None,
+                                        progress_delay=0.0 if args.progress else PROGRESS_DELAY)
     if not batch_predict.is_main_process():
         # The main process writes the merged results and gives the status: a launcher stops every
         # process as soon as one exits with an error, which could cut the writing short.
@@ -179,8 +208,12 @@ def run_predict(args: argparse.Namespace) -> int:
 
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
-        {"table": write_table, "json": write_json, "csv": write_csv}[fmt](
-            results, labels, args.timeline, out)
+        if fmt == "json":
+            write_json(results, out)
+        elif fmt == "csv":
+            write_csv(results, labels, out)
+        else:
+            write_table(results, labels, args.timeline, out)
     finally:
         if args.output:
             out.close()
@@ -212,69 +245,44 @@ def print_notices(results) -> None:
             print(f"warning: {notice}", file=sys.stderr)
 
 
-def _has_voice(results) -> bool:
-    """Whether the model said how the voices sound (it has a voice head): then tables get that column."""
-    return any(prediction is not None and prediction.voice is not None for _, prediction, _ in results)
+def write_table(results, labels: Sequence[str], timeline: bool, out) -> None:
+    """A table for a person: each file's probabilities in percent and its decision in words (`wording.describe`,
+    the rule of the app's page), with how the voice sounds where the model says it; with `timeline`, a row
+    per window under each file longer than one window."""
+    from .serving.prediction import SILENT, has_voice
 
-
-def _voice_cell(prediction) -> str:
-    """'female 93%': how the voice sounds (a perception of the audio, not a fact about the person)."""
-    return f"{prediction.voice_label} {prediction.voice[prediction.voice_label]:.0%}"
-
-
-def write_table(results, labels, timeline, out) -> None:
-    voice = _has_voice(results)
-    header = f"{'file':<40} {'emotion':<9} " + " ".join(f"{label:>{_column_width(label)}}" for label in labels)
-    print(header + ("  voice sounds" if voice else ""), file=out)
+    header = f"{'file':<40} " + " ".join(f"{label:>{_column_width(label)}}" for label in labels)
+    print(header + "  emotion" + ("; voice" if has_voice(results) else ""), file=out)
     for path, prediction, error in results:
         name = _shorten(str(path), 40)
         if error:
             print(f"{name:<40} error: {error}", file=out)
             continue
-        print(f"{name:<40} {prediction.label:<9} " + _percentages(prediction.probabilities, labels)
-              + (f"  {_voice_cell(prediction)}" if voice else ""), file=out)
+        words = describe(prediction.probabilities)
+        if prediction.voice is not None:
+            words += f"; {describe_voice(prediction.voice)}"
+        print(f"{name:<40} {_percentages(prediction.probabilities, labels)}  {words}", file=out)
         if timeline and len(prediction.windows) > 1:
             for window in prediction.windows:
                 span = f"  {window.start:.1f}-{window.end:.1f} s"
                 if window.probabilities is None:
-                    print(f"{span:<40} {'(silent)':<9}", file=out)
+                    print(f"{span:<40} {'':<{_numbers_width(labels)}}  {SILENT}", file=out)
                 else:
-                    print(f"{span:<40} {window.label:<9} " + _percentages(window.probabilities, labels), file=out)
-
-
-def write_json(results, labels, timeline, out) -> None:
-    records = [
-        {"path": str(path), "error": error} if error else {"path": str(path), **prediction.to_dict(timeline)}
-        for path, prediction, error in results
-    ]
-    json.dump(records, out, indent=2)
-    print(file=out)
-
-
-def write_csv(results, labels, timeline, out) -> None:
-    writer = csv.writer(out)
-    voice = _has_voice(results)
-    writer.writerow(["path", "start", "end", "label", *labels, *(["voice_sounds_female"] if voice else []), "error"])
-    for path, prediction, error in results:
-        if error:
-            writer.writerow([path, "", "", "", *[""] * len(labels), *([""] if voice else []), error])
-            continue
-        rows = [(0.0, prediction.duration, prediction.label, prediction.probabilities, prediction.voice)]
-        if timeline:
-            rows += [(w.start, w.end, w.label or "silent", w.probabilities, w.voice) for w in prediction.windows]
-        for start, end, label, probabilities, sounds in rows:
-            values = [f"{probabilities[l]:.4f}" for l in labels] if probabilities else [""] * len(labels)
-            female = ([f"{sounds['female']:.4f}" if sounds else ""] if voice else [])
-            writer.writerow([path, f"{start:.2f}", f"{end:.2f}", label, *values, *female, ""])
+                    print(f"{span:<40} {_percentages(window.probabilities, labels)}  {describe(window.probabilities)}",
+                          file=out)
 
 
 def _column_width(label: str) -> int:
-    # "100.0%" and a space need 7 characters; a longer label ("surprise") widens its column rather than being cut.
+    # ">99.9%" and a space need 7 characters; a longer label ("surprise") widens its column rather than being cut.
     return max(7, len(label))
 
 
+def _numbers_width(labels: Sequence[str]) -> int:
+    return sum(map(_column_width, labels)) + len(labels) - 1
+
+
 def _percentages(probabilities: dict[str, float], labels: Sequence[str]) -> str:
-    return " ".join(f"{f'{100 * probabilities[label]:.1f}%':>{_column_width(label)}}" for label in labels)
+    return " ".join(f"{percent(probabilities[label], 1):>{_column_width(label)}}" for label in labels)
 
 
 def _shorten(text: str, width: int) -> str:

@@ -2,7 +2,8 @@
 learnt from, in which languages, and how to say so in a sentence.
 
 Kept apart from `hub/export.py` (which builds the model card) so that the app can name its training
-data without importing the export, evaluation and training code behind the card.
+data without importing the export, evaluation and training code behind the card; it also says which
+model the app and the CLI load by default (`model_source`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-
-from transformers.utils import cached_file
 
 # The trained model this repository ships, in model/ beside the package: there in a checkout and in an
 # editable install (`make app`, `pip install -e .`), absent from a wheel, which holds the package alone.
@@ -66,6 +65,13 @@ def bundled_model() -> str:
     return str(BUNDLED_MODEL)
 
 
+def model_source() -> tuple[str, str | None]:
+    """The model the CLI and the app load when none is named, and its revision: `$SER_MODEL` (a folder or
+    Hub id) with `$SER_MODEL_REVISION`, else the bundled model (`BUNDLED_MODEL`), so that both run offline
+    on a fresh clone."""
+    return os.environ.get("SER_MODEL") or bundled_model(), os.environ.get("SER_MODEL_REVISION") or None
+
+
 def corpus_languages(corpora: list[str]) -> list[str]:
     """ISO 639-1 codes of the languages of `corpora`, English first, then alphabetical."""
     codes = {CORPORA[c][1] for c in corpora if CORPORA.get(c, (None, None))[1]}
@@ -84,6 +90,9 @@ def describe_training_data(corpora: list[str] | None) -> str:
 def read_model_json(name_or_path: str | os.PathLike, filename: str, revision: str | None = None) -> dict | None:
     """A JSON file saved with a model (a folder or a Hub repository), e.g. `split.json` or
     `evaluation/report.json`; None when it holds no such file."""
+    # Imported here: the CLI reads this module's facts while checking its arguments, before transformers loads.
+    from transformers.utils import cached_file
+
     path = cached_file(str(name_or_path), filename, revision=revision, _raise_exceptions_for_missing_entries=False,
                        _raise_exceptions_for_connection_errors=False)
     return json.loads(Path(path).read_text()) if path else None
@@ -177,4 +186,4 @@ def clip_status(split: dict | None, clip: str, speaker: str) -> str:
 
 __all__ = ["BUNDLED_MODEL", "CORPORA", "DISPLAY_NAMES", "EVALUATED_MODEL", "LANGUAGE_NAMES", "accuracy_by_language",
            "bundled_model", "clip_status", "corpus_languages", "describe_calibration", "describe_training_data",
-           "load_training_corpora", "read_model_json", "voice_accuracy"]
+           "load_training_corpora", "model_source", "read_model_json", "voice_accuracy"]

@@ -26,7 +26,7 @@ SR = 16_000
 MAX_SECONDS = 600
 THREE_HOURS = 3 * 3600
 
-PREDICTION, ERROR, WARNING = "prediction", "error", "warning"
+PREDICTION, ERROR, WARNING, REFUSED = "prediction", "error", "warning", "refused"
 
 # Anything that is not a sentence for a person: traceback lines, exception class names, reprs,
 # numpy/torch types.
@@ -62,7 +62,8 @@ def check_probabilities(probabilities: dict[str, float], labels) -> None:
 @dataclass(frozen=True)
 class Outcome:
     """What a surface must give: a prediction (of a clip lasting `seconds`), an error sentence
-    matching the regex `pattern`, or (the CLI only) no result and a warning line matching it."""
+    matching the regex `pattern`, or (the CLI only) no result and a warning line matching it, or the
+    whole command refused before any file is classified (exit status 2), with the sentence on stderr."""
 
     kind: str
     pattern: str | None = None
@@ -79,6 +80,10 @@ def error(pattern: str) -> Outcome:
 
 def warning(pattern: str) -> Outcome:
     return Outcome(WARNING, pattern)
+
+
+def refused(pattern: str) -> Outcome:
+    return Outcome(REFUSED, pattern)
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,10 @@ CASES = [
     HostileCase("directory", "folder.wav", write_directory,
                 error(r"^Cannot read 'folder\.wav': it is a directory, not an audio file\.$"),
                 {"cli": warning(r"^warning: no audio files in folder \S*folder\.wav$")}, uploadable=False),
-    HostileCase("missing", "missing.wav", None, error(r"^File not found: 'missing\.wav'\.$"), uploadable=False),
+    # The CLI checks its paths before it loads the model: a missing one is a mistyped argument, and the
+    # sentence gives it as it was typed.
+    HostileCase("missing", "missing.wav", None, error(r"^File not found: 'missing\.wav'\.$"),
+                {"cli": refused(r"^error: No such file or folder: '\S*missing\.wav'\.$")}, uploadable=False),
     # Refused from the header, before decoding, with MAX_SECONDS on every surface.
     HostileCase("three_hours", "three_hours.wav", write_three_hours,
                 error(r"^'three_hours\.wav' lasts 3 h 00 min, longer than the limit of 10 min\.$")),

@@ -12,13 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from ser_model.serving.analysis import (CLOSE_RATIO, CONFIDENT_FROM, SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION,
-                                        RecentPredictions, analyze_file, describe, describe_rule, draw_pictures,
-                                        probabilities_alt, segment_band_html, segment_rows, sentiment, sentiment_rule,
-                                        timeline_alt, write_downloads)
+from ser_model.serving.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, RecentResults, analyze_file,
+                                        draw_pictures, probabilities_alt, segment_band_html, segment_rows, sentiment,
+                                        sentiment_rule, timeline_alt, write_downloads)
 from ser_model.audio_io import AudioError
-from ser_model.serving.inference import EmotionRecognizer, WindowPrediction, merge_segments, window_spans
+from ser_model.serving.inference import EmotionRecognizer
 from ser_model.serving.plots import probability_figure, timeline_figure
+from ser_model.serving.prediction import CSV_COLUMNS, WindowPrediction, merge_segments, window_spans
+from ser_model.serving.wording import CLOSE_RATIO, CONFIDENT_FROM, describe, describe_rule, describe_voice, percent
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import speechlike, tiny_config
@@ -100,8 +101,8 @@ def test_file_longer_than_a_window_gets_a_timeline_and_merged_segments(recognize
     assert isinstance(pictures.timeline, Figure)
     assert analysis.segments == segment_rows(analysis.prediction.windows)
     assert analysis.segments[0][0] == 0.0 and analysis.segments[-1][1] == seconds
-    for row in analysis.segments:
-        assert len(row) == len(SEGMENT_COLUMNS) and row[2] in LABELS and 0.0 <= row[3] <= 100.0
+    for row, segment in zip(analysis.segments, merge_segments(analysis.prediction.windows)):
+        assert len(row) == len(SEGMENT_COLUMNS) and row[2] in LABELS and row[3] == percent(segment.confidence)
     assert sum(analysis.prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert calls and calls[-1] == pytest.approx((seconds, seconds))
 
@@ -164,8 +165,8 @@ def test_the_pictures_come_from_the_prediction_without_decoding_the_file_again(r
     assert view.envelope_seconds[0] == 0 and view.envelope_seconds[-1] < 3.0 <= view.envelope_seconds[-1] + 0.01
     assert view.envelope_low.min() == pytest.approx(decoded.min(), abs=1e-4)
     assert view.envelope_high.max() == pytest.approx(decoded.max(), abs=1e-4)
-    monkeypatch.setattr("ser_model.audio_io.stream_audio", lambda *args, **kwargs: pytest.fail("decoded again"))
-    monkeypatch.setattr("ser_model.serving.inference.stream_audio", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr("ser_model.audio_io.open_audio", lambda *args, **kwargs: pytest.fail("decoded again"))
+    monkeypatch.setattr("ser_model.serving.inference.open_audio", lambda *a, **k: pytest.fail("decoded again"))
     assert isinstance(draw_pictures(prediction, recognizer.labels).signal, Figure)
 
 
@@ -176,10 +177,10 @@ def test_a_prediction_without_its_view_cannot_be_drawn(recognizer, tmp_path):
         draw_pictures(prediction, recognizer.labels)
 
 
-def test_recent_predictions_are_taken_once_by_file_and_the_oldest_go_first(recognizer, tmp_path):
+def test_recent_results_are_taken_once_by_file_and_the_oldest_go_first(recognizer, tmp_path):
     paths = [str(write_wav(tmp_path / f"{i}.wav", 0.5, seed=i)) for i in range(3)]
     predictions = [recognizer.predict_file(path) for path in paths]
-    recent = RecentPredictions(capacity=2)
+    recent = RecentResults(capacity=2)
     for path, prediction in zip(paths, predictions):
         recent.put(path, prediction)
     assert len(recent) == 2 and recent.take(paths[0]) is None
@@ -210,7 +211,7 @@ def test_a_4_1_s_file_is_one_segment_when_both_windows_agree():
     # The two windows of a 4.1 s file (4 s windows, the last aligned to the end) used to be two
     # overlapping rows, 0-4 and 0.1-4.1.
     windows = [window(0.0, 4.0, "happy", 0.8), window(0.1, 4.1, "happy", 0.6)]
-    assert segment_rows(windows) == [[0.0, 4.1, "happy", 70.0]]  # percent, as everywhere on the page
+    assert segment_rows(windows) == [[0.0, 4.1, "happy", "70%"]]  # percent, as everywhere on the page
 
 
 def test_a_4_1_s_file_splits_halfway_between_the_window_centres():
@@ -224,8 +225,8 @@ def test_consecutive_windows_with_the_same_emotion_merge_and_silence_is_its_own_
     # 4 s windows every 2 s over 12 s: centres 2, 4, 6, 8, 10, so boundaries at 3, 5, 7, 9.
     windows = [window(0, 4, "angry", 0.9), window(2, 6, "angry", 0.5), window(4, 8, None),
                window(6, 10, "sad", 0.6), window(8, 12, "sad", 0.8)]
-    assert segment_rows(windows) == [[0.0, 5.0, "angry", 70.0], [5.0, 7.0, "(silent)", None],
-                                     [7.0, 12.0, "sad", 70.0]]
+    assert segment_rows(windows) == [[0.0, 5.0, "angry", "70%"], [5.0, 7.0, "(silent)", None],
+                                     [7.0, 12.0, "sad", "70%"]]
     assert [span for span in window_spans(windows)] == [(0, 3), (3, 5), (5, 7), (7, 9), (9, 12)]
 
 
@@ -259,7 +260,11 @@ def test_the_band_has_one_block_per_segment_in_proportion():
     ({"angry": 0.2, "sad": 0.45, "happy": 0.35}, "not sure: sad (45%) or happy (35%)"),
     ({"angry": 0.15, "sad": 0.45, "happy": 0.29, "fear": 0.11}, "probably sad (45%)"),  # 1.55 times the second
     ({"happy": 0.55, "sad": 0.4, "angry": 0.05}, "not sure: happy (55%) or sad (40%)"),
-    ({"happy": 1.0, "sad": 0.0}, "happy (100%)"),
+    # Never certain: a probability that rounds to 100% or 0% reads ">99%" or "<1%".
+    ({"happy": 0.998, "sad": 0.002}, "happy (>99%)"),
+    ({"happy": 1.0, "sad": 0.0}, "happy (>99%)"),
+    # The near-tie, which the CLI's table used to call plainly "fear".
+    ({"fear": 0.274, "disgust": 0.268, "sad": 0.2, "angry": 0.258}, "not sure: fear (27%) or disgust (27%)"),
 ])
 def test_the_wording_is_firm_probable_or_unsure_by_one_rule(probabilities, expected):
     assert describe(probabilities) == expected
@@ -287,18 +292,18 @@ def test_the_alternative_texts_say_what_each_picture_shows():
 def test_the_downloads_hold_the_whole_prediction_windows_and_segments(recognizer, tmp_path):
     prediction = analyze_file(recognizer, write_wav(tmp_path / "long.wav", 3.0)).prediction
     json_path, csv_path = write_downloads(prediction, LABELS, tmp_path / "out", "long")
-    saved = json.loads(json_path.read_text())
-    assert saved["probabilities"] == pytest.approx(prediction.probabilities)  # fractions, as the API gives them
+    (saved,) = json.loads(json_path.read_text())  # the CLI's layout: one record per file
+    assert saved["path"] == "long" and saved["probabilities"] == pytest.approx(prediction.probabilities)
     assert len(saved["windows"]) == len(prediction.windows) == 5
     assert [s["label"] for s in saved["segments"]] == [s.label for s in merge_segments(prediction.windows)]
     rows = list(csv.reader(csv_path.open()))
-    assert rows[0] == ["part", "start (s)", "end (s)", "emotion", "confidence (%)", *(f"{l} (%)" for l in LABELS)]
+    assert rows[0] == [*CSV_COLUMNS, *LABELS, "error"]  # the tiny model has no voice head: no voice columns
     whole = rows[1]
-    assert whole[0] == "recording" and whole[3] == prediction.label
-    assert float(whole[4]) == pytest.approx(100 * prediction.probabilities[prediction.label], abs=0.01)
-    assert sum(float(value) for value in whole[5:]) == pytest.approx(100, abs=0.1)  # percent, as on the page
-    assert [row[0] for row in rows[1:]].count("window") == 5
-    assert [row[0] for row in rows[1:]].count("segment") == len(saved["segments"])
+    assert whole[:2] == ["long", "recording"] and whole[4] == prediction.label
+    assert float(whole[5]) == pytest.approx(prediction.probabilities[prediction.label], abs=1e-4)
+    assert sum(float(value) for value in whole[6:-1]) == pytest.approx(1, abs=1e-3)  # fractions, as in the JSON
+    assert [row[1] for row in rows[1:]].count("window") == 5
+    assert [row[1] for row in rows[1:]].count("segment") == len(saved["segments"])
 
 
 def test_the_timeline_stacks_probabilities_over_the_whole_audio_and_draws_the_band(close_figures):
@@ -319,8 +324,22 @@ def test_the_probability_chart_keeps_a_fixed_scale_and_a_wedge_per_emotion(close
 
 
 def test_the_voice_is_worded_as_how_it_sounds_with_its_measured_accuracy():
-    from ser_model.serving.analysis import describe_voice
-
+    assert describe_voice({"female": 0.998, "male": 0.002}) == "voice sounds female (>99%)"
     assert describe_voice({"female": 0.93, "male": 0.07}) == "voice sounds female (93%)"
     assert describe_voice({"female": 0.2, "male": 0.8}, 0.951) == \
         "voice sounds male (80%); right 95% of the time on test speakers the model never heard"
+
+
+@pytest.mark.parametrize("probability, decimals, expected", [
+    (0.72, 0, "72%"), (0.995, 0, ">99%"), (0.9949, 0, "99%"), (1.0, 0, ">99%"), (0.0, 0, "<1%"), (0.004, 0, "<1%"),
+    (0.006, 0, "1%"), (0.9996, 1, ">99.9%"), (0.0004, 1, "<0.1%"), (0.5, 1, "50.0%"),
+])
+def test_a_probability_never_reads_as_certain(probability, decimals, expected):
+    assert percent(probability, decimals) == expected
+
+
+def test_the_probability_chart_never_labels_an_emotion_100_or_0_percent(close_figures):
+    probabilities = {name: 0.998 if name == "angry" else 0.002 / 6 for name in LABELS}
+    (ax,) = probability_figure(probabilities).axes
+    ticks = [tick.get_text() for tick in ax.get_xticklabels()]
+    assert "angry\n>99%" in ticks and all(not text.endswith(("\n100%", "\n0%")) for text in ticks)

@@ -12,6 +12,7 @@ from gradio_client.exceptions import AppError
 
 from ser_model.serving.analysis import SEGMENT_COLUMNS, sentiment
 from ser_model.serving.inference import EmotionRecognizer
+from ser_model.serving.wording import percent
 
 from .app_server import running_app
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
@@ -106,7 +107,9 @@ def test_long_file_gives_merged_segments_that_tile_the_audio(client, clips):
     rows = segments["data"]
     assert rows[0][0] == 0.0 and rows[-1][1] == 3.0
     assert all(a[1] == b[0] and a[2] != b[2] for a, b in zip(rows, rows[1:]))
-    assert all(row[2] in LABELS and 0.0 <= row[3] <= 100.0 for row in rows)  # percent, as on the page
+    assert all(row[2] in LABELS for row in rows)
+    # Percent, as on the page (never "100%"); the JSON keeps the fractions.
+    assert [row[3] for row in rows] == [percent(segment["confidence"]) for segment in prediction["segments"]]
 
 
 def test_a_truncated_wav_is_classified_and_the_prediction_carries_the_warning(client, clips):

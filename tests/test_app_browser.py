@@ -30,7 +30,9 @@ import soundfile as sf
 from gradio_client import Client, handle_file
 
 from ser_model.audio_io import format_duration
-from ser_model.serving.analysis import SEGMENT_COLUMNS, describe, probabilities_alt, sentiment
+from ser_model.serving.analysis import SEGMENT_COLUMNS, probabilities_alt, sentiment
+from ser_model.serving.prediction import CSV_COLUMNS
+from ser_model.serving.wording import describe
 
 from .app_server import running_app
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
@@ -173,7 +175,7 @@ def page_with_result(playwright, app_url, clip, errors=None, **page_options):
 
 def top_emotion(headline: str) -> str:
     """The first emotion the headline names: 'sad (72%)', 'probably sad (48%)', 'not sure: sad (46%) or ...'."""
-    return re.match(r"(?:not sure: |probably )?(\w+) \(\d+%\)", headline).group(1)
+    return re.match(r"(?:not sure: |probably )?(\w+) \([<>]?\d+%\)", headline).group(1)
 
 
 def test_upload_shows_the_emotion_and_the_plots(playwright, app_url, client, speech_clip, artifacts):
@@ -294,7 +296,7 @@ def test_live_session_updates_the_emotion_and_keeps_the_recording_after_stop(pla
         assert len(updates) >= 3, (updates, page.locator("#live-now").inner_text(),
                                    page.get_by_test_id("toast-body").all_inner_texts())
         sync_api.expect(page.locator("#live-now")).to_contain_text(
-            re.compile(r"\d+\.\d s: (not sure: \w+ \(\d+%\) or \w+ \(\d+%\)|(probably )?\w+ \(\d+%\))"))
+            re.compile(r"\d+\.\d s: (not sure: \w+ \(\d+%\) or \w+ \(\d+%\)|(probably )?\w+ \([<>]?\d+%\))"))
         assert page.locator("#live-band .segment").count() >= 1
         page.screenshot(path=artifacts / "browser-live-running.png", full_page=True)
         page.get_by_role("button", name="Stop", exact=True).last.click()
@@ -308,8 +310,8 @@ def test_live_session_updates_the_emotion_and_keeps_the_recording_after_stop(pla
         assert recording.get_attribute("href").endswith("/recording.wav")
         with page.expect_download() as download:
             page.locator("#live-download-json").click()
-        saved = json.loads(Path(download.value.path()).read_text())
-        assert saved["duration"] > 2 and len(saved["windows"]) >= 2
+        (saved,) = json.loads(Path(download.value.path()).read_text())
+        assert saved["path"] == "live-recording" and saved["duration"] > 2 and len(saved["windows"]) >= 2
         assert error_badges(page) == 0, page.get_by_test_id("toast-body").all_inner_texts()
         page.screenshot(path=artifacts / "browser-live-stopped.png", full_page=True)
     finally:
@@ -339,7 +341,8 @@ def overlaps(a, b) -> bool:
 
 def app_figures() -> dict:
     """The pictures of a long result as the app draws them (of made-up numbers: the text is the same)."""
-    from ser_model.serving.inference import SignalView, WindowPrediction
+    from ser_model.serving.prediction import WindowPrediction
+    from ser_model.serving.signal_view import SignalView
     from ser_model.serving.plots import probability_figure, signal_figure, timeline_figure
 
     windows = [WindowPrediction(start, start + 1.0, {label: 1 / len(LABELS) for label in LABELS})
@@ -554,14 +557,14 @@ def test_the_prediction_downloads_as_json_and_csv(playwright, app_url, long_clip
     with page_with_result(playwright, app_url, long_clip) as (page, headline):
         with page.expect_download() as download:
             page.locator("#download-json").click()
-        saved = json.loads(Path(download.value.path()).read_text())
-        assert download.value.suggested_filename == "long.emotion.json"
+        (saved,) = json.loads(Path(download.value.path()).read_text())  # the CLI's layout: a record per file
+        assert download.value.suggested_filename == "long.emotion.json" and saved["path"] == "long"
         assert saved["label"] == top_emotion(headline) and len(saved["windows"]) > 1 and saved["segments"]
         with page.expect_download() as download:
             page.locator("#download-csv").click()
         rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
-        assert rows[0][:5] == ["part", "start (s)", "end (s)", "emotion", "confidence (%)"]
-        parts = [row[0] for row in rows[1:]]
+        assert rows[0][:len(CSV_COLUMNS)] == CSV_COLUMNS  # the CLI's layout, probabilities as fractions
+        parts = [row[1] for row in rows[1:]]
         assert parts.count("recording") == 1 and parts.count("window") == len(saved["windows"])
         assert parts.count("segment") == len(saved["segments"])
 

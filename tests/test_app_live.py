@@ -25,10 +25,11 @@ def test_each_chunk_classifies_the_newest_window(recognizer):
     session = LiveSession.for_recognizer(recognizer, every_seconds=0.5)
     chunks = int16_chunks(speechlike(3.0, 48_000), 48_000)
     windows = [session.add_chunk(recognizer, chunk, 48_000) for chunk in chunks]
-    # The first chunk is all there is (0.5 s); from 1 s on, the last 1 s window.
+    # The first chunk is all there is (0.5 s); from 1 s on, the last 1 s window. One resampler runs through
+    # the whole stream, which holds back its filter's delay (about 33 ms) until the stream ends.
     spans = [value for w in windows for value in (w.start, w.end)]
-    assert spans == pytest.approx([0, 0.5, 0, 1, 0.5, 1.5, 1, 2, 1.5, 2.5, 2, 3])
-    assert session.seconds == pytest.approx(3.0)
+    assert spans == pytest.approx([0, 0.5, 0, 1, 0.5, 1.5, 1, 2, 1.5, 2.5, 2, 3], abs=0.04)
+    assert session.seconds == pytest.approx(3.0, abs=0.04)
 
 
 def test_the_live_window_is_classified_as_the_same_audio_from_a_file(recognizer):
@@ -37,7 +38,7 @@ def test_the_live_window_is_classified_as_the_same_audio_from_a_file(recognizer)
     for chunk in int16_chunks(audio, 16_000):
         window = session.add_chunk(recognizer, chunk, 16_000)
     last_second = (audio * 32767).astype(np.int16)[-16_000:].astype(np.float32) / 32768
-    assert window.probabilities == pytest.approx(recognizer.classify_batch([last_second])[0], abs=1e-6)
+    assert window.probabilities == pytest.approx(recognizer.classify([last_second])[0][0], abs=1e-6)
 
 
 def test_chunks_of_a_tenth_of_a_second_give_one_decision_per_second_of_audio(recognizer):
@@ -107,3 +108,20 @@ def test_the_recording_is_kept_on_disk_and_saved_as_a_wav_after_stop(recognizer,
     assert rate == 16_000 and len(samples) == session.total_samples == 32_000
     assert not (tmp_path / "live.pcm").exists()  # the raw file goes once the WAV is written
     assert LiveSession.for_recognizer(recognizer).save_recording(tmp_path / "none.wav") is None
+
+
+def test_a_session_resamples_its_chunks_as_one_stream(recognizer, tmp_path):
+    # A 48 kHz tone in the browser's 0.1 s chunks: resampled chunk by chunk it showed an error of about
+    # 0.008 at every boundary; the session's one resampler gives the tone resampled whole.
+    import soundfile as sf
+    import soxr
+
+    t = np.arange(48_000 * 2) / 48_000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    session = LiveSession.for_recognizer(recognizer, recording=str(tmp_path / "live.pcm"))
+    for chunk in int16_chunks(tone, 48_000, seconds=0.1):
+        session.add_chunk(recognizer, chunk, 48_000)
+    heard, _ = sf.read(session.save_recording(tmp_path / "recording.wav"), dtype="float32")
+    whole = soxr.resample((tone * 32767).astype(np.int16).astype(np.float32) / 32768, 48_000, 16_000, quality="HQ")
+    assert len(heard) == len(whole)
+    assert np.abs(heard - whole).max() < 1e-4  # the recording's own 16-bit rounding is 3e-5

@@ -51,7 +51,7 @@ def test_the_pictures_are_drawn_from_the_kept_prediction(app, tmp_path, monkeypa
     column, status, verdict, json_button, csv_button = app.show_result(request)
     assert column.visible and status == "" and "'long.wav', 3.0 s" in verdict
     assert Path(json_button.value["path"]).name == "long.emotion.json"
-    monkeypatch.setattr("ser_model.serving.inference.stream_audio", lambda *a, **k: pytest.fail("classified again"))
+    monkeypatch.setattr("ser_model.serving.inference.open_audio", lambda *a, **k: pytest.fail("classified again"))
     chart, signal, timeline, table, heard = app.draw(request, "light", progress=no_progress)
     assert all(Path(picture.value["path"]).suffix == ".png" for picture in (chart, signal, timeline))
     assert chart.alt_text.startswith("Chart of the emotion probabilities: ") and timeline.visible and table.visible

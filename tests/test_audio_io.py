@@ -17,8 +17,10 @@ import soxr
 from ser_model import audio_io
 from ser_model.audio_io import (
     AudioError,
+    StreamConverter,
     audio_duration,
     load_audio,
+    open_audio,
     stream_audio,
     to_mono_16k,
     validate_waveform,
@@ -136,7 +138,7 @@ def test_max_seconds_is_checked_before_decoding(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         pytest.fail("decoded a file whose header already says it is too long")
 
-    monkeypatch.setattr(audio_io, "stream_audio", refuse)
+    monkeypatch.setattr(audio_io, "_soundfile_chunks", refuse)
     with pytest.raises(AudioError, match=r"'long\.wav' lasts 3\.0 s, longer than the limit of 2\.0 s"):
         load_audio(tmp_path / "long.wav", max_seconds=2)
 
@@ -167,6 +169,28 @@ def test_stream_matches_load_and_block_sizes(tmp_path):
     streamed, loaded = np.concatenate(blocks), load_audio(tmp_path / "stereo.wav")
     assert streamed.shape == loaded.shape
     assert np.abs(streamed - loaded).max() < 1e-3
+
+
+def test_one_opening_gives_the_duration_the_truncation_and_the_samples(tmp_path):
+    sf.write(tmp_path / "full.wav", tone(SR, seconds=1.0), SR, subtype="PCM_16")
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "full.wav").read_bytes()[: 44 + 2 * 8000])
+    with open_audio(tmp_path / "cut.wav") as audio:
+        assert (audio.name, audio.duration) == ("cut.wav", 0.5)
+        assert audio.notice == ("'cut.wav' is truncated: its header promises 1.0 s of audio but the file holds only "
+                                "0.5 s, which is what was classified.")
+        assert sum(map(len, audio.blocks)) == 8000
+    with open_audio(tmp_path / "full.wav") as audio:
+        assert audio.duration == 1.0 and audio.notice is None
+    with pytest.raises(AudioError, match=r"^'full\.wav' lasts 1\.0 s, longer than the limit of 0\.5 s\.$"):
+        open_audio(tmp_path / "full.wav", max_seconds=0.5)
+
+
+def test_closing_an_opened_file_early_releases_it(tmp_path):
+    sf.write(tmp_path / "clip.flac", tone(44100, seconds=2.0), 44100)
+    audio = open_audio(tmp_path / "clip.flac", block_seconds=0.5)
+    next(audio.blocks)
+    audio.close()
+    assert all(resource.closed for resource in audio._resources)
 
 
 def test_stream_errors(tmp_path):
@@ -249,3 +273,31 @@ def test_real_corpus_files(pattern):
     assert waveform.dtype == np.float32 and waveform.ndim == 1
     assert len(waveform) / SR == pytest.approx(audio_duration(path), rel=0.01)
     assert np.abs(np.concatenate(list(stream_audio(path, block_seconds=1.0))) - waveform).max() < 1e-3
+
+
+@pytest.mark.parametrize("rate", [48_000, 44_100])
+def test_a_stream_of_chunks_is_resampled_as_the_whole_audio_at_once(rate):
+    # The live mode's 0.1 s chunks: resampling each one apart left an error of about 0.008 at every boundary.
+    audio = tone(rate, seconds=2.0, frequency=440.0)
+    whole = soxr.resample(audio, rate, SR, quality="HQ")
+    converter = StreamConverter(SR)
+    step = rate // 10
+    chunks = [converter.convert((audio[i:i + step] * 32767).astype(np.int16), rate) for i in range(0, len(audio), step)]
+    streamed = np.concatenate([*chunks, converter.flush()])
+    pcm = soxr.resample((audio * 32767).astype(np.int16).astype(np.float32) / 32768, rate, SR, quality="HQ")
+    assert len(streamed) == len(whole)
+    assert np.abs(streamed - pcm).max() < 1e-4
+    one_by_one = np.concatenate([to_mono_16k(audio[i:i + step], rate) for i in range(0, len(audio), step)])
+    assert np.abs(one_by_one - whole).max() > 1e-3  # what the stream avoids
+
+
+def test_a_stream_at_the_target_rate_passes_through_and_a_new_rate_starts_a_new_stream():
+    converter = StreamConverter(SR)
+    audio = tone(SR, seconds=0.5)
+    np.testing.assert_array_equal(converter.convert(audio, SR), audio)
+    assert len(converter.flush()) == 0
+    stereo = np.stack([tone(48_000, seconds=1.0)] * 2, axis=1)
+    converted = np.concatenate([converter.convert(stereo, 48_000), converter.flush()])
+    assert len(converted) == SR and converted.dtype == np.float32
+    with pytest.raises(AudioError, match="Sampling rates must be positive"):
+        converter.convert(audio, 0)

@@ -4,11 +4,13 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_model import cli
+from ser_model import cli, model_info
 from ser_model.cli import main
+from ser_model.serving.prediction import CSV_COLUMNS
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import REPO, speechlike
@@ -38,15 +40,16 @@ def test_json_for_a_folder_with_timeline(tiny_model_dir, tmp_path, capsys):
 def test_a_bad_file_is_reported_and_does_not_stop_the_batch(tiny_model_dir, tmp_path, capsys):
     clips = write_clips(tmp_path / "clips")
     (tmp_path / "broken.wav").write_bytes(os.urandom(2000))
-    code = main(["predict", str(clips / "a.wav"), str(tmp_path / "broken.wav"), str(tmp_path / "missing.wav"),
+    (tmp_path / "silent.wav").write_bytes((clips / "a.wav").read_bytes()[:44])  # a header and no samples
+    code = main(["predict", str(clips / "a.wav"), str(tmp_path / "broken.wav"), str(tmp_path / "silent.wav"),
                  "--model", str(tiny_model_dir), "--format", "csv"])
     captured = capsys.readouterr()
     assert code == 1
     rows = captured.out.strip().splitlines()
-    assert rows[0].split(",") == ["path", "start", "end", "label", *LABELS, "error"]
-    assert rows[1].split(",")[3] in LABELS
+    assert rows[0].split(",") == [*CSV_COLUMNS, *LABELS, "error"]
+    assert rows[1].split(",")[1] == "recording" and rows[1].split(",")[4] in LABELS
     assert "not a supported audio file or it is corrupt" in rows[2]
-    assert "File not found" in rows[3]
+    assert "silent.wav" in rows[3] and len(rows) == 4
     assert "2 of 3 files failed" in captured.err
     assert "Traceback" not in captured.err
 
@@ -55,7 +58,7 @@ def test_table_output_lists_every_emotion(tiny_model_dir, tmp_path, capsys):
     clips = write_clips(tmp_path / "clips")
     assert main(["predict", str(clips / "nested"), "--model", str(tiny_model_dir), "--timeline"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split()[2:] == LABELS  # whole names: "surprise" is not cut to "surpris"
+    assert out.splitlines()[0].split() == ["file", *LABELS, "emotion"]  # whole names: "surprise" is not cut
     assert "b.flac" in out and out.count("%") >= 7 * 2
 
 
@@ -79,8 +82,8 @@ def test_no_audio_in_arguments_is_one_sentence(tiny_model_dir, tmp_path, capsys)
 @pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("name, fmt, check", [
     ("out.json", None, lambda text: json.loads(text)[0]["label"] in LABELS),
-    ("out.csv", None, lambda text: text.splitlines()[0].startswith("path,start,end,label,angry")),
-    ("out.txt", None, lambda text: text.split()[:2] == ["file", "emotion"]),
+    ("out.csv", None, lambda text: text.splitlines()[0].startswith("path,part,start,end,label,confidence,angry")),
+    ("out.txt", None, lambda text: text.split()[:2] == ["file", "angry"]),
     ("out.json", "csv", lambda text: text.startswith("path,")),  # --format wins over the extension
     ("OUT.CSV", None, lambda text: text.startswith("path,")),
 ])
@@ -128,10 +131,10 @@ def test_a_truncated_wav_is_classified_with_a_warning_line(tiny_model_dir, tmp_p
 def test_the_default_model_is_the_bundled_folder_unless_the_environment_names_one(monkeypatch):
     monkeypatch.delenv("SER_MODEL", raising=False)
     monkeypatch.delenv("SER_MODEL_REVISION", raising=False)
-    assert cli.model_source() == (str(REPO / "model"), None) == (str(cli.BUNDLED_MODEL), None)
+    assert model_info.model_source() == (str(REPO / "model"), None) == (str(model_info.BUNDLED_MODEL), None)
     monkeypatch.setenv("SER_MODEL", "org/name")
     monkeypatch.setenv("SER_MODEL_REVISION", "abc123")
-    assert cli.model_source() == ("org/name", "abc123")
+    assert model_info.model_source() == ("org/name", "abc123")
 
 
 @pytest.mark.needs_model  # and a fresh Python process
@@ -168,7 +171,7 @@ def test_format_accepts_any_extension_and_no_extension_is_a_table(tiny_model_dir
                  "-o", str(tmp_path / "out.xlsx")]) == 0
     assert json.loads((tmp_path / "out.xlsx").read_text())[0]["label"] in LABELS
     assert main(["predict", str(clips), "--model", str(tiny_model_dir), "-o", str(tmp_path / "results")]) == 0
-    assert (tmp_path / "results").read_text().split()[:2] == ["file", "emotion"]
+    assert (tmp_path / "results").read_text().split()[:2] == ["file", "angry"]
 
 
 @pytest.mark.parametrize("where, sentence", [
@@ -243,10 +246,155 @@ def test_a_model_with_a_voice_head_adds_how_the_voice_sounds_to_every_format(tmp
     model = save_tiny_model(tmp_path / "voice-model", voice_head=True)
     clips = write_clips(tmp_path / "clips")
     assert main(["predict", str(clips / "a.wav"), "--model", str(model)]) == 0
-    table = capsys.readouterr().out
-    assert "voice sounds" in table.splitlines()[0] and ("female" in table or "male" in table)
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.endswith("emotion; voice") and re.search(r"; voice sounds (fe)?male \((\d+|>99|<1)%\)$", row)
     assert main(["predict", str(clips / "a.wav"), "--model", str(model), "--format", "csv"]) == 0
-    header, row = capsys.readouterr().out.splitlines()[:2]
-    assert "voice_sounds_female" in header.split(",") and 0.0 <= float(row.split(",")[-2]) <= 1.0
+    header, row = (line.split(",") for line in capsys.readouterr().out.splitlines()[:2])
+    assert header[-3:] == ["voice_sounds_female", "voice_sounds_male", "error"]
+    assert float(row[-3]) + float(row[-2]) == pytest.approx(1.0, abs=2e-4)
     assert main(["predict", str(clips / "a.wav"), "--model", str(model), "--format", "json"]) == 0
     assert set(json.loads(capsys.readouterr().out)[0]["voice"]) == {"female", "male"}
+
+
+@pytest.mark.parametrize("paths, sentence", [
+    (["does_not_exist/"], "No such file or folder: 'does_not_exist/'."),  # a folder, with its slash
+    (["clips/a.wav", "gone.wav", "none/"], "No such file or folder: 'gone.wav', 'none/'."),
+])
+def test_a_path_that_does_not_exist_is_one_sentence_before_the_model_loads(tmp_path, monkeypatch, capsys, paths,
+                                                                          sentence):
+    def never_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the paths were checked")
+
+    monkeypatch.setattr("ser_model.serving.inference.EmotionRecognizer.load_labels", never_load)
+    monkeypatch.setattr("ser_model.serving.batch_predict.predict", never_classify)
+    write_clips(tmp_path / "clips")
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", *paths, "--model", "no-such-model"]) == 2
+    assert capsys.readouterr().err == f"error: {sentence}\n"
+
+
+ARGUMENT_ERRORS = [
+    (["-o", "out.xlsx"], "error: Cannot tell the output format from 'out.xlsx': "),
+    (["--workers", "0"], "error: --workers must be at least 1, got 0."),
+    (["--batch-size", "0"], "error: --batch-size must be at least 1, got 0."),
+    (["--max-seconds", "-1"], "error: --max-seconds must be positive, got -1."),
+    (["-o", "/nonexistent/out.json"], "error: Cannot write the results to /nonexistent/out.json: the folder "
+                                      "/nonexistent does not exist."),
+]
+
+
+@pytest.mark.parametrize("options, start", ARGUMENT_ERRORS)
+def test_argument_errors_exit_2_with_one_sentence(tmp_path, monkeypatch, capsys, options, start):
+    monkeypatch.setattr("ser_model.serving.batch_predict.predict", never_classify)
+    clips = write_clips(tmp_path / "clips")
+    assert main(["predict", str(clips), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(start) and err.count("\n") == 1 and err.endswith(".\n")
+
+
+@pytest.mark.parametrize("arguments", [["does_not_exist/"], ["examples", "-o", "out.xlsx"],
+                                       ["examples", "--workers", "0"], ["examples", "-o", "/nonexistent/out.json"]])
+def test_argument_errors_are_answered_before_torch_or_transformers_is_imported(arguments):
+    # A fresh process, but a fast one (about 0.1 s): the point is that it imports nothing heavy.
+    # `-X importtime` names every module the process imports, on stderr, before the CLI's own sentence.
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "ser_model", "predict", *arguments], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    lines = done.stderr.splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    assert done.returncode == 2 and [line for line in lines if not line.startswith("import time:")][0].startswith(
+        "error: ")
+    assert "ser_model.cli" in imported  # the check sees the CLI's own imports
+    assert not {name for name in imported if name.split(".")[0] in ("torch", "transformers", "numpy")}
+
+
+@pytest.mark.slow  # a fresh Python process that imports every command
+def test_the_command_line_registers_the_model_classes_before_any_command_that_saves_a_model(tmp_path):
+    # `python -m ser_model` loads the package lazily (see ser_model/__init__.py), so the commands that save
+    # a model register the classes themselves: a saved model must name its code (`auto_map`). A
+    # sitecustomize module reports, as the process exits, whether the config is registered.
+    from ser_model import SERConfig
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import atexit, sys\n"
+        "def report():\n"
+        "    auto = sys.modules.get('transformers.models.auto.configuration_auto')\n"
+        f"    registered = auto is not None and {SERConfig.model_type!r} in auto.CONFIG_MAPPING\n"
+        "    print('registered', registered, file=sys.stderr)\n"
+        "atexit.register(report)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for command, registered in (["export", "--help"], True), (["predict", "missing.wav"], False):
+        done = subprocess.run([sys.executable, "-m", "ser_model", *command], cwd=REPO, capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert done.stderr.splitlines()[-1] == f"registered {registered}", done.stderr[-2000:]
+
+
+def test_the_table_words_a_near_tie_as_the_page_does(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from ser_model.serving.prediction import Prediction, WindowPrediction
+
+    near_tie = {"angry": 0.05, "disgust": 0.268, "fear": 0.274, "happy": 0.05, "neutral": 0.05, "sad": 0.258,
+                "surprise": 0.05}
+    windows = [WindowPrediction(0.0, 1.0, near_tie), WindowPrediction(1.0, 2.0, None)]
+    prediction = Prediction("fear", near_tie, 2.0, windows, voice={"female": 0.999, "male": 0.001})
+    monkeypatch.setattr("ser_model.serving.batch_predict.predict",
+                        lambda files, *args, **kwargs: [(files[0], prediction, None)])
+    clips = write_clips(tmp_path / "clips")
+    assert main(["predict", str(clips / "a.wav"), "--model", str(tiny_model_dir), "--timeline"]) == 0
+    header, whole, spoken, silent = capsys.readouterr().out.splitlines()
+    assert whole.endswith("  not sure: fear (27%) or disgust (27%); voice sounds female (>99%)")
+    assert "  27.4%   " in whole and spoken.endswith("not sure: fear (27%) or disgust (27%)")
+    assert silent.startswith("  1.0-2.0 s") and silent.endswith("  (silent)")
+    assert len(silent) == len(spoken) - len(" not sure: fear (27%) or disgust (27%)") + len(" (silent)")
+
+
+def test_a_long_file_shows_a_progress_bar_only_when_asked_or_on_a_terminal(tiny_model_dir, tmp_path, capsys):
+    clips = write_clips(tmp_path / "clips")
+    long = ["predict", str(clips / "nested" / "b.flac"), "--model", str(tiny_model_dir)]
+    assert main(long) == 0
+    assert capsys.readouterr().err == ""  # stderr is no terminal here
+    assert main(long + ["--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "b.flac: 100%" in err and "2.5/2.5" in err  # seconds of audio done, out of the file's length
+    assert main([*long[:2], str(clips / "a.wav"), *long[2:], "--progress"]) == 0
+    assert "files: 100%" in capsys.readouterr().err  # several files: a bar over the files
+
+
+def test_quiet_and_progress_cannot_be_given_together(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["predict", "x.wav", "--quiet", "--progress"])
+    assert done.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a fresh Python process on a pseudo-terminal
+def test_the_progress_bar_shows_on_a_terminal_unless_quiet(tiny_model_dir, tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    clips = write_clips(tmp_path / "clips")
+    # Long enough to take more than the bar's delay (a second) even for the tiny model.
+    sf.write(clips / "long.wav", np.tile(speechlike(10.0), 30), 16_000)
+
+    def stderr_on_a_terminal(*options):
+        controller, terminal = pty.openpty()
+        # A terminal 100 columns wide: a new pseudo-terminal has none, and tqdm would draw a bar of no width.
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        done = subprocess.run([sys.executable, "-m", "ser_model", "predict", str(clips / "long.wav"), "--model",
+                               str(tiny_model_dir), "--batch-size", "1", *options], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=terminal, timeout=300)
+        os.close(terminal)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(controller)
+        assert done.returncode == 0
+        return output.decode(errors="replace")
+
+    assert "long.wav: 100%" in stderr_on_a_terminal()
+    assert stderr_on_a_terminal("--quiet") == ""

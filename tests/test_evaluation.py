@@ -203,7 +203,7 @@ def test_validation_md_and_the_card_share_the_recipe_comparison():
 def test_the_voice_is_scored_against_the_gender_each_corpus_records():
     from ser_model.data.corpora import Record
     from ser_model.evaluation.evaluate import voice_results
-    from ser_model.serving.inference import Prediction
+    from ser_model.serving.prediction import Prediction
 
     def record(corpus, speaker, gender):
         return Record(path="x", corpus=corpus, speaker=speaker, label="sad", gender=gender, utterance="u")

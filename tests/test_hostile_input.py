@@ -24,8 +24,8 @@ from ser_model.audio_io import (MAX_SAMPLE_MAGNITUDE, AudioError, load_audio, to
 from ser_model.serving.inference import EmotionRecognizer
 
 from .conftest import REPO, save_tiny_model, speechlike, tiny_config
-from .hostile_inputs import (CASE_NAMES, ERROR, MAX_SECONDS, NOT_A_SENTENCE, PREDICTION, THREE_HOURS, UPLOADABLE,
-                             WARNING, Outcome, check_probabilities, check_sentence, write_corpus)
+from .hostile_inputs import (CASE_NAMES, ERROR, MAX_SECONDS, NOT_A_SENTENCE, PREDICTION, REFUSED, THREE_HOURS,
+                             UPLOADABLE, WARNING, Outcome, check_probabilities, check_sentence, write_corpus)
 
 SR = 16_000
 LABELS = list(tiny_config().id2label.values())
@@ -101,9 +101,9 @@ def test_python_api_without_a_limit_streams_the_three_hour_file(recognizer, corp
 
 @pytest.fixture(scope="module")
 def cli_run(corpus, model_dir):
-    """One `python -m ser_model predict` over every path of the corpus: (exit status, records by
-    file name, stderr)."""
-    paths = [str(item.path) for item in corpus.values()]
+    """One `python -m ser_model predict` over every path of the corpus but those that refuse the whole
+    command: (exit status, records by file name, stderr)."""
+    paths = [str(item.path) for item in corpus.values() if item.case.expected("cli").kind != REFUSED]
     done = subprocess.run(
         [sys.executable, "-m", "ser_model", "predict", *paths, "--model", str(model_dir), "--format", "json",
          "--max-seconds", str(MAX_SECONDS)],
@@ -125,12 +125,19 @@ def test_cli_reports_every_failure_without_a_traceback(cli_run):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_cli(cli_run, corpus, corpus_folder, name):
+def test_cli(cli_run, corpus, corpus_folder, model_dir, capsys, name):
+    from ser_model.cli import main
+
     _, records, stderr = cli_run
     item = corpus[name]
     expected = item.case.expected("cli")
     record = records.get(item.path.name)
-    if expected.kind == WARNING:
+    if expected.kind == REFUSED:
+        capsys.readouterr()
+        assert main(["predict", str(item.path), "--model", str(model_dir)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(expected.pattern, err.strip()), err
+    elif expected.kind == WARNING:
         assert record is None
         assert any(re.search(expected.pattern, line) for line in stderr.splitlines()), stderr
     elif expected.kind == PREDICTION:

@@ -8,8 +8,10 @@ import torch
 
 from ser_model import SERFeatureExtractor, SERForAudioClassification
 from ser_model.audio_io import AudioError
-from ser_model.serving.inference import (ENVELOPE_POINTS, EmotionRecognizer, Prediction, _Envelope, _sliding_windows,
-                                         quantize_speech_encoder)
+from ser_model.serving.inference import EmotionRecognizer, quantize_whisper_branch
+from ser_model.serving.prediction import Prediction
+from ser_model.serving.signal_view import ENVELOPE_POINTS, Envelope
+from ser_model.serving.windows import sliding_windows
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import speechlike, tiny_config
@@ -27,7 +29,7 @@ def test_sliding_windows_cover_the_audio_with_full_windows(total, block):
     window, hop = 10, 5
     samples = np.arange(total, dtype=np.float32)
     blocks = [samples[i:i + block] for i in range(0, total, block)]
-    windows = list(_sliding_windows(blocks, window, hop))
+    windows = list(sliding_windows(blocks, window, hop))
     starts = [start for start, _, _ in windows]
     for start, values, _ in windows:
         np.testing.assert_array_equal(values, samples[start:start + len(values)])  # the right samples
@@ -120,9 +122,20 @@ def test_a_missing_model_folder_is_one_clear_error(tmp_path):
         EmotionRecognizer.from_pretrained(tmp_path / "nowhere")
 
 
-def test_classify_batch_gives_one_distribution_per_clip(recognizer):
-    results = recognizer.classify_batch([speechlike(0.5), speechlike(1.5, seed=2)])
-    assert len(results) == 2 and all(sum(r.values()) == pytest.approx(1.0, abs=1e-5) for r in results)
+def test_classify_gives_each_clip_its_own_decision_in_one_forward_pass(recognizer):
+    clips = [speechlike(0.5), speechlike(1.5, seed=2)]
+    calls = []
+    forward = recognizer.model.forward
+    recognizer.model.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
+    try:
+        together = recognizer.classify(clips)
+    finally:
+        del recognizer.model.forward
+    assert len(calls) == 1 and [voice for _, voice in together] == [None, None]  # the tiny model has no voice head
+    alone = [recognizer.classify([clip])[0][0] for clip in clips]
+    # Each clip is decided as when it is alone (its padding masked; the convolutions' edges differ by 1e-5).
+    assert [probabilities for probabilities, _ in together] == [pytest.approx(p, abs=1e-4) for p in alone]
+    assert together[0][0] != together[1][0]
 
 
 @pytest.mark.parametrize("seconds", [0.01, 0.05])
@@ -185,7 +198,7 @@ def test_a_wav_with_the_streaming_unknown_size_is_not_called_truncated(recognize
 @pytest.mark.parametrize("block", [1_000, 16_000, 70_001])
 def test_the_envelope_bounds_every_sample_in_bounded_size_whatever_the_blocks(length, block):
     samples = np.random.default_rng(0).standard_normal(length).astype(np.float32)
-    envelope = _Envelope()
+    envelope = Envelope()
     assert sum(map(len, envelope.tap(samples[i:i + block] for i in range(0, length, block)))) == length
     seconds, low, high = envelope.result(16_000)
     assert len(seconds) == len(low) == len(high) <= 2 * ENVELOPE_POINTS + 1
@@ -257,9 +270,32 @@ def test_a_model_without_a_voice_head_says_nothing_of_the_voice(recognizer):
     assert prediction.voice is None and prediction.voice_label is None and "voice" not in prediction.to_dict()
 
 
+def test_a_file_is_opened_once_per_prediction(recognizer, tmp_path, monkeypatch):
+    import builtins
+
+    path = write_truncated_wav(tmp_path / "cut.wav", seconds=3.0, kept=0.5)
+    opened, decoders = [], []
+    real_open, real_soundfile = builtins.open, sf.SoundFile
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def counting_soundfile(file, *args, **kwargs):
+        decoders.append(file)
+        return real_soundfile(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(sf, "SoundFile", counting_soundfile)
+    prediction = recognizer.predict_file(path, max_seconds=60, progress=lambda done, total: None)
+    # Its length, its truncation and its samples all come from one open file.
+    assert opened.count(str(path)) == 1 and len(decoders) == 1
+    assert prediction.notices == [TRUNCATED_SENTENCE] and prediction.duration == pytest.approx(1.5)
 
 
-def test_int8_quantises_the_speech_encoders_linear_layers_only_and_keeps_the_probabilities(tmp_path):
+
+
+def test_int8_quantises_the_whisper_branchs_linear_layers_only_and_keeps_the_probabilities(tmp_path):
     torch.manual_seed(0)
     model = SERForAudioClassification(whisper_config(voice_head=True)).eval()
     model.save_pretrained(tmp_path)
@@ -276,5 +312,5 @@ def test_int8_quantises_the_speech_encoders_linear_layers_only_and_keeps_the_pro
         after = quantised(**inputs).logits.softmax(dim=-1)
     assert torch.allclose(before, after, atol=0.02), (before, after)
     plain = SERForAudioClassification(tiny_config())
-    assert quantize_speech_encoder(plain) is plain
+    assert quantize_whisper_branch(plain) is plain
     assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in plain.modules())

@@ -41,7 +41,8 @@ from ..training.calibration import reliability, reliability_figure
 from ..data.corpora import Record, discover
 from ..errors import InputError
 from ..audio_io import AudioError
-from ..serving.inference import EmotionRecognizer, Prediction
+from ..serving.inference import EmotionRecognizer
+from ..serving.prediction import Prediction
 from ..metrics import classification_metrics, confusion_matrix, per_class_recall
 from .probe import FrozenEncoderProbe, fit_choosing_c
 from .report import BASELINE, FUSION, INT8, PROBE, SPEAKER_INDEPENDENT, markdown_report, validation_markdown

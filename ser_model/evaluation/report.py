@@ -16,7 +16,7 @@ SPEAKER_INDEPENDENT = "speaker-independent"
 BASELINE = "mfcc_svm_baseline"
 PROBE = "whisper_probe"  # the frozen-encoder probe (`evaluation.probe`)
 FUSION = "fusion"
-INT8 = "fusion_int8"  # the model with its speech encoder in int8 (`serving.inference.quantize_speech_encoder`)
+INT8 = "fusion_int8"  # the model with its Whisper branch in int8 (`serving.inference.quantize_whisper_branch`)
 # The baselines, each trained on the model's training clips, by the short name their columns carry.
 BASELINES = {BASELINE: "baseline", PROBE: "probe"}
 

@@ -7,23 +7,23 @@ The app answers with the numbers first and draws afterwards, so its API (which o
 numbers) stays fast under load and a person sees the emotion before the pictures.
 
 The file is decoded once, as a stream (`EmotionRecognizer.predict_file`), and the prediction keeps
-what the pictures need (`Prediction.view`); `RecentPredictions` holds it between the two steps.
+what the pictures need (`Prediction.view`); `RecentResults` holds it between the two steps.
 """
 
 from __future__ import annotations
 
-import csv
 import html
-import json
 import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from .inference import EmotionRecognizer, Prediction, ProgressCallback, merge_segments
+from .inference import EmotionRecognizer, ProgressCallback
 from .plots import EMOTION_COLORS, probability_figure, signal_figure, timeline_figure
+from .prediction import SILENT, Prediction, merge_segments, write_csv, write_json
+from .wording import percent
 
 # The 3-way sentiment summary is the sum of the emotion probabilities on each side. Valence as in
 # Russell's circumplex model: happy is positive; angry, disgust, fear and sad are negative.
@@ -39,45 +39,6 @@ SENTIMENT_OF_EMOTION = {
     "happy": "positive",
     "surprise": "positive",
 }
-
-
-# How a decision is worded, the same rule for a file and for live audio (`describe`); two thresholds:
-# - a first choice with at least CONFIDENT_FROM (one half) outweighs the six other emotions together,
-#   so it is stated plainly: "happy (72%)";
-# - when the first choice is less than CLOSE_RATIO times as likely as the second, the two split 60/40
-#   or closer between them, near a coin toss, so both are named: "not sure: fear (46%) or sad (45%)";
-# - otherwise the first choice clearly leads without being confident: "probably neutral (48%)".
-# (Chance level with 7 classes is 14%.)
-CONFIDENT_FROM = 0.5
-CLOSE_RATIO = 1.5
-
-
-def describe(probabilities: dict[str, float]) -> str:
-    """'happy (72%)', 'probably neutral (48%)' or 'not sure: fear (46%) or sad (45%)': see `CONFIDENT_FROM`
-    and `CLOSE_RATIO`."""
-    (first, p1), (second, p2) = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)[:2]
-    if p1 < CLOSE_RATIO * p2:
-        return f"not sure: {first} ({p1:.0%}) or {second} ({p2:.0%})"
-    if p1 >= CONFIDENT_FROM:
-        return f"{first} ({p1:.0%})"
-    return f"probably {first} ({p1:.0%})"
-
-
-def describe_voice(voice: dict[str, float], accuracy: float | None = None) -> str:
-    """'voice sounds female (93%)', worded as a perception of the audio, never as a fact about the person,
-    with how often the model was right on speakers it never heard where that was measured."""
-    label = max(voice, key=voice.get)
-    sentence = f"voice sounds {label} ({voice[label]:.0%})"
-    if accuracy is not None:
-        sentence += f"; right {accuracy:.0%} of the time on test speakers the model never heard"
-    return sentence
-
-
-def describe_rule() -> str:
-    """The wording rule in a sentence, for the page."""
-    return (f"A first choice of {CONFIDENT_FROM:.0%} or more is stated plainly; below that it reads **probably**; "
-            f"when the second choice comes within a factor of {CLOSE_RATIO:g} of the first, the page says "
-            "**not sure** and names both.")
 
 
 def sentiment(probabilities: dict[str, float]) -> dict[str, float]:
@@ -125,16 +86,15 @@ class Pictures:
     alt: dict[str, str] = field(default_factory=dict)
 
 
-# Percent, as every probability the page shows (the labels, the charts, the sentences).
-SEGMENT_COLUMNS = ["start (s)", "end (s)", "emotion", "confidence (%)"]
-SILENT = "(silent)"
+# The page's table of segments; the confidence in percent, as every probability the page shows.
+SEGMENT_COLUMNS = ["start (s)", "end (s)", "emotion", "confidence"]
 
 
 def segment_rows(windows) -> list[list]:
-    """One row per segment (`ser_model.serving.inference.merge_segments`): start and end rounded to 0.1 s,
-    the emotion (or "(silent)") and its mean probability over the merged windows, in percent."""
+    """One row per segment (`ser_model.serving.prediction.merge_segments`): start and end rounded to 0.1 s,
+    the emotion (or "(silent)") and its mean probability over the merged windows, in percent ('72%', '>99%')."""
     return [[round(s.start, 1), round(s.end, 1), s.label or SILENT,
-             None if s.confidence is None else round(100 * s.confidence, 1)] for s in merge_segments(windows)]
+             None if s.confidence is None else percent(s.confidence)] for s in merge_segments(windows)]
 
 
 def segment_band_html(windows, data: dict[str, str] | None = None) -> str:
@@ -198,9 +158,9 @@ def draw_pictures(prediction: Prediction, labels: list[str], dark: bool = False)
 def probabilities_alt(probabilities: dict[str, float], shown: int = 3) -> str:
     """'Chart of the emotion probabilities: sad 46%, fear 45%, neutral 5%; the other 4 below 5%.'"""
     ranked = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
-    top = ", ".join(f"{label} {p:.0%}" for label, p in ranked[:shown])
+    top = ", ".join(f"{label} {percent(p)}" for label, p in ranked[:shown])
     rest = ranked[shown:]
-    tail = f"; the other {len(rest)} at {rest[0][1]:.0%} or less" if rest else ""
+    tail = f"; the other {len(rest)} at {percent(rest[0][1])} or less" if rest else ""
     return f"Chart of the emotion probabilities: {top}{tail}."
 
 
@@ -224,75 +184,54 @@ def timeline_alt(windows, shown: int = 8) -> str:
     return f"Emotion over {segments[-1].end - segments[0].start:.1f} s, in {count}: {', '.join(parts)}{more}."
 
 
-def prediction_json(prediction: Prediction) -> dict:
-    """The prediction as the API gives it (probabilities as fractions, each window), with its segments."""
-    return {**prediction.to_dict(timeline=True),
-            "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "label": s.label,
-                          "confidence": s.confidence} for s in merge_segments(prediction.windows)]}
-
-
-def prediction_csv_rows(prediction: Prediction, labels: list[str]) -> list[list]:
-    """The prediction as one table in percent, as the page shows it: a row for the whole recording,
-    one per window and one per segment (a segment's confidence is its emotion's mean over its windows)."""
-    header = ["part", "start (s)", "end (s)", "emotion", "confidence (%)", *(f"{label} (%)" for label in labels)]
-
-    def percent(value):
-        return "" if value is None else round(100 * value, 2)
-
-    def row(part, start, end, emotion, probabilities):
-        values = [percent(probabilities[label]) for label in labels] if probabilities else [""] * len(labels)
-        confidence = percent(probabilities[emotion]) if probabilities else ""
-        return [part, round(start, 3), round(end, 3), emotion or SILENT, confidence, *values]
-
-    rows = [header, row("recording", 0.0, prediction.duration, prediction.label, prediction.probabilities)]
-    rows += [row("window", w.start, w.end, w.label, w.probabilities) for w in prediction.windows]
-    rows += [["segment", round(s.start, 3), round(s.end, 3), s.label or SILENT, percent(s.confidence),
-              *[""] * len(labels)] for s in merge_segments(prediction.windows)]
-    return rows
-
-
 def write_downloads(prediction: Prediction, labels: list[str], folder: str | os.PathLike,
                     stem: str) -> tuple[Path, Path]:
-    """Writes `<stem>.emotion.json` and `<stem>.emotion.csv` (`prediction_json`, `prediction_csv_rows`)
-    into `folder`; returns their paths."""
+    """Writes `<stem>.emotion.json` and `<stem>.emotion.csv` into `folder`, by the writers and in the layouts
+    of every surface (`ser_model.serving.prediction`), the file named by `stem`; returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = folder / f"{stem}.emotion.json", folder / f"{stem}.emotion.csv"
-    json_path.write_text(json.dumps(prediction_json(prediction), indent=2) + "\n")
+    results = [(stem, prediction, None)]
+    with json_path.open("w") as out:
+        write_json(results, out)
     with csv_path.open("w", newline="") as out:
-        csv.writer(out).writerows(prediction_csv_rows(prediction, labels))
+        write_csv(results, labels, out)
     return json_path, csv_path
 
 
-class RecentPredictions:
-    """The latest predictions by audio file, so that the app's second step draws from the first
-    step's prediction instead of decoding the file again (the app keeps refusals' sentences in another).
+Value = TypeVar("Value")
+
+
+class RecentResults(Generic[Value]):
+    """The latest result by audio file, for one later step to take: the app keeps each prediction so that
+    its second step draws from it instead of decoding the file again, and each refusal's sentence so that
+    the page can show it beside the input.
 
     Keyed by path, modification time and size: Gradio stores each upload or recording as a file of
     its own, so the key names what was classified. Bounded, oldest out first, because API clients
     ask for the numbers alone and never collect what is kept for the pictures.
 
     Args:
-        capacity (`int`): predictions kept; a request whose prediction was pushed out is predicted again.
+        capacity (`int`): results kept; a request whose prediction was pushed out is predicted again.
     """
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._items: OrderedDict[tuple, Prediction] = OrderedDict()
+        self._items: OrderedDict[tuple, Value] = OrderedDict()
         # Gradio runs requests in threads, and an OrderedDict is not safe to change from several at once.
         self._lock = threading.Lock()
 
-    def put(self, path: str, prediction: Prediction) -> None:
+    def put(self, path: str, value: Value) -> None:
         key = _file_key(path)
         if key is None:
             return
         with self._lock:
-            self._items[key] = prediction
+            self._items[key] = value
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
 
-    def take(self, path: str) -> Prediction | None:
-        """The prediction kept for `path`, removed from the store; None when there is none."""
+    def take(self, path: str) -> Value | None:
+        """The result kept for `path`, removed from the store; None when there is none."""
         key = _file_key(path)
         with self._lock:
             return self._items.pop(key, None) if key is not None else None

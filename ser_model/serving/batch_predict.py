@@ -17,6 +17,9 @@ several processes at once, oversubscribes the cores (docs/performance.md gives t
 
 A file that cannot be decoded gets its error sentence in place of a prediction; a prediction's
 notices (a truncated WAV) travel inside it, for the caller to show.
+
+Progress goes to stderr as a bar: over the files when there are several, over the seconds of audio
+when there is one.
 """
 
 from __future__ import annotations
@@ -34,11 +37,8 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from ..audio_io import AudioError
-from ..errors import InputError
-from .inference import EmotionRecognizer, Prediction, set_inference_threads
-
-Result = tuple[Path, Prediction | None, str | None]
-"""(file, its prediction or None, the error sentence or None)."""
+from .inference import EmotionRecognizer, ProgressCallback, set_inference_threads
+from .prediction import Result
 
 
 def _state() -> PartialState:
@@ -59,7 +59,8 @@ def process_device() -> str | None:
 
 
 def predict(files: Sequence[Path], model: str, revision: str | None = None, batch_size: int = 16,
-            max_seconds: float | None = None, workers: int = 1) -> list[Result]:
+            max_seconds: float | None = None, workers: int = 1, progress: bool | None = None,
+            progress_delay: float = 0.0) -> list[Result]:
     """Classifies `files` and returns one result per file, in the order given.
 
     Args:
@@ -69,29 +70,35 @@ def predict(files: Sequence[Path], model: str, revision: str | None = None, batc
         batch_size (`int`, *optional*, defaults to 16): windows per forward pass on long files.
         max_seconds (`float`, *optional*): refuse longer files.
         workers (`int`, *optional*, defaults to 1): worker processes on this machine (per launched process).
+        progress (`bool`, *optional*): a progress bar on stderr: always (`True`), never (`False`), or where
+            stderr is a terminal (`None`); only the main process of a launch shows one.
+        progress_delay (`float`, *optional*, defaults to 0): seconds of work before the bar shows.
     """
-    if workers < 1:
-        raise InputError(f"--workers must be at least 1, got {workers}.")
     state = _state()
-    options = dict(model=model, revision=revision, batch_size=batch_size, max_seconds=max_seconds, workers=workers)
+    options = dict(model=model, revision=revision, batch_size=batch_size, max_seconds=max_seconds, workers=workers,
+                   progress_delay=progress_delay)
     if state.num_processes == 1:
-        return predict_local(files, **options)
+        return predict_local(files, **options, progress=progress)
     with state.split_between_processes(list(files)) as share:
-        results = predict_local(share, **options, progress=state.is_main_process)
+        results = predict_local(share, **options, progress=progress if state.is_main_process else False)
     return gather_object(results)
 
 
 def predict_local(files: Sequence[Path], model: str, revision: str | None, batch_size: int,
-                  max_seconds: float | None, workers: int, progress: bool = True) -> list[Result]:
-    """Classifies `files` in this process, or spread over `workers` forked processes."""
-    bar = dict(total=len(files), desc="files", unit="file", file=sys.stderr,
-               disable=not progress or len(files) < 2 or None)
+                  max_seconds: float | None, workers: int, progress: bool | None = None,
+                  progress_delay: float = 0.0) -> list[Result]:
+    """Classifies `files` in this process, or spread over `workers` forked processes (`progress` and
+    `progress_delay` as in `predict`)."""
+    bar = dict(file=sys.stderr, disable=None if progress is None else not progress, delay=progress_delay)
     workers = min(workers, len(files))
     if workers <= 1:
         # In this process: the serving default (one thread), or the user's OMP_NUM_THREADS.
         set_inference_threads()
         _start_worker(model, revision, batch_size, process_device(), threads=None)
-        return [_predict_task(path, max_seconds) for path in tqdm(files, **bar)]
+        if len(files) == 1:
+            with tqdm(desc=files[0].name, unit="s", **bar) as seconds:
+                return [_predict_task(files[0], max_seconds, _advance(seconds))]
+        return [_predict_task(path, max_seconds) for path in tqdm(files, desc="files", unit="file", **bar)]
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = max(1, cores // (workers * int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
@@ -101,9 +108,19 @@ def predict_local(files: Sequence[Path], model: str, revision: str | None, batch
     with ProcessPoolExecutor(workers, mp_context=_worker_context(), initializer=_start_worker,
                              initargs=worker_args) as executor:
         futures = {executor.submit(_predict_task, path, max_seconds): index for index, path in enumerate(files)}
-        for future in tqdm(as_completed(futures), **bar):
+        for future in tqdm(as_completed(futures), total=len(files), desc="files", unit="file", **bar):
             results[futures[future]] = future.result()
     return results
+
+
+def _advance(bar: tqdm) -> ProgressCallback:
+    """A `ProgressCallback` that moves `bar` to the seconds of audio done, out of the file's length."""
+    def advance(done: float, total: float | None) -> None:
+        if total and bar.total != round(total, 1):
+            bar.total = round(total, 1)
+        bar.update(round(done - bar.n, 1))
+
+    return advance
 
 
 def _worker_context():
@@ -114,9 +131,10 @@ def _worker_context():
     return multiprocessing.get_context(method)
 
 
-def _predict_one(recognizer: EmotionRecognizer, path: Path, max_seconds: float | None) -> Result:
+def _predict_one(recognizer: EmotionRecognizer, path: Path, max_seconds: float | None,
+                 progress: ProgressCallback | None = None) -> Result:
     try:
-        prediction = recognizer.predict_file(path, max_seconds=max_seconds)
+        prediction = recognizer.predict_file(path, max_seconds=max_seconds, progress=progress)
     except (AudioError, OSError) as error:
         return path, None, str(error)
     return path, prediction, None
@@ -139,10 +157,10 @@ def _start_worker(model: str, revision: str | None, batch_size: int, device: str
             raise
 
 
-def _predict_task(path: Path, max_seconds: float | None) -> Result:
+def _predict_task(path: Path, max_seconds: float | None, progress: ProgressCallback | None = None) -> Result:
     if isinstance(_worker, Exception):
         raise _worker
-    return _predict_one(_worker, path, max_seconds)
+    return _predict_one(_worker, path, max_seconds, progress)
 
 
-__all__ = ["Result", "is_main_process", "predict", "predict_local", "process_device"]
+__all__ = ["is_main_process", "predict", "predict_local", "process_device"]

@@ -1,38 +1,36 @@
 """Whole-file and long-audio inference, shared by the CLI, the app and the benchmarks.
 
 Audio up to one window (`config.window_seconds`) gives one decision. Longer audio is cut into
-windows of that length every `config.window_hop_seconds`, the last one aligned to the end so that
-every window is full length; windows are classified in batches and the overall prediction is the
-mean of the probabilities of the windows that are not silent. Files are decoded as a stream and
-windows are classified as they fill, so memory does not grow with the length of the audio.
+windows of that length every `config.window_hop_seconds` (`windows.sliding_windows`); windows are
+classified in batches and the overall prediction is the mean of the probabilities of the windows that
+are not silent. Files are decoded as a stream and windows are classified as they fill, so memory does
+not grow with the length of the audio.
 
 `EmotionRecognizer.from_pretrained()` with no name loads the model bundled with the repository
-(`ser_model.bundled_model()`); the CLI and the app also read `$SER_MODEL` (`ser_model.cli.model_source`).
+(`ser_model.bundled_model()`); the CLI and the app also read `$SER_MODEL` (`ser_model.model_info.model_source`).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ..audio_io import (AudioError, audio_duration, check_duration, silence_error, stream_audio,
-                        to_mono_16k, truncation_notice, validate_waveform)
+from ..audio_io import AudioError, check_duration, open_audio, silence_error, to_mono_16k, validate_waveform
 from ..configuration import VOICE_LABELS, SERConfig, has_speech, seconds_to_samples
 from ..errors import InputError
 from ..feature_extractor import SERFeatureExtractor
 from ..model_info import bundled_model
 from ..modeling import SERForAudioClassification
+from .prediction import Prediction, WindowPrediction
+from .signal_view import Envelope, SignalView
+from .windows import sliding_windows
 
-# A `SignalView` keeps between this many and twice as many min/max pairs of the waveform: a picture
-# is about a thousand pixels wide, so that draws any length of audio without visible loss.
-ENVELOPE_POINTS = 4000
 # torch's intra-op threads for serving (the app, the CLI) unless OMP_NUM_THREADS says otherwise. One
 # prediction is a series of small convolutions: split over two threads, each waits for the other at
 # every operation, which costs nothing on idle cores but on cores shared with other work (a training
@@ -42,131 +40,6 @@ INFERENCE_THREADS = 1
 
 ProgressCallback = Callable[[float, float | None], None]
 """Called with (seconds processed, total seconds or None when unknown)."""
-
-
-@dataclass
-class WindowPrediction:
-    """One window of the timeline; `probabilities` is None for a silent window, `voice` (how the voice
-    sounds: `VOICE_LABELS` -> probability) None there and for models without a voice head."""
-
-    start: float
-    end: float
-    probabilities: dict[str, float] | None
-    voice: dict[str, float] | None = None
-
-    @property
-    def label(self) -> str | None:
-        return None if self.probabilities is None else max(self.probabilities, key=self.probabilities.get)
-
-
-@dataclass
-class SignalView:
-    """What a prediction heard, kept while it was made so that drawing it needs no second decoding.
-
-    Args:
-        envelope_seconds (`np.ndarray` of shape `(points,)`): start time of each envelope bin.
-        envelope_low (`np.ndarray` of shape `(points,)`): the lowest sample in each bin.
-        envelope_high (`np.ndarray` of shape `(points,)`): the highest sample in each bin.
-        log_mel (`np.ndarray` of shape `(n_mels, frames)`): the model's log-mel input for the first window.
-        mfcc (`np.ndarray` of shape `(n_mfcc, frames)`): the model's MFCC input for the first window.
-        feature_seconds (`float`): the audio the features cover (the first window, or all of shorter audio).
-    """
-
-    envelope_seconds: np.ndarray
-    envelope_low: np.ndarray
-    envelope_high: np.ndarray
-    log_mel: np.ndarray
-    mfcc: np.ndarray
-    feature_seconds: float
-
-
-@dataclass
-class Prediction:
-    """The overall emotion of a clip or file and, for long audio, its per-window timeline.
-
-    `notices` are sentences about a result that stands but covers less than was asked (a truncated
-    WAV); they travel with the result so that every surface can show them. `view` is kept only when
-    asked (`keep_view=True`), for pictures, and is not part of `to_dict`. `voice` is whether the voice
-    sounds female or male (mean over the spoken windows), from models with a voice head: a perception
-    of the audio, never a fact about the person.
-    """
-
-    label: str
-    probabilities: dict[str, float]
-    duration: float
-    windows: list[WindowPrediction] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    view: SignalView | None = None
-    voice: dict[str, float] | None = None
-
-    @property
-    def voice_label(self) -> str | None:
-        """"female" or "male" (how the voice sounds), or None without a voice head."""
-        return None if self.voice is None else max(self.voice, key=self.voice.get)
-
-    def to_dict(self, timeline: bool = True) -> dict:
-        result = {"label": self.label, "probabilities": self.probabilities, "duration": round(self.duration, 3),
-                  "warnings": list(self.notices)}
-        if self.voice is not None:
-            result["voice"] = self.voice
-        if timeline:
-            result["windows"] = [
-                {"start": round(w.start, 3), "end": round(w.end, 3), "label": w.label, "probabilities": w.probabilities,
-                 **({"voice": w.voice} if w.voice is not None else {})}
-                for w in self.windows
-            ]
-        return result
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Prediction":
-        """The inverse of `to_dict(timeline=True)`, for a prediction that travelled as JSON."""
-        windows = [WindowPrediction(w["start"], w["end"], w["probabilities"], w.get("voice"))
-                   for w in data.get("windows", [])]
-        return cls(data["label"], data["probabilities"], data["duration"], windows, list(data.get("warnings", [])),
-                   voice=data.get("voice"))
-
-
-@dataclass
-class Segment:
-    """Consecutive windows with the same emotion, merged: the stretch of time they speak for, and
-    the mean probability of that emotion over them. `label` is None for a silent stretch."""
-
-    start: float
-    end: float
-    label: str | None
-    confidence: float | None
-
-
-def window_spans(windows: Sequence[WindowPrediction]) -> list[tuple[float, float]]:
-    """The stretch of time each window speaks for, so that overlapping windows tile the audio.
-
-    Windows overlap (4 s every 2 s, and the last one is aligned to the end), so each is given the
-    time nearer to its centre than to any other window's: boundaries sit halfway between
-    consecutive centres, the first span starts where the audio starts and the last ends where it
-    ends. A 4.1 s file's windows 0-4 and 0.1-4.1 become 0-2.05 and 2.05-4.1.
-    """
-    if not windows:
-        return []
-    centres = [(w.start + w.end) / 2 for w in windows]
-    bounds = [windows[0].start] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [windows[-1].end]
-    return list(zip(bounds, bounds[1:]))
-
-
-def merge_segments(windows: Sequence[WindowPrediction]) -> list[Segment]:
-    """Consecutive windows (in time order) with the same top emotion, or all silent, as one segment each."""
-    segments: list[Segment] = []
-    confidences: list[list[float]] = []
-    for window, (start, end) in zip(windows, window_spans(windows)):
-        if segments and segments[-1].label == window.label:
-            segments[-1].end = end
-        else:
-            segments.append(Segment(start, end, window.label, None))
-            confidences.append([])
-        if window.label is not None:
-            confidences[-1].append(window.probabilities[window.label])
-    for segment, values in zip(segments, confidences):
-        segment.confidence = float(np.mean(values)) if values else None
-    return segments
 
 
 class EmotionRecognizer:
@@ -197,8 +70,8 @@ class EmotionRecognizer:
                 the model bundled with the repository (`ser_model.bundled_model()`), from any folder.
             revision (`str`, *optional*): Hub branch, tag or commit to pin.
             device (`str`, *optional*): `"cpu"`, `"cuda"`, ...; defaults to the GPU when there is one.
-            int8 (`bool`, *optional*, defaults to `False`): run the speech encoder's linear layers in
-                dynamic int8 (`quantize_speech_encoder`); CPU only.
+            int8 (`bool`, *optional*, defaults to `False`): run the Whisper branch's linear layers in
+                dynamic int8 (`quantize_whisper_branch`); CPU only.
         """
         name_or_path = bundled_model() if name_or_path is None else name_or_path
         _check_source(name_or_path)
@@ -206,7 +79,7 @@ class EmotionRecognizer:
         feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if int8:
-            quantize_speech_encoder(model)
+            quantize_whisper_branch(model)
         return cls(model, feature_extractor, **kwargs)
 
     @staticmethod
@@ -234,22 +107,22 @@ class EmotionRecognizer:
 
         Args:
             path (`str`): any format `ser_model.audio_io` reads.
-            max_seconds (`float`, *optional*): refuse longer files (checked from the header before decoding).
+            max_seconds (`float`, *optional*): refuse longer files (checked from the header before decoding
+                where the format records the duration, else while decoding).
             progress (`ProgressCallback`, *optional*): told how many seconds are done.
             keep_view (`bool`, *optional*, defaults to `False`): keep a `SignalView` for pictures.
 
         Returns:
             `Prediction`, whose `notices` name a WAV truncated before the end its header promises.
         """
-        total = audio_duration(path)
-        name = Path(path).name
-        # Worded as `load_audio` words them, so a file gets the same sentence on every path.
-        check_duration(total, self.config.min_audio_seconds, max_seconds, subject=f"'{name}'")
-        prediction = self.predict_stream(stream_audio(path, self.sampling_rate), total_seconds=total,
-                                         progress=progress, subject=f"The audio in '{name}'", keep_view=keep_view)
-        notice = truncation_notice(path)
-        if notice is not None:
-            prediction.notices.append(notice)
+        with open_audio(path, self.sampling_rate, max_seconds=max_seconds) as audio:
+            if audio.duration is not None:
+                # Worded as `load_audio` words it, so a file gets the same sentence on every path.
+                check_duration(audio.duration, self.config.min_audio_seconds, subject=f"'{audio.name}'")
+            prediction = self.predict_stream(audio.blocks, total_seconds=audio.duration, progress=progress,
+                                             subject=f"The audio in '{audio.name}'", keep_view=keep_view)
+        if audio.notice is not None:
+            prediction.notices.append(audio.notice)
         return prediction
 
     def predict_stream(self, blocks: Iterable[np.ndarray], total_seconds: float | None = None,
@@ -269,18 +142,17 @@ class EmotionRecognizer:
         num_samples = 0
         envelope, first_window = None, None
         if keep_view:
-            envelope = _Envelope()
+            envelope = Envelope()
             blocks = envelope.tap(blocks)
 
         def flush() -> None:
-            probabilities, voices = self.classify_with_voice([w for _, w in pending])
-            for (start, w), probs, voice in zip(pending, probabilities, voices):
-                windows.append(WindowPrediction(start / sr, (start + len(w)) / sr, probs, voice))
+            for (start, w), (probabilities, voice) in zip(pending, self.classify([w for _, w in pending])):
+                windows.append(WindowPrediction(start / sr, (start + len(w)) / sr, probabilities, voice))
             pending.clear()
             if progress is not None:
                 progress(windows[-1].end, total_seconds)
 
-        for start, window, num_samples in _sliding_windows(blocks, self.window, self.hop):
+        for start, window, num_samples in sliding_windows(blocks, self.window, self.hop):
             if start == 0:
                 first_window = window
             if len(window) < self.window:
@@ -306,7 +178,7 @@ class EmotionRecognizer:
         return Prediction(max(overall, key=overall.get), overall, num_samples / sr, windows, view=view,
                           voice=_mean_voice(windows))
 
-    def _signal_view(self, envelope: "_Envelope", first_window: np.ndarray) -> SignalView:
+    def _signal_view(self, envelope: Envelope, first_window: np.ndarray) -> SignalView:
         # A picture of what the model hears: a long file's first window may be silent, and is drawn all the same.
         features = self.feature_extractor(first_window, sampling_rate=self.sampling_rate, truncation=False,
                                           check_audio=False)
@@ -315,16 +187,11 @@ class EmotionRecognizer:
         return SignalView(seconds, low, high, log_mel, mfcc,
                           feature_seconds=log_mel.shape[1] * self.config.hop_length / self.sampling_rate)
 
-    def classify_batch(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
-        """Emotion probabilities of each 16 kHz mono float32 clip, in one forward pass (no windowing:
-        each clip is one decision, whatever its length)."""
-        return self.classify_with_voice(waveforms)[0]
-
     @torch.inference_mode()
-    def classify_with_voice(self, waveforms: list[np.ndarray]) -> tuple[list[dict[str, float]],
-                                                                          list[dict[str, float] | None]]:
-        """As `classify_batch`, plus how each clip's voice sounds (`VOICE_LABELS` -> probability; None for
-        every clip of a model without a voice head)."""
+    def classify(self, waveforms: list[np.ndarray]) -> list[tuple[dict[str, float], dict[str, float] | None]]:
+        """What one forward pass says of each 16 kHz mono float32 clip (no windowing: each clip is one
+        decision, whatever its length): its emotion probabilities, and how its voice sounds
+        (`VOICE_LABELS` -> probability; None for a model without a voice head)."""
         features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, truncation=False,
                                           return_tensors="pt")
         device = next(self.model.parameters()).device
@@ -332,9 +199,9 @@ class EmotionRecognizer:
         probabilities = output.logits.float().softmax(dim=-1).cpu().numpy()
         emotions = [dict(zip(self.labels, map(float, row))) for row in probabilities]
         if getattr(output, "voice_logits", None) is None:
-            return emotions, [None] * len(emotions)
+            return [(emotion, None) for emotion in emotions]
         voices = output.voice_logits.float().softmax(dim=-1).cpu().numpy()
-        return emotions, [dict(zip(VOICE_LABELS, map(float, row))) for row in voices]
+        return [(emotion, dict(zip(VOICE_LABELS, map(float, row)))) for emotion, row in zip(emotions, voices)]
 
 
 def _mean_voice(windows: Sequence[WindowPrediction]) -> dict[str, float] | None:
@@ -345,7 +212,7 @@ def _mean_voice(windows: Sequence[WindowPrediction]) -> dict[str, float] | None:
     return {label: float(np.mean([v[label] for v in voices])) for label in VOICE_LABELS}
 
 
-def quantize_speech_encoder(model: SERForAudioClassification) -> SERForAudioClassification:
+def quantize_whisper_branch(model: SERForAudioClassification) -> SERForAudioClassification:
     """Replaces the Whisper branch's linear layers, in place, by dynamically quantised int8 ones: weights
     stored in int8, activations quantised per batch. They hold nearly all of the encoder's compute; the
     convolutional front and the from-scratch branches stay in float32. The model must be on the CPU and is
@@ -400,96 +267,5 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
-class _Envelope:
-    """Min/max of consecutive bins of samples, accumulated block by block: the waveform as a picture
-    draws it, in memory that does not grow with the audio. Bins start one sample wide and double
-    (neighbours merge) whenever there are more than twice `points`, so the length need not be known.
-    """
-
-    def __init__(self, points: int = ENVELOPE_POINTS):
-        self.points = points
-        self.bin = 1
-        self.low = np.zeros(0, dtype=np.float32)
-        self.high = np.zeros(0, dtype=np.float32)
-        self.partial: tuple[float, float, int] | None = None  # (low, high, samples) after the last full bin
-
-    def tap(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Yields `blocks` unchanged, adding each to the envelope on the way."""
-        for block in blocks:
-            self.add(np.asarray(block, dtype=np.float32))
-            yield block
-
-    def add(self, block: np.ndarray) -> None:
-        if self.partial is not None and len(block):
-            take = min(self.bin - self.partial[2], len(block))
-            self.partial = self._merge(self.partial, block[:take])
-            block = block[take:]
-            if self.partial[2] == self.bin:
-                self._append(np.array([self.partial[0]]), np.array([self.partial[1]]))
-                self.partial = None
-        full = len(block) // self.bin * self.bin
-        bins = block[:full].reshape(-1, self.bin)
-        self._append(bins.min(axis=1), bins.max(axis=1))
-        if full < len(block):
-            self.partial = self._merge(None, block[full:])
-        while len(self.low) > 2 * self.points:
-            self._double()
-
-    def result(self, sampling_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(start of each bin in seconds, lows, highs); the last bin may be narrower."""
-        low, high = self.low, self.high
-        if self.partial is not None:
-            low, high = np.append(low, self.partial[0]), np.append(high, self.partial[1])
-        return np.arange(len(low)) * self.bin / sampling_rate, low, high
-
-    def _append(self, low: np.ndarray, high: np.ndarray) -> None:
-        self.low = np.concatenate([self.low, low.astype(np.float32)])
-        self.high = np.concatenate([self.high, high.astype(np.float32)])
-
-    @staticmethod
-    def _merge(partial: tuple[float, float, int] | None, samples: np.ndarray) -> tuple[float, float, int]:
-        low, high, count = partial or (np.inf, -np.inf, 0)
-        return min(low, float(samples.min())), max(high, float(samples.max())), count + len(samples)
-
-    def _double(self) -> None:
-        """Merges neighbouring bins; an odd last bin starts the partial bin of the doubled width."""
-        even = len(self.low) // 2 * 2
-        if even < len(self.low):
-            low, high, count = self.partial or (np.inf, -np.inf, 0)
-            self.partial = (min(low, float(self.low[-1])), max(high, float(self.high[-1])), count + self.bin)
-        self.low = self.low[:even].reshape(-1, 2).min(axis=1)
-        self.high = self.high[:even].reshape(-1, 2).max(axis=1)
-        self.bin *= 2
-
-
-def _sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray, int]]:
-    """Yields (start sample, window samples, samples read so far) over a stream of blocks.
-
-    Windows start every `hop` samples; audio no longer than one window is one window of its own
-    length; otherwise a last window is aligned to the end when the regular ones miss the tail.
-    Only the samples a future window can still need are kept.
-    """
-    buffer = np.zeros(0, dtype=np.float32)
-    buffer_start = 0  # absolute index of buffer[0]
-    next_start = 0
-    covered = 0  # end of the last window yielded
-    total = 0
-    for block in blocks:
-        buffer = np.concatenate([buffer, np.asarray(block, dtype=np.float32)])
-        total += len(block)
-        while next_start + window <= total:
-            offset = next_start - buffer_start
-            yield next_start, buffer[offset:offset + window].copy(), total
-            covered = next_start + window
-            next_start += hop
-        # A future regular window starts at next_start; the end-aligned one at (final total - window).
-        keep_from = max(buffer_start, min(next_start, total - window))
-        buffer = buffer[keep_from - buffer_start:]
-        buffer_start = keep_from
-    if total and covered < total:
-        start = max(0, total - window)
-        yield start, buffer[start - buffer_start:].copy(), total
-
-
-__all__ = ["INFERENCE_THREADS", "EmotionRecognizer", "Prediction", "Segment", "SignalView", "WindowPrediction",
-           "merge_segments", "quantize_speech_encoder", "set_inference_threads", "window_spans"]
+__all__ = ["INFERENCE_THREADS", "EmotionRecognizer", "ProgressCallback", "quantize_whisper_branch",
+           "set_inference_threads"]

@@ -1,13 +1,15 @@
 """Live emotion while someone speaks: the microphone's chunks in, the current emotion out.
 
-`LiveSession` holds one person's stream. Each chunk (about a second of audio, at the browser's rate)
-is converted to 16 kHz mono and appended to a buffer that keeps only the last model window; the
-newest window (the last `config.window_seconds`, or all there is at the start) is classified at once.
-Memory stays bounded however long someone talks: the audio buffer is one window, and the timeline
-keeps the last `max_history_seconds` of windows, while the whole-recording emotion is a running sum
-over every window ever classified. Given a `recording` file, the session also appends everything it
-hears there (16 kHz 16-bit PCM, about 2 MB a minute, on disk rather than in memory), so that the
-recording can be replayed and downloaded after Stop. No UI code here: the app wires it to Gradio.
+`LiveSession` holds one person's stream. Each chunk (a tenth of a second of audio, at the browser's
+rate) is converted to 16 kHz mono by one resampler for the whole stream (`audio_io.StreamConverter`:
+resampling each chunk apart would leave a seam at every boundary) and appended to a buffer that keeps
+only the last model window; once a second the newest window (the last `config.window_seconds`, or all
+there is at the start) is classified. Memory stays bounded however long someone talks: the audio
+buffer is one window, and the timeline keeps the last `max_history_seconds` of windows, while the
+whole-recording emotion is a running sum over every window ever classified. Given a `recording` file,
+the session also appends everything it hears there (16 kHz 16-bit PCM, about 2 MB a minute, on disk
+rather than in memory), so that the recording can be replayed and downloaded after Stop. No UI code
+here: the app wires it to Gradio.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from ..audio_io import AudioError, to_mono_16k
+from ..audio_io import AudioError, StreamConverter
 from ..configuration import has_speech, seconds_to_samples
-from .inference import EmotionRecognizer, Prediction, WindowPrediction
+from .inference import EmotionRecognizer
+from .prediction import Prediction, WindowPrediction
 
 # How often the newest window is classified, in seconds of new audio. Gradio 6.31's audio component
 # sends the microphone every 0.1 s whatever `stream_every` says (its frontend sets it), and a person
@@ -54,7 +57,8 @@ class LiveSession:
     labels: list[str]
     max_history_seconds: float = MAX_HISTORY_SECONDS
     every_seconds: float = CLASSIFY_EVERY_SECONDS
-    classified_at: int = 0  # total_samples when the newest window was classified
+    received_seconds: float = 0.0  # audio received, by the chunks' own rate (what paces the decisions)
+    classified_at: float = 0.0  # received_seconds when the newest window was classified
     started: float = field(default_factory=time.monotonic)
     buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     total_samples: int = 0
@@ -62,6 +66,10 @@ class LiveSession:
     probability_sums: np.ndarray | None = None
     spoken_windows: int = 0
     recording: str | None = None
+    converter: StreamConverter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.converter = StreamConverter(self.sampling_rate)
 
     @classmethod
     def for_recognizer(cls, recognizer: EmotionRecognizer, **kwargs) -> "LiveSession":
@@ -87,27 +95,27 @@ class LiveSession:
         (at once for the first window); None otherwise, or while there is too little audio.
 
         Args:
-            recognizer (`EmotionRecognizer`): the loaded model (not kept: sessions stay small and copyable).
+            recognizer (`EmotionRecognizer`): the loaded model (not kept: sessions stay small).
             samples (`np.ndarray` of shape `(num_samples,)` or `(num_samples, channels)`): int or float PCM.
             sampling_rate (`int`): the chunk's rate.
         """
-        chunk = to_mono_16k(np.asarray(samples), sampling_rate, self.sampling_rate)
+        chunk = self.converter.convert(samples, sampling_rate)
+        self.received_seconds += len(samples) / sampling_rate
         self.total_samples += len(chunk)
-        if self.recording is not None:
-            with open(self.recording, "ab") as out:
-                out.write((np.clip(chunk, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+        self._record(chunk)
         self.buffer = np.concatenate([self.buffer, chunk])[-self.window_samples:]
         if len(self.buffer) < self.min_samples or len(chunk) == 0:
             return None
-        every_samples = seconds_to_samples(self.every_seconds, self.sampling_rate)
-        if self.history and self.total_samples - self.classified_at < every_samples:
+        # Paced by the audio received rather than by the resampler's output, which comes in uneven pieces
+        # (7,829 samples, then 8,319, for 0.5 s chunks at 48 kHz); the tolerance absorbs float sums of 0.1 s.
+        if self.history and self.received_seconds - self.classified_at < self.every_seconds - 1e-6:
             return None
-        self.classified_at = self.total_samples
+        self.classified_at = self.received_seconds
         start = (self.total_samples - len(self.buffer)) / self.sampling_rate
         probabilities = None
         if has_speech(self.buffer, self.sampling_rate):
             # Same silence rule as files (ser_model.serving.inference): a silent window is shown, not classified.
-            probabilities = recognizer.classify_batch([self.buffer])[0]
+            ((probabilities, _),) = recognizer.classify([self.buffer])  # the live page does not say how voices sound
             values = np.array([probabilities[label] for label in self.labels])
             self.probability_sums = values if self.probability_sums is None else self.probability_sums + values
             self.spoken_windows += 1
@@ -130,9 +138,18 @@ class LiveSession:
             return None
         return Prediction(max(overall, key=overall.get), overall, self.seconds, list(self.history))
 
+    def _record(self, chunk: np.ndarray) -> None:
+        if self.recording is not None:
+            with open(self.recording, "ab") as out:
+                out.write((np.clip(chunk, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+
     def save_recording(self, path) -> str | None:
-        """Writes what the session heard (its `recording`) as a 16-bit WAV at `path` and removes the raw
-        file; returns the WAV's path, or None when nothing was kept."""
+        """Writes what the session heard (its `recording`, with the resampler's last samples: the stream
+        has ended) as a 16-bit WAV at `path` and removes the raw file; returns the WAV's path, or None
+        when nothing was kept."""
+        tail = self.converter.flush()
+        self.total_samples += len(tail)
+        self._record(tail)
         raw = Path(self.recording) if self.recording else None
         if raw is None or not raw.is_file() or raw.stat().st_size == 0:
             return None

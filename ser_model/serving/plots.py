@@ -12,6 +12,9 @@ import numpy as np
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
+from .prediction import merge_segments, window_spans
+from .wording import percent
+
 # One colour per emotion, the same in every picture (angry red, sad blue, ...).
 EMOTION_COLORS = {
     "angry": "#d62728",
@@ -83,7 +86,7 @@ def signal_figure(view, duration: float, dark: bool = False):
     """Waveform, normalised log-mel spectrogram and MFCCs: what the model hears.
 
     Args:
-        view (`ser_model.serving.inference.SignalView`): the waveform's envelope and the first window's features.
+        view (`ser_model.serving.signal_view.SignalView`): the waveform's envelope and the first window's features.
         duration (`float`): the audio's length in seconds; the waveform spans it all, the features the
             first window (a 10-minute spectrogram would be too fine to read and costly to draw).
         dark (`bool`, *optional*, defaults to False): draw for a dark page (`theme`).
@@ -133,7 +136,7 @@ def probability_figure(probabilities: dict[str, float], dark: bool = False):
         ax.set_theta_offset(np.pi / 2)  # first emotion at the top, so no label sits at the chart's left or right edge
         ax.bar(angles, values, width=2 * np.pi / len(labels) * 0.9, bottom=0.0, alpha=0.85,
                color=[EMOTION_COLORS.get(label, "#333333") for label in labels], edgecolor=PAPER[dark])
-        ax.set_xticks(angles, [f"{label}\n{value:.0%}" for label, value in zip(labels, values)])
+        ax.set_xticks(angles, [f"{label}\n{percent(value)}" for label, value in zip(labels, values)])
         ax.set_ylim(0, 1)
         ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["", "50%", "", "100%"])
         ax.set_rlabel_position(180 / len(labels))  # the ring labels halfway between two wedges
@@ -151,10 +154,8 @@ TIMELINE_SIZE = (5.6, 4.6)
 
 def timeline_figure(windows, labels: list[str], dark: bool = False):
     """The emotion over time: each window's probabilities stacked over the stretch of time it speaks
-    for (`ser_model.serving.inference.window_spans`), and under them a band of the merged segments coloured
+    for (`ser_model.serving.prediction.window_spans`), and under them a band of the merged segments coloured
     by emotion (hatching where silent). `dark` draws for a dark page (`theme`)."""
-    from .inference import merge_segments, window_spans
-
     spans = window_spans(windows)
     with rc_context({**theme(dark), **TIMELINE_TEXT}):
         fig = _app_figure(*TIMELINE_SIZE)

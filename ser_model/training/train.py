@@ -39,7 +39,7 @@ from .arguments import (DataArguments, ModelArguments, SERTrainingArguments, arg
 from .calibration import choose_temperature
 from .mel_init import load_mel_init
 from .speech_encoder import freeze_speech_encoder, load_speech_encoder
-from .trainer import EpochDraws, SERTrainer, ValidationMetrics, WallClock, split_heads
+from .trainer import EpochDraws, SERTrainer, ValidationMetrics, WallClock, emotion_and_voice
 from .warm_start import freeze_branches, load_warm_start
 from .weight_average import WeightAverage
 
@@ -155,7 +155,7 @@ def calibrate(trainer: SERTrainer) -> dict:
     calibrated); returns the fit, whether it was applied, and the ECE before and after."""
     chosen = np.concatenate(list(trainer.compute_metrics.groups.values()))
     output = trainer.predict(trainer.eval_dataset)
-    logits, labels = split_heads(output.predictions)[0][chosen], split_heads(output.label_ids)[0][chosen]
+    logits, labels = emotion_and_voice(output.predictions)[0][chosen], emotion_and_voice(output.label_ids)[0][chosen]
     calibration = choose_temperature(logits, labels)
     trainer.model.config.calibration_temperature = calibration["temperature"]
     return calibration

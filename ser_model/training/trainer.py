@@ -241,8 +241,8 @@ class ValidationMetrics:
         self.groups = {c: np.array(v) for c, v in groups.items()} or {"all": np.arange(len(records))}
 
     def __call__(self, prediction) -> dict[str, float]:
-        (logits, voice_logits), (y_true, voice_true) = split_heads(prediction.predictions), \
-            split_heads(prediction.label_ids)
+        (logits, voice_logits), (y_true, voice_true) = emotion_and_voice(prediction.predictions), \
+            emotion_and_voice(prediction.label_ids)
         y_pred = logits.argmax(-1)
         metrics = classification_metrics(y_true, y_pred, self.num_labels)
         per_corpus = {c: classification_metrics(y_true[i], y_pred[i], self.num_labels)["macro_recall"]
@@ -255,7 +255,7 @@ class ValidationMetrics:
         return metrics
 
 
-def split_heads(values) -> tuple[np.ndarray, np.ndarray | None]:
+def emotion_and_voice(values) -> tuple[np.ndarray, np.ndarray | None]:
     """The emotion part and the voice part (or None) of what `Trainer` gathers: one array for a model
     without a voice head, a tuple `(emotion, voice)` with one."""
     if isinstance(values, (tuple, list)):
@@ -263,5 +263,5 @@ def split_heads(values) -> tuple[np.ndarray, np.ndarray | None]:
     return values, None
 
 
-__all__ = ["EpochDraws", "SERTrainer", "ValidationMetrics", "WallClock", "label_set_cross_entropy", "mix_batch",
-           "spec_augment", "split_heads"]
+__all__ = ["EpochDraws", "SERTrainer", "ValidationMetrics", "WallClock", "emotion_and_voice", "label_set_cross_entropy",
+           "mix_batch", "spec_augment"]
