@@ -26,7 +26,7 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 from ser_model import SERConfig, SERFeatureExtractor, SERForAudioClassification  # noqa: E402
 from ser_model.cli import default_data_dir  # noqa: E402
 from ser_model.model_info import BUNDLED_MODEL as MODEL_FOLDER  # noqa: E402
-from ser_model.serving.inference import EmotionRecognizer  # noqa: E402
+from ser_model.serving.inference import EmotionRecognizer, available_cores  # noqa: E402
 
 # The bundled model and the corpora folder where the CLI and the tests find them (SER_DATA_DIR moves
 # the corpora); the path is put on sys.path above, so these are this checkout's.
@@ -78,10 +78,6 @@ def check_threads_and_batch_sizes(parser, args) -> None:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     if any(b < 1 for b in args.batch_sizes):
         parser.error(f"every batch size must be at least 1, got {args.batch_sizes}")
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def resolve_model(name_or_path: str | None) -> str | None:

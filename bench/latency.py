@@ -13,7 +13,9 @@ same batches in the same order.
 
 `--previous` (default: the bundled mel+MFCC model, model-mel-mfcc/) is timed in the same run, so that
 the cost of the Whisper branch is measured on one machine at one moment; `--int8` adds the model with
-its Whisper branch's linear layers in dynamic int8 (`ser_model.serving.inference.quantize_whisper_branch`).
+its Whisper branch's linear layers in dynamic int8 (`ser_model.serving.inference.quantize_whisper_branch`),
+`--bfloat16` the model under bfloat16 autocast (what the app and the CLI run on a CPU with bfloat16 in
+hardware, `ser_model.serving.inference.native_bfloat16`).
 The peer is `Wav2Vec2ForSequenceClassification(Wav2Vec2Config(num_labels=7))`, the default config
 being wav2vec2-base's size (Baevski et al. 2020: 12 transformer layers of width 768, about 94 M
 parameters), with random weights (speed does not depend on them), and its default
@@ -37,7 +39,7 @@ from _common import (REPO_ROOT, add_common_arguments, add_run_count_arguments, c
                      resolve_run_counts, run_script)
 
 from ser_model.audio_io import AudioError, load_audio
-from ser_model.serving.inference import quantize_whisper_branch
+from ser_model.serving.inference import native_bfloat16, quantize_whisper_branch
 
 CLIP_SECONDS = 3.0
 # Issue 19's goal for the three-branch model: at most 60 ms per 3 s clip at batch 1 on 2 cores (the
@@ -89,6 +91,10 @@ def load_models(args) -> dict[str, tuple]:
         # A copy of the loaded model, not a second load: quantisation replaces layers in place.
         models["int8"] = (recognizer.feature_extractor, quantize_whisper_branch(copy.deepcopy(recognizer.model)),
                           "the same, Whisper branch's linear layers in dynamic int8")
+    if args.bfloat16:
+        models["bfloat16"] = (recognizer.feature_extractor, BFloat16Autocast(recognizer.model),
+                              "the same under bfloat16 autocast, as the app and the CLI run it where the CPU has "
+                              f"bfloat16 in hardware ({'this one does' if native_bfloat16() else 'this one does not'})")
     if args.previous and Path(args.previous).is_dir():
         previous, line = load_recognizer(args.previous)
         models["previous"] = (previous.feature_extractor, previous.model, line)
@@ -107,6 +113,7 @@ def parse_arguments(argv) -> argparse.Namespace:
     parser.add_argument("--previous", default=str(PREVIOUS_MODEL), metavar="DIR",
                         help="an earlier model folder timed in the same run (default: %(default)s; '' for none)")
     parser.add_argument("--int8", action="store_true", help="also time the model with its Whisper branch in int8")
+    parser.add_argument("--bfloat16", action="store_true", help="also time the model under bfloat16 autocast")
     parser.add_argument("--no-peer", action="store_true", help="do not time the wav2vec2-base-sized peer")
     add_run_count_arguments(parser, RUN_COUNTS)
     args = parser.parse_args(argv)
@@ -162,12 +169,24 @@ def print_ratios(timings: dict) -> None:
 def print_goals(timings: dict, args) -> None:
     goal = f"goal: <= {GOAL_MS:g} ms median at batch 1 on {GOAL_CORES} cores"
     note = "" if args.threads == GOAL_CORES else f"; measured with {args.threads} threads, not {GOAL_CORES}"
-    for name in [n for n in ("ours", "int8") if n in timings]:
+    for name in [n for n in ("ours", "int8", "bfloat16") if n in timings]:
         if 1 not in timings[name]:
             print(f"{goal} ({name}): n/a (batch size 1 was not measured)")
             continue
         median = percentile(timings[name][1][0], 50)
         print(f"{goal} ({name}): {'PASS' if median <= GOAL_MS else 'FAIL'} ({median:.1f} ms{note})")
+
+
+class BFloat16Autocast(torch.nn.Module):
+    """A model run under torch's CPU bfloat16 autocast, as `EmotionRecognizer(precision="bfloat16")` runs it."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, **inputs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.model(**inputs)
 
 
 def build_peer(sampling_rate: int):

@@ -3,8 +3,9 @@
     python bench/threads.py                          # 1 vs 2 threads: 30 single clips, 3 rounds of 16 requests
     python bench/threads.py --thread-counts 1 2 4 --rounds 5
 
-The app and the CLI run torch on `INFERENCE_THREADS` (one) unless OMP_NUM_THREADS says otherwise
-(`ser_model.serving.inference.set_inference_threads`); this script measures that choice. The thread
+The app and the CLI run torch on every available core unless OMP_NUM_THREADS says otherwise, one forward
+pass at a time (`ser_model.serving.inference.set_inference_threads`, `EmotionRecognizer.classify`'s lock);
+this script measures thread counts under that lock. The thread
 counts are measured in interleaved rounds (1, 2, 1, 2, ...), so that each sees the same load when the
 machine is shared with other work, which is when the choice matters most. In order:
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from ser_model.serving.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, RecentResults, analyze_file,
+from ser_model.serving.analysis import (SEGMENT_COLUMNS, SENTIMENT_OF_EMOTION, analyze_file,
                                         draw_pictures, probabilities_alt, segment_band_html, segment_rows, sentiment,
                                         sentiment_rule, timeline_alt, write_downloads)
 from ser_model.audio_io import AudioError
@@ -175,19 +175,6 @@ def test_a_prediction_without_its_view_cannot_be_drawn(recognizer, tmp_path):
     assert prediction.view is None
     with pytest.raises(ValueError, match="keep_view=True"):
         draw_pictures(prediction, recognizer.labels)
-
-
-def test_recent_results_are_taken_once_by_file_and_the_oldest_go_first(recognizer, tmp_path):
-    paths = [str(write_wav(tmp_path / f"{i}.wav", 0.5, seed=i)) for i in range(3)]
-    predictions = [recognizer.predict_file(path) for path in paths]
-    recent = RecentResults(capacity=2)
-    for path, prediction in zip(paths, predictions):
-        recent.put(path, prediction)
-    assert len(recent) == 2 and recent.take(paths[0]) is None
-    assert recent.take(paths[2]) is predictions[2] and recent.take(paths[2]) is None
-    write_wav(paths[1], 0.6)  # another recording under the same name is not the one classified
-    assert recent.take(paths[1]) is None
-    assert recent.take(str(tmp_path / "missing.wav")) is None
 
 
 def test_a_truncated_wav_is_classified_with_its_notice_for_the_app(recognizer, tmp_path):

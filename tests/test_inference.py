@@ -8,13 +8,14 @@ import torch
 
 from ser_model import SERFeatureExtractor, SERForAudioClassification
 from ser_model.audio_io import AudioError
+from ser_model.errors import InputError
 from ser_model.serving.inference import EmotionRecognizer, quantize_whisper_branch
 from ser_model.serving.prediction import Prediction
 from ser_model.serving.signal_view import ENVELOPE_POINTS, Envelope
 from ser_model.serving.windows import sliding_windows
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
-from .conftest import speechlike, tiny_config
+from .conftest import save_tiny_model, speechlike, tiny_config
 from .test_whisper_branch import whisper_config, whisper_features
 
 
@@ -234,16 +235,31 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
-def test_serving_uses_one_thread_unless_omp_num_threads_says_otherwise(monkeypatch, restore_threads):
-    from ser_model.serving.inference import INFERENCE_THREADS, set_inference_threads
+def test_serving_uses_every_core_unless_omp_num_threads_says_otherwise(monkeypatch, restore_threads):
+    from ser_model.serving.inference import available_cores, set_inference_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    torch.set_num_threads(2)
-    assert set_inference_threads() == INFERENCE_THREADS == torch.get_num_threads() == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    torch.set_num_threads(1)
+    assert set_inference_threads() == available_cores() == torch.get_num_threads() == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert set_inference_threads() == torch.get_num_threads() == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
-    assert set_inference_threads() == 1
+    assert set_inference_threads() == 3
+
+
+def test_bfloat16_is_chosen_only_where_the_cpu_has_it_and_gives_the_same_answer(tmp_path, monkeypatch):
+    save_tiny_model(tmp_path)
+    for native in (False, True):
+        monkeypatch.setattr("ser_model.serving.inference.native_bfloat16", lambda: native)
+        assert EmotionRecognizer.from_pretrained(tmp_path).precision == ("bfloat16" if native else "float32")
+    with pytest.raises(InputError, match="precision must be one of auto, float32, bfloat16, got 'half'"):
+        EmotionRecognizer.from_pretrained(tmp_path, precision="half")
+    clip = speechlike(1.5)
+    full = EmotionRecognizer.from_pretrained(tmp_path, precision="float32").predict_waveform(clip, 16_000)
+    half = EmotionRecognizer.from_pretrained(tmp_path, precision="bfloat16").predict_waveform(clip, 16_000)
+    assert max(abs(full.probabilities[k] - half.probabilities[k]) for k in full.probabilities) < 0.02
+    assert full.probabilities != half.probabilities  # bfloat16 really ran
 
 
 def test_a_model_with_a_voice_head_says_how_the_voice_sounds_over_the_spoken_windows(tmp_path):

@@ -7,18 +7,16 @@ The app answers with the numbers first and draws afterwards, so its API (which o
 numbers) stays fast under load and a person sees the emotion before the pictures.
 
 The file is decoded once, as a stream (`EmotionRecognizer.predict_file`), and the prediction keeps
-what the pictures need (`Prediction.view`); `RecentResults` holds it between the two steps.
+what the pictures need (`Prediction.view`); the app keeps it for its second step.
 """
 
 from __future__ import annotations
 
 import html
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from .inference import EmotionRecognizer, ProgressCallback
 from .plots import EMOTION_COLORS, probability_figure, signal_figure, timeline_figure
@@ -197,52 +195,3 @@ def write_downloads(prediction: Prediction, labels: list[str], folder: str | os.
     with csv_path.open("w", newline="") as out:
         write_csv(results, labels, out)
     return json_path, csv_path
-
-
-Value = TypeVar("Value")
-
-
-class RecentResults(Generic[Value]):
-    """The latest result by audio file, for one later step to take: the app keeps each prediction so that
-    its second step draws from it instead of decoding the file again, and each refusal's sentence so that
-    the page can show it beside the input.
-
-    Keyed by path, modification time and size: Gradio stores each upload or recording as a file of
-    its own, so the key names what was classified. Bounded, oldest out first, because API clients
-    ask for the numbers alone and never collect what is kept for the pictures.
-
-    Args:
-        capacity (`int`): results kept; a request whose prediction was pushed out is predicted again.
-    """
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._items: OrderedDict[tuple, Value] = OrderedDict()
-        # Gradio runs requests in threads, and an OrderedDict is not safe to change from several at once.
-        self._lock = threading.Lock()
-
-    def put(self, path: str, value: Value) -> None:
-        key = _file_key(path)
-        if key is None:
-            return
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-    def take(self, path: str) -> Value | None:
-        """The result kept for `path`, removed from the store; None when there is none."""
-        key = _file_key(path)
-        with self._lock:
-            return self._items.pop(key, None) if key is not None else None
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-def _file_key(path: str) -> tuple | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return os.path.abspath(path), stat.st_mtime_ns, stat.st_size

@@ -92,7 +92,7 @@ def predict_local(files: Sequence[Path], model: str, revision: str | None, batch
     bar = dict(file=sys.stderr, disable=None if progress is None else not progress, delay=progress_delay)
     workers = min(workers, len(files))
     if workers <= 1:
-        # In this process: the serving default (one thread), or the user's OMP_NUM_THREADS.
+        # In this process: the serving default (every core), or the user's OMP_NUM_THREADS.
         set_inference_threads()
         _start_worker(model, revision, batch_size, process_device(), threads=None)
         if len(files) == 1:

@@ -13,6 +13,7 @@ not grow with the length of the audio.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -31,12 +32,19 @@ from .prediction import Prediction, WindowPrediction
 from .signal_view import Envelope, SignalView
 from .windows import sliding_windows
 
-# torch's intra-op threads for serving (the app, the CLI) unless OMP_NUM_THREADS says otherwise. One
-# prediction is a series of small convolutions: split over two threads, each waits for the other at
-# every operation, which costs nothing on idle cores but on cores shared with other work (a training
-# run, other requests) made a 3.5 s clip take 3.1 s instead of 38 ms (README, "Threads"). The app gets
-# its parallelism from serving several requests at once, the CLI from `--workers`.
-INFERENCE_THREADS = 1
+# Serving (the app, the CLI) gives torch every core this process may use, unless OMP_NUM_THREADS says
+# otherwise, and runs one forward pass at a time (`EmotionRecognizer.classify` holds a lock): requests
+# served side by side would otherwise split the cores between their thread pools, and threads that wait
+# for each other at every operation on shared cores made a 3.5 s clip take 3.1 s instead of 38 ms
+# (docs/performance.md, "Threads"). One long file then gets both of 2 cores: 1.9 times as fast.
+
+# How serving runs the model: "bfloat16" is torch's bfloat16 autocast, where the CPU multiplies bfloat16
+# in hardware (Intel AMX or AVX512-BF16). The Whisper encoder's matrix products are nearly all of a
+# prediction's time, and there they ran 2.2 times as fast, with the same top emotion on every one of 144
+# validation clips and probabilities within 0.02 (bench/latency.py --precision bfloat16). Elsewhere
+# bfloat16 is emulated, and slower, so "auto" keeps float32 there; training and the evaluation report
+# are float32.
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 ProgressCallback = Callable[[float, float | None], None]
 """Called with (seconds processed, total seconds or None when unknown)."""
@@ -49,13 +57,19 @@ class EmotionRecognizer:
         model (`SERForAudioClassification`): the trained model.
         feature_extractor (`SERFeatureExtractor`): its feature extractor.
         batch_size (`int`, *optional*, defaults to 16): windows per forward pass on long audio.
+        precision (`str`, *optional*, defaults to `"auto"`): one of `PRECISIONS`; `"auto"` is `"bfloat16"` on
+            a CPU that multiplies bfloat16 in hardware (`native_bfloat16`) for a float model, else `"float32"`.
     """
 
-    def __init__(self, model: SERForAudioClassification, feature_extractor: SERFeatureExtractor, batch_size: int = 16):
+    def __init__(self, model: SERForAudioClassification, feature_extractor: SERFeatureExtractor, batch_size: int = 16,
+                 precision: str = "auto"):
         self.model = model.eval()
         self.feature_extractor = feature_extractor
         self.config: SERConfig = model.config
         self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self.precision = _resolve_precision(precision, model, self.device)
+        self._forward_lock = threading.Lock()
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         self.window = self.config.window_samples
         self.hop = seconds_to_samples(self.config.window_hop_seconds, self.config.sampling_rate)
@@ -194,8 +208,10 @@ class EmotionRecognizer:
         (`VOICE_LABELS` -> probability; None for a model without a voice head)."""
         features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, truncation=False,
                                           return_tensors="pt")
-        device = next(self.model.parameters()).device
-        output = self.model(**{k: v.to(device) for k, v in features.items()})
+        inputs = {k: v.to(self.device) for k, v in features.items()}
+        with self._forward_lock, torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                enabled=self.precision == "bfloat16"):
+            output = self.model(**inputs)
         probabilities = output.logits.float().softmax(dim=-1).cpu().numpy()
         emotions = [dict(zip(self.labels, map(float, row))) for row in probabilities]
         if getattr(output, "voice_logits", None) is None:
@@ -231,11 +247,32 @@ def quantize_whisper_branch(model: SERForAudioClassification) -> SERForAudioClas
     return model.eval()
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (Intel AMX or AVX512-BF16), as torch reports it."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
+
+def _resolve_precision(precision: str, model: SERForAudioClassification, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    # An int8 model (quantize_whisper_branch) keeps its float32 activations.
+    quantized = any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
+    return "bfloat16" if device.type == "cpu" and not quantized and native_bfloat16() else "float32"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and `taskset` narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def set_inference_threads() -> int:
-    """Sets torch's intra-op threads for serving to $OMP_NUM_THREADS when it is set, else to
-    `INFERENCE_THREADS`, and returns the number: the one place the app and the CLI choose it."""
+    """Sets torch's intra-op threads for serving to $OMP_NUM_THREADS when it is set, else to every
+    available core, and returns the number: the one place the app and the CLI choose it."""
     value = os.environ.get("OMP_NUM_THREADS", "")
-    threads = int(value) if value.isdigit() and int(value) > 0 else INFERENCE_THREADS
+    threads = int(value) if value.isdigit() and int(value) > 0 else available_cores()
     torch.set_num_threads(threads)
     return threads
 
@@ -267,5 +304,5 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
-__all__ = ["INFERENCE_THREADS", "EmotionRecognizer", "ProgressCallback", "quantize_whisper_branch",
-           "set_inference_threads"]
+__all__ = ["PRECISIONS", "EmotionRecognizer", "ProgressCallback", "available_cores", "native_bfloat16",
+           "quantize_whisper_branch", "set_inference_threads"]
