@@ -228,3 +228,15 @@ def test_the_voice_table_has_a_row_per_corpus_and_the_pooled_speaker_held_out_ro
     lines = voice_table({"ravdess": {"accuracy": 0.95, "clips": 240, "speakers": 4},
                          "speaker_held_out": {"accuracy": 0.9, "clips": 600}})
     assert "| ravdess | 95.0% | 240 | 4 |" in lines and any("90.0%" in line for line in lines)
+
+
+def test_the_report_scores_the_model_in_float32_and_bfloat16_only_as_its_own_rows(tmp_path):
+    from ser_model.evaluation.evaluate import _recognizers
+
+    from .conftest import save_tiny_model
+
+    model = str(save_tiny_model(tmp_path / "model"))
+    ablation = str(save_tiny_model(tmp_path / "ablation"))
+    recognizers = _recognizers(model, {"other": ablation}, bfloat16=True)
+    assert {name: r.precision for name, r in recognizers.items()} == {
+        report.FUSION: "float32", "other": "float32", report.BFLOAT16: "bfloat16"}

@@ -45,7 +45,7 @@ from ..serving.inference import EmotionRecognizer
 from ..serving.prediction import Prediction
 from ..metrics import classification_metrics, confusion_matrix, per_class_recall
 from .probe import FrozenEncoderProbe, fit_choosing_c
-from .report import BASELINE, FUSION, INT8, PROBE, SPEAKER_INDEPENDENT, markdown_report, validation_markdown
+from .report import BASELINE, BFLOAT16, FUSION, INT8, PROBE, SPEAKER_INDEPENDENT, markdown_report, validation_markdown
 from .robustness import conditions, missing_conditions
 from ..data.splits import apply_split, load_split, subsample_parts
 from ..data.train_data import load_clips
@@ -171,16 +171,16 @@ def probe_encoder_for(model_dir: str, requested: str | None) -> str | None:
 def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
              split_path: str | None = None, max_clips_per_part: int | None = None,
              robustness: bool = True, cache_dir: str | None = None, probe_encoder: str | None = None,
-             int8: bool = False) -> dict:
+             int8: bool = False, bfloat16: bool = False) -> dict:
     """Scores the model, the ablations and the baselines (see the module docstring) and writes the report.
     `max_clips_per_part` evaluates on a spread-out subset (smoke tests only); `cache_dir` keeps decoded
     clips as training does (`train_data.load_clips`), and the probe's features; `probe_encoder` is the
     probe's Whisper checkpoint (none: no probe; `probe_encoder_for` gives the default); `int8` adds the
-    model with its speech encoder in int8 (`INT8`)."""
+    model with its speech encoder in int8 (`INT8`), `bfloat16` the model under bfloat16 autocast (`BFLOAT16`)."""
     split, parts, held_out_by = model_parts(model_dir, data_dir, split_path, max_clips_per_part)
     if not parts["test"]:
         raise InputError("the test part of the split is empty: there is nothing to evaluate on")
-    recognizers = _recognizers(model_dir, ablations, int8)
+    recognizers = _recognizers(model_dir, ablations, int8, bfloat16)
     recognizer = recognizers[FUSION]
 
     def load(name):
@@ -220,13 +220,18 @@ def evaluate(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str
     return report
 
 
-def _recognizers(model_dir: str, ablations: dict[str, str] | None, int8: bool = False) -> dict[str, EmotionRecognizer]:
-    """The model under evaluation (`FUSION`), each ablation, and with `int8` the model with its speech
-    encoder quantised (`INT8`), by the name their rows carry."""
-    recognizers = {name: EmotionRecognizer.from_pretrained(folder)
+def _recognizers(model_dir: str, ablations: dict[str, str] | None, int8: bool = False,
+                 bfloat16: bool = False) -> dict[str, EmotionRecognizer]:
+    """The model under evaluation (`FUSION`) and each ablation in float32, the model's own precision, and
+    with `int8` the model with its speech encoder quantised (`INT8`), with `bfloat16` the model under
+    bfloat16 autocast as the app and the CLI serve it on CPUs that have it (`BFLOAT16`), by the name their
+    rows carry."""
+    recognizers = {name: EmotionRecognizer.from_pretrained(folder, precision="float32")
                    for name, folder in {FUSION: model_dir, **(ablations or {})}.items()}
     if int8:
         recognizers[INT8] = EmotionRecognizer.from_pretrained(model_dir, device="cpu", int8=True)
+    if bfloat16:
+        recognizers[BFLOAT16] = EmotionRecognizer.from_pretrained(model_dir, device="cpu", precision="bfloat16")
     return recognizers
 
 
@@ -240,7 +245,7 @@ def scores(recognizer: EmotionRecognizer, records: list[Record], waves: list[np.
 def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablations: dict[str, str] | None = None,
                         split_path: str | None = None, cache_dir: str | None = None,
                         max_clips_per_part: int | None = None, robustness: bool = True,
-                        probe_encoder: str | None = None, int8: bool = False) -> dict:
+                        probe_encoder: str | None = None, int8: bool = False, bfloat16: bool = False) -> dict:
     """Only the validation speakers, for the model, each ablation and the frozen-encoder probe (with a
     `probe_encoder`): comparing recipes this way never looks at the test speakers. With `robustness`,
     each model's decisions are also compared under every channel condition on the validation clips of
@@ -250,7 +255,7 @@ def evaluate_validation(model_dir: str, data_dir: str, output_dir: str, ablation
     records = parts["validation"]
     if not records:
         raise InputError("the validation part of the split is empty: there is nothing to score")
-    recognizers = _recognizers(model_dir, ablations, int8)
+    recognizers = _recognizers(model_dir, ablations, int8, bfloat16)
     waves = load_clips(records, recognizers[FUSION].sampling_rate, "loading validation", cache_dir)
     validation = {name: scores(recognizer, records, waves, held_out_by, f"{name} (validation)")
                   for name, recognizer in recognizers.items()}
@@ -424,6 +429,8 @@ def add_parser(commands, default_data_dir: str | None = None) -> None:
     parser.add_argument("--no-probe", action="store_true", help="skip the frozen-encoder probe (the second baseline)")
     parser.add_argument("--int8", action="store_true", help=f"also score the model with its speech encoder's linear "
                         f"layers in dynamic int8 (the rows '{INT8}'; what quantisation costs)")
+    parser.add_argument("--bfloat16", action="store_true", help=f"also score the model under bfloat16 autocast, as the "
+                        f"app and the CLI serve it on CPUs with bfloat16 in hardware (the rows '{BFLOAT16}')")
     parser.set_defaults(run=_run)
 
 
@@ -434,12 +441,14 @@ def _run(args) -> int:
     probe_encoder = None if args.no_probe else probe_encoder_for(args.model, args.probe_encoder)
     if args.validation_only:
         report = evaluate_validation(args.model, args.data_dir, output_dir, ablations, args.split, args.cache_dir or None,
-                                     robustness=not args.no_robustness, probe_encoder=probe_encoder, int8=args.int8)
+                                     robustness=not args.no_robustness, probe_encoder=probe_encoder, int8=args.int8,
+                                     bfloat16=args.bfloat16)
         print((Path(output_dir) / "validation.md").read_text())
         print(f"written to {output_dir}/validation.json and validation.md")
         return 0
     report = evaluate(args.model, args.data_dir, output_dir, ablations, args.split, robustness=not args.no_robustness,
-                      cache_dir=args.cache_dir or None, probe_encoder=probe_encoder, int8=args.int8)
+                      cache_dir=args.cache_dir or None, probe_encoder=probe_encoder, int8=args.int8,
+                      bfloat16=args.bfloat16)
     print(markdown_report(report).split("## Per-class")[0])
     print(f"report written to {output_dir}")
     return 0

@@ -17,6 +17,7 @@ BASELINE = "mfcc_svm_baseline"
 PROBE = "whisper_probe"  # the frozen-encoder probe (`evaluation.probe`)
 FUSION = "fusion"
 INT8 = "fusion_int8"  # the model with its Whisper branch in int8 (`serving.inference.quantize_whisper_branch`)
+BFLOAT16 = "fusion_bfloat16"  # the model under bfloat16 autocast (`serving.inference.PRECISIONS`)
 # The baselines, each trained on the model's training clips, by the short name their columns carry.
 BASELINES = {BASELINE: "baseline", PROBE: "probe"}
 
