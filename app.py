@@ -95,7 +95,8 @@ MODEL, REVISION = ARGS.model or _default_model, ARGS.revision or _default_revisi
 # Every core for each forward pass, one pass at a time (unless OMP_NUM_THREADS says otherwise): see
 # ser_model.serving.inference; a long upload gets the whole machine between other requests' passes.
 set_inference_threads()
-RECOGNIZER = EmotionRecognizer.from_pretrained(MODEL, revision=REVISION)
+# Gradio answers on a pool of threads: one thread of the recognizer's own keeps torch fast (serving.torch_thread).
+RECOGNIZER = EmotionRecognizer.from_pretrained(MODEL, revision=REVISION, one_torch_thread=True)
 # Read from the model's own records, so that what the page says of its data and accuracy stays true.
 TRAINING_DATA = describe_training_data(load_training_corpora(MODEL, revision=REVISION))
 REPORT = read_model_json(MODEL, "evaluation/report.json", revision=REVISION)

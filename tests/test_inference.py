@@ -330,3 +330,15 @@ def test_int8_quantises_the_whisper_branchs_linear_layers_only_and_keeps_the_pro
     plain = SERForAudioClassification(tiny_config())
     assert quantize_whisper_branch(plain) is plain
     assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in plain.modules())
+
+
+def test_a_recognizer_with_its_own_torch_thread_loads_and_classifies_there_with_the_same_answer(tmp_path):
+    import threading
+
+    save_tiny_model(tmp_path)
+    plain = EmotionRecognizer.from_pretrained(tmp_path, precision="float32")
+    served = EmotionRecognizer.from_pretrained(tmp_path, precision="float32", one_torch_thread=True)
+    clip = speechlike(1.5)
+    assert served.predict_waveform(clip, 16_000).probabilities == pytest.approx(
+        plain.predict_waveform(clip, 16_000).probabilities, abs=1e-6)
+    assert served.torch_thread.run(threading.get_ident) != threading.get_ident()

@@ -30,6 +30,7 @@ from ..model_info import bundled_model
 from ..modeling import SERForAudioClassification
 from .prediction import Prediction, WindowPrediction
 from .signal_view import Envelope, SignalView
+from .torch_thread import TorchThread
 from .windows import sliding_windows
 
 # Serving (the app, the CLI) gives torch every core this process may use, unless OMP_NUM_THREADS says
@@ -59,10 +60,12 @@ class EmotionRecognizer:
         batch_size (`int`, *optional*, defaults to 16): windows per forward pass on long audio.
         precision (`str`, *optional*, defaults to `"auto"`): one of `PRECISIONS`; `"auto"` is `"bfloat16"` on
             a CPU that multiplies bfloat16 in hardware (`native_bfloat16`) for a float model, else `"float32"`.
+        torch_thread (`TorchThread`, *optional*): run every feature extraction and forward pass on this one
+            thread, for a server that calls the recognizer from many (see `serving.torch_thread`).
     """
 
     def __init__(self, model: SERForAudioClassification, feature_extractor: SERFeatureExtractor, batch_size: int = 16,
-                 precision: str = "auto"):
+                 precision: str = "auto", torch_thread: TorchThread | None = None):
         self.model = model.eval()
         self.feature_extractor = feature_extractor
         self.config: SERConfig = model.config
@@ -70,13 +73,15 @@ class EmotionRecognizer:
         self.device = next(model.parameters()).device
         self.precision = _resolve_precision(precision, model, self.device)
         self._forward_lock = threading.Lock()
+        self.torch_thread = torch_thread
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         self.window = self.config.window_samples
         self.hop = seconds_to_samples(self.config.window_hop_seconds, self.config.sampling_rate)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, revision: str | None = None,
-                        device: str | None = None, int8: bool = False, **kwargs) -> "EmotionRecognizer":
+                        device: str | None = None, int8: bool = False, one_torch_thread: bool = False,
+                        **kwargs) -> "EmotionRecognizer":
         """Loads a saved model folder or Hub id.
 
         Args:
@@ -86,15 +91,22 @@ class EmotionRecognizer:
             device (`str`, *optional*): `"cpu"`, `"cuda"`, ...; defaults to the GPU when there is one.
             int8 (`bool`, *optional*, defaults to `False`): run the Whisper branch's linear layers in
                 dynamic int8 (`quantize_whisper_branch`); CPU only.
+            one_torch_thread (`bool`, *optional*, defaults to `False`): load the model and run every torch call
+                on one thread of the recognizer's own (`serving.torch_thread`), for servers such as the app.
         """
         name_or_path = bundled_model() if name_or_path is None else name_or_path
         _check_source(name_or_path)
-        model = SERForAudioClassification.from_pretrained(name_or_path, revision=revision)
-        feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
-        model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if int8:
-            quantize_whisper_branch(model)
-        return cls(model, feature_extractor, **kwargs)
+
+        def load() -> tuple[SERForAudioClassification, SERFeatureExtractor]:
+            model = SERForAudioClassification.from_pretrained(name_or_path, revision=revision)
+            model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            # The feature extractor builds its filters with torch: on the same thread, for the same reason.
+            feature_extractor = SERFeatureExtractor.from_pretrained(name_or_path, revision=revision)
+            return quantize_whisper_branch(model) if int8 else model, feature_extractor
+
+        torch_thread = TorchThread() if one_torch_thread else None
+        model, feature_extractor = torch_thread.run(load) if torch_thread else load()
+        return cls(model, feature_extractor, torch_thread=torch_thread, **kwargs)
 
     @staticmethod
     def load_labels(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str]:
@@ -194,18 +206,24 @@ class EmotionRecognizer:
 
     def _signal_view(self, envelope: Envelope, first_window: np.ndarray) -> SignalView:
         # A picture of what the model hears: a long file's first window may be silent, and is drawn all the same.
-        features = self.feature_extractor(first_window, sampling_rate=self.sampling_rate, truncation=False,
-                                          check_audio=False)
+        features = self._on_torch_thread(self.feature_extractor, first_window, sampling_rate=self.sampling_rate,
+                                         truncation=False, check_audio=False)
         log_mel, mfcc = features["input_values"][0], features["input_mfcc"][0]
         seconds, low, high = envelope.result(self.sampling_rate)
         return SignalView(seconds, low, high, log_mel, mfcc,
                           feature_seconds=log_mel.shape[1] * self.config.hop_length / self.sampling_rate)
 
-    @torch.inference_mode()
     def classify(self, waveforms: list[np.ndarray]) -> list[tuple[dict[str, float], dict[str, float] | None]]:
         """What one forward pass says of each 16 kHz mono float32 clip (no windowing: each clip is one
         decision, whatever its length): its emotion probabilities, and how its voice sounds
         (`VOICE_LABELS` -> probability; None for a model without a voice head)."""
+        return self._on_torch_thread(self._classify, waveforms)
+
+    def _on_torch_thread(self, function, *args, **kwargs):
+        return self.torch_thread.run(function, *args, **kwargs) if self.torch_thread else function(*args, **kwargs)
+
+    @torch.inference_mode()
+    def _classify(self, waveforms: list[np.ndarray]) -> list[tuple[dict[str, float], dict[str, float] | None]]:
         features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, truncation=False,
                                           return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in features.items()}
