@@ -10,7 +10,7 @@ import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor, WhisperFeatureExtractor
 from transformers.utils import logging
 
-from .configuration import (FRONT_END_DEFAULTS, SILENCE_PEAK, SERConfig, seconds_to_samples, silence_message,
+from .configuration import (FRONT_END_DEFAULTS, SERConfig, has_speech, seconds_to_samples, silence_message,
                             too_short_message)
 
 logger = logging.get_logger(__name__)
@@ -19,9 +19,10 @@ logger = logging.get_logger(__name__)
 # level normalised to REFERENCE_RMS it sits about 80 dB below the speech, under 16-bit
 # quantisation noise, whatever the recording level.
 LOG_FLOOR = 1e-6
-# Every clip is scaled to this RMS (-20 dBFS, a usual speech level) before the spectrum: the
-# per-utterance normalisation removes gain anyway, but the log floor does not move with the gain,
-# so without this a clip 30 dB quieter pressed its pauses against the floor and changed its features.
+# Every clip is scaled to this RMS (-20 dBFS, a usual speech level) before any branch sees it, so that
+# no branch depends on the recording level: the mel and MFCC branches' per-utterance normalisation
+# removes gain, but their log floor does not move with it, and Whisper's log-mel is absolute (clamped
+# 80 dB below its maximum, then shifted by a constant), so a clip 30 dB quieter was a different input.
 REFERENCE_RMS = 0.1
 # Keeps the per-utterance normalisation finite on constant input.
 NORM_EPS = 1e-5
@@ -43,11 +44,11 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
       30 s of padding.
 
     Audio longer than `window_seconds` is truncated (set `truncation=False` to keep it whole); use
-    `ser_model.serving.inference` for windowed long-audio prediction. It never resamples: a wrong
+    `ser_model.serving` for windowed long-audio prediction. It never resamples: a wrong
     `sampling_rate` is an error, and `ser_model.audio_io` loads and resamples files. Audio shorter than
-    `min_audio_seconds`, or with nothing louder than `configuration.SILENCE_PEAK` (-60 dBFS) in what the
-    model would see, is refused with the sentences the app and the CLI give, so that
-    `pipeline("audio-classification", ...)` does not answer confidently on silence or a click.
+    `min_audio_seconds`, or without speech in what the model would see (`configuration.has_speech`:
+    silence, hum or steady noise, at any level), is refused with the sentences the app and the CLI give,
+    so that `pipeline("audio-classification", ...)` does not answer confidently on silence or a hum.
 
     Args (the front-end ones, `sampling_rate` to `min_audio_seconds`, are keyword arguments whose defaults
     are `configuration.FRONT_END_DEFAULTS`, shared with `SERConfig`):
@@ -62,8 +63,9 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         min_audio_seconds (`float`, *optional*, defaults to 0.25): shorter audio is refused. Feature
             extractors saved before this existed load with the default, the value every model so far used.
         normalize_level (`bool`, *optional*, defaults to `True`): scale each clip to `REFERENCE_RMS`
-            first, so the features do not depend on the recording level. Models trained before this
-            existed save `False`, which scales only audio louder than full scale down to a peak of 1.
+            first, in front of every branch, so the features do not depend on the recording level.
+            Models trained before this existed save `False`, which scales only audio louder than full
+            scale down to a peak of 1.
         whisper_num_mel_bins (`int`, *optional*): mel bins of the Whisper branch's encoder
             (`config.speech_encoder.num_mel_bins`); `None` for models without that branch.
         padding_value (`float`, *optional*, defaults to 0.0): value of padded frames.
@@ -151,7 +153,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
             return_attention_mask (`bool`, *optional*): defaults to `self.return_attention_mask`.
             return_tensors (`str`, *optional*): `"pt"` or `"np"`; numpy arrays otherwise.
             check_audio (`bool`, *optional*, defaults to `True`): refuse a clip shorter than
-                `min_audio_seconds` or silent after truncation (a `ValueError` whose message is the
+                `min_audio_seconds` or without speech after truncation (a `ValueError` whose message is the
                 app's sentence). Training passes `False`: it pads and crops clips itself and keeps a
                 quiet augmented copy rather than stopping on it.
 
@@ -164,6 +166,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         self._check_sampling_rate(sampling_rate)
         max_length = self.window_samples if max_length is None else max_length
         waveforms = self._checked_waveforms(raw_speech, max_length if truncation else None, check_audio)
+        waveforms = [self._leveled(w) for w in waveforms]
         features = [self._features(w) for w in waveforms]
         frames = _padded_frames([mel.shape[1] for mel, _ in features], padding, self.num_frames(max_length))
         input_values, attention_mask = _pad_frames([mel for mel, _ in features], frames, self.padding_value)
@@ -207,7 +210,7 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
                 )
             if not np.isfinite(w).all():
                 raise ValueError("Audio contains NaN or infinite samples.")
-            if check_audio and np.abs(w).max() < SILENCE_PEAK:
+            if check_audio and not has_speech(w, self.sampling_rate):
                 raise ValueError(silence_message(subject))
         return waveforms
 
@@ -222,22 +225,23 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
         return {"input_features": input_features, "whisper_attention_mask": mask}
 
     def _whisper_log_mel(self, waveform: np.ndarray) -> np.ndarray:
-        """`WhisperFeatureExtractor`'s log-mel (whisper_num_mel_bins, frames) of one clip at its own level,
-        as Whisper was trained. Not cut at Whisper's 30 s: `truncation` has already cut it, or was
-        turned off, and the model then refuses what its positions cannot hold."""
-        return self._whisper(_within_full_scale(waveform), sampling_rate=self.sampling_rate, padding="longest",
+        """`WhisperFeatureExtractor`'s log-mel (whisper_num_mel_bins, frames) of one clip. Not cut at
+        Whisper's 30 s: `truncation` has already cut it, or was turned off, and the model then refuses
+        what its positions cannot hold."""
+        return self._whisper(waveform, sampling_rate=self.sampling_rate, padding="longest",
                              truncation=False, return_tensors="np")["input_features"][0]
 
-    def _features(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised log-mel (n_mels, frames) and MFCC (n_mfcc, frames) of one clip."""
+    def _leveled(self, waveform: np.ndarray) -> np.ndarray:
+        """The clip at `REFERENCE_RMS` (with `normalize_level`), or else only kept within full scale."""
+        if not self.normalize_level:
+            return _within_full_scale(waveform)
         # Scaling in float64 also keeps the float32 power spectrum from overflowing on absurdly loud
         # input, which from peaks of about 1e17 made the features (and predictions) NaN.
-        if self.normalize_level:
-            rms = np.sqrt(np.mean(np.square(waveform, dtype=np.float64)))
-            if rms > 0:
-                waveform = (waveform * (REFERENCE_RMS / rms)).astype(np.float32)
-        else:
-            waveform = _within_full_scale(waveform)
+        rms = np.sqrt(np.mean(np.square(waveform, dtype=np.float64)))
+        return (waveform * (REFERENCE_RMS / rms)).astype(np.float32) if rms > 0 else waveform
+
+    def _features(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised log-mel (n_mels, frames) and MFCC (n_mfcc, frames) of one leveled clip."""
         with torch.no_grad():
             # pipeline(...) can hand over a read-only buffer, which torch.from_numpy warns about.
             samples = torch.from_numpy(np.require(waveform, requirements="W"))
