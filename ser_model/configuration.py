@@ -34,8 +34,8 @@ FRONT_END_DEFAULTS = {
     "min_audio_seconds": 0.25,
 }
 
-# Whether audio holds speech, for a whole clip (the feature extractor, the audio I/O layer) and for
-# each window of a long one (`ser_model.serving`). Decided on the levels of 25 ms frames every 10 ms
+# Whether audio holds speech, for what one decision hears (the feature extractor) and for each window of
+# long audio (`ser_model.serving`). Decided on the levels of 25 ms frames every 10 ms
 # within SPEECH_BAND_HZ, so that it depends neither on the recording level nor on rumble and mains
 # hum below the band: speech alternates syllables, pauses and consonants, so its loud and quiet frames
 # lie tens of dB apart at any gain, while a hum, a fan or steady noise keeps every frame within a few
@@ -46,8 +46,8 @@ FRONT_END_DEFAULTS = {
 # Measured with `python bench/speech_detector.py` on all 11,290 clips of the corpora: the spread is at
 # least 15.5 dB, and 40 dB down RAVDESS's quietest clips' loud frames reach only -98 dBFS (fewer than
 # two 16-bit steps); white, pink and brown noise, mains hum, hum under noise, zeros and dither spread
-# 5.1 dB at most. Defined here, in a Hub file, so that a model loaded from the Hub
-# refuses the same audio with the same sentences as the app and the CLI.
+# 5.1 dB at most. Defined here, in a Hub file, so that a model loaded from the Hub refuses the same
+# audio with the same sentences as the app and the CLI.
 SPEECH_FRAME_SECONDS = 0.025
 SPEECH_HOP_SECONDS = 0.010
 # Voiced speech's energy lies above mains hum and room rumble and within the telephone band.

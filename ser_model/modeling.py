@@ -146,7 +146,11 @@ class SERWhisperEncoder(nn.Module):
         if self.pooling == "weighted":
             weights = nn.functional.softmax(self.layer_weights, dim=0)
             hidden_states = [(torch.stack(hidden_states) * weights.view(-1, 1, 1, 1)).sum(dim=0)]
-        return self.norm(pool_each(hidden_states, position_mask))
+        pooled = pool_each(hidden_states, position_mask)
+        # A batch of one has no batch statistics to standardise by: it uses the running ones, as in inference.
+        training = self.norm.training and pooled.shape[0] > 1
+        return nn.functional.batch_norm(pooled, self.norm.running_mean, self.norm.running_var, training=training,
+                                        momentum=self.norm.momentum, eps=self.norm.eps)
 
     def hidden_states(self, input_features: torch.Tensor,
                       attention_mask: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -230,7 +234,8 @@ class SERPreTrainedModel(PreTrainedModel):
         # nn.init is called through the module so that transformers can guard loaded weights.
         # The Whisper encoder is a PreTrainedModel: transformers initialises it with its own rules.
         if isinstance(module, SERWhisperEncoder):
-            nn.init.zeros_(module.layer_weights)  # equal weights for every hidden state at the start
+            if module.pooling == "weighted":  # only that pooling has layer weights
+                nn.init.zeros_(module.layer_weights)  # equal weights for every hidden state at the start
         elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
@@ -382,14 +387,16 @@ class SERForAudioClassification(SERPreTrainedModel):
             return_dict (`bool`, *optional*): a `SequenceClassifierOutput` (default) or a tuple.
 
         Returns:
-            [`SERClassifierOutput`] with `logits` of shape `(batch, num_labels)`, already divided by
-            `config.calibration_temperature` so that their softmax is calibrated, `voice_logits` with a voice
-            head, `loss` when labels are given and `hidden_states` when asked for.
+            [`SERClassifierOutput`] with `logits` of shape `(batch, num_labels)`, in inference (`model.eval()`)
+            already divided by `config.calibration_temperature` so that their softmax is calibrated, in training
+            raw, so that fine-tuning a calibrated model learns the same logits as training it did;
+            `voice_logits` with a voice head, `loss` when labels are given and `hidden_states` when asked for.
         """
         encoded = self.ser(input_values, input_mfcc, attention_mask, input_features, whisper_attention_mask,
                            output_hidden_states=output_hidden_states, return_dict=True)
         logits, fused = self.head(encoded.pooler_output)
-        logits = logits / self.config.calibration_temperature
+        if not self.training:
+            logits = logits / self.config.calibration_temperature
         voice_logits = self.voice_head(encoded.pooler_output) if self.voice_head is not None else None
         loss = classification_loss(logits, labels) if labels is not None else None
         if loss is not None and voice_logits is not None and voice_labels is not None:

@@ -97,3 +97,24 @@ def test_the_temperature_is_saved_loaded_and_applied_through_the_pipeline(tmp_pa
 def test_a_temperature_that_is_not_positive_is_refused():
     with pytest.raises(ValueError, match="calibration_temperature"):
         tiny_config(calibration_temperature=0.0)
+
+
+def test_calibrate_fits_the_raw_logits_whatever_temperature_the_model_starts_with():
+    from types import SimpleNamespace
+
+    from ser_model.training.train import calibrate
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    raw = rng.normal(size=(300, 3)) + 4.0 * np.eye(3)[labels]  # over-confident logits
+
+    def trainer_at(temperature: float):
+        # What Trainer.predict gives for a model in eval mode: the logits divided by its temperature.
+        return SimpleNamespace(
+            model=SimpleNamespace(config=SimpleNamespace(calibration_temperature=temperature)),
+            compute_metrics=SimpleNamespace(groups={"all": np.arange(len(labels))}), eval_dataset=None,
+            predict=lambda dataset: SimpleNamespace(predictions=raw / temperature, label_ids=labels))
+
+    fresh, calibrated = trainer_at(1.0), trainer_at(2.5)  # e.g. fine-tuned from a calibrated --init_model
+    assert calibrate(calibrated)["fitted_temperature"] == pytest.approx(calibrate(fresh)["fitted_temperature"])
+    assert calibrated.model.config.calibration_temperature == pytest.approx(fresh.model.config.calibration_temperature)

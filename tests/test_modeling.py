@@ -148,3 +148,19 @@ def test_return_dict_false_gives_a_tuple_from_the_config_too(config):
         model.config.return_dict = False
         (logits,) = model(**inputs)
     assert torch.equal(logits, expected)
+
+
+def test_the_temperature_divides_the_logits_in_inference_only():
+    # Fine-tuning a calibrated model must learn from the logits its training produced, not rescaled ones.
+    config = tiny_config(calibration_temperature=2.0)
+    model = SERForAudioClassification(config)
+    inputs = features_for(config, 0.6, 0.8)
+    model.eval()
+    with torch.no_grad():
+        calibrated = model(**inputs).logits
+        model.train()
+        model.apply(lambda m: m.eval() if isinstance(m, torch.nn.Dropout) else None)  # same numbers, train mode
+        model.ser.mel_encoder.eval()
+        model.ser.mfcc_encoder.eval()
+        raw = model(**inputs).logits
+    torch.testing.assert_close(raw / 2.0, calibrated)

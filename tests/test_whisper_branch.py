@@ -282,3 +282,24 @@ def test_quiet_and_absurdly_loud_clips_give_finite_logits(scale):
     assert torch.isfinite(inputs["input_features"]).all()
     with torch.no_grad():
         assert torch.isfinite(model(**inputs).logits).all()
+
+
+def test_a_batch_of_one_trains_on_the_running_statistics_without_moving_them():
+    model = SERForAudioClassification(whisper_config()).train()
+    norm = model.ser.whisper_encoder.norm
+    before = norm.running_mean.clone()
+    output = model(**whisper_features(whisper_config(), 0.5), labels=torch.tensor([1]))
+    output.loss.backward()  # a batch of one used to fail: BatchNorm has no batch statistics to use
+    assert torch.equal(norm.running_mean, before) and torch.isfinite(output.loss)
+    model(**whisper_features(whisper_config(), 0.5, 0.7))
+    assert not torch.equal(norm.running_mean, before)  # a real batch still updates them
+
+
+def test_weights_initialise_with_either_pooling():
+    for pooling in ("concat", "weighted"):
+        model = SERForAudioClassification(whisper_config(speech_encoder_pooling=pooling))
+        encoder = model.ser.whisper_encoder
+        assert hasattr(encoder, "layer_weights") == (pooling == "weighted")
+        model._init_weights(encoder)  # read layer_weights even with concat pooling, which has none
+        if pooling == "weighted":
+            assert torch.equal(encoder.layer_weights, torch.zeros_like(encoder.layer_weights))

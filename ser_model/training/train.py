@@ -156,6 +156,9 @@ def calibrate(trainer: SERTrainer) -> dict:
     chosen = np.concatenate(list(trainer.compute_metrics.groups.values()))
     output = trainer.predict(trainer.eval_dataset)
     logits, labels = emotion_and_voice(output.predictions)[0][chosen], emotion_and_voice(output.label_ids)[0][chosen]
+    # Predictions come divided by the temperature the model has (one from --init_model, say): undone, so
+    # that the fit starts from the raw logits it assumes.
+    logits = logits * trainer.model.config.calibration_temperature
     calibration = choose_temperature(logits, labels)
     trainer.model.config.calibration_temperature = calibration["temperature"]
     return calibration
