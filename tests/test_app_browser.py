@@ -220,7 +220,7 @@ def test_microphone_recording_is_classified(playwright, app_url, speech_clip, ar
         headline = wait_for_result(page)
         with page.expect_download() as download:
             page.locator("#download-json").click()
-        saved = json.loads(Path(download.value.path()).read_text())
+        (saved,) = json.loads(Path(download.value.path()).read_text())  # the CLI's layout: a record per file
         assert_headline_is(headline, saved)
         assert 2.0 < saved["duration"] < 5.0
         sync_api.expect(page.locator("#timeline img")).to_be_visible()
@@ -630,7 +630,7 @@ def assert_every_panel_shows(page, client, path: Path):
     with page.expect_download() as download:
         page.locator("#download-json").click()
     assert download.value.suggested_filename == f"{path.stem}.emotion.json"
-    saved = json.loads(Path(download.value.path()).read_text())
+    (saved,) = json.loads(Path(download.value.path()).read_text())  # the CLI's layout: a record per file
     assert saved["label"] == answer["label"] and saved["duration"] == answer["duration"]
     assert saved["probabilities"] == pytest.approx(answer["probabilities"], abs=1e-6)
     with page.expect_download() as download:

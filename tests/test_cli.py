@@ -223,19 +223,20 @@ def test_predict_does_not_import_training_evaluation_or_publishing(tiny_model_di
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_predict_runs_torch_on_one_thread_unless_omp_num_threads_is_set(tiny_model_dir, tmp_path, monkeypatch):
+def test_predict_runs_torch_on_every_core_unless_omp_num_threads_is_set(tiny_model_dir, tmp_path, monkeypatch):
     import torch
 
     clips = write_clips(tmp_path / "clips")
     threads = torch.get_num_threads()
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        torch.set_num_threads(2)
+        torch.set_num_threads(1)
+        assert main(["predict", str(clips / "a.wav"), "--model", str(tiny_model_dir)]) == 0
+        assert torch.get_num_threads() == 3
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
         assert main(["predict", str(clips / "a.wav"), "--model", str(tiny_model_dir)]) == 0
         assert torch.get_num_threads() == 1
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")
-        assert main(["predict", str(clips / "a.wav"), "--model", str(tiny_model_dir)]) == 0
-        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
 
