@@ -140,7 +140,7 @@ def test_the_minimum_is_saved_and_older_configs_load_with_the_default(extractor,
 def test_the_pipeline_refuses_silence_and_too_short_audio(tiny_model_dir):
     classifier = pipeline("audio-classification", model=str(tiny_model_dir), trust_remote_code=True)
     assert len(classifier({"raw": speechlike(0.5), "sampling_rate": 16_000}, top_k=None)) == 7
-    with pytest.raises(ValueError, match=r"^The audio is silent or a steady sound such as hum or noise, with no speech"):
+    with pytest.raises(ValueError, match=r"^The audio is silent or a steady sound such as hum or noise, with no"):
         classifier({"raw": np.zeros(32_000, np.float32), "sampling_rate": 16_000})
     with pytest.raises(ValueError, match=r"^The audio is too short: 0\.050 s, while the minimum is 0\.1 s\.$"):
         classifier({"raw": speechlike(0.05), "sampling_rate": 16_000})

@@ -33,16 +33,10 @@ from .signal_view import Envelope, SignalView
 from .torch_thread import TorchThread
 from .windows import sliding_windows
 
-# Serving (the app, the CLI) gives torch every core this process may use, unless OMP_NUM_THREADS says
-# otherwise, and runs one forward pass at a time (`EmotionRecognizer.classify` holds a lock): requests
-# served side by side would otherwise split the cores between their thread pools, and threads that wait
-# for each other at every operation on shared cores made a 3.5 s clip take 3.1 s instead of 38 ms
-# (docs/performance.md, "Threads"). One long file then gets both of 2 cores: 1.9 times as fast.
-
 # How serving runs the model: "bfloat16" is torch's bfloat16 autocast, where the CPU multiplies bfloat16
 # in hardware (Intel AMX or AVX512-BF16). The Whisper encoder's matrix products are nearly all of a
 # prediction's time, and there they ran 2.2 times as fast, with the same top emotion on every one of 144
-# validation clips and probabilities within 0.02 (bench/latency.py --precision bfloat16). Elsewhere
+# validation clips and probabilities within 0.02 (bench/latency.py --bfloat16). Elsewhere
 # bfloat16 is emulated, and slower, so "auto" keeps float32 there; training and the evaluation report
 # are float32.
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -216,7 +210,8 @@ class EmotionRecognizer:
     def classify(self, waveforms: list[np.ndarray]) -> list[tuple[dict[str, float], dict[str, float] | None]]:
         """What one forward pass says of each 16 kHz mono float32 clip (no windowing: each clip is one
         decision, whatever its length): its emotion probabilities, and how its voice sounds
-        (`VOICE_LABELS` -> probability; None for a model without a voice head)."""
+        (`VOICE_LABELS` -> probability; None for a model without a voice head). The caller has refused
+        audio without speech or too short (`predict_*`, the live session): it is not checked again."""
         return self._on_torch_thread(self._classify, waveforms)
 
     def _on_torch_thread(self, function, *args, **kwargs):
@@ -225,7 +220,7 @@ class EmotionRecognizer:
     @torch.inference_mode()
     def _classify(self, waveforms: list[np.ndarray]) -> list[tuple[dict[str, float], dict[str, float] | None]]:
         features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, truncation=False,
-                                          return_tensors="pt")
+                                          return_tensors="pt", check_audio=False)
         inputs = {k: v.to(self.device) for k, v in features.items()}
         with self._forward_lock, torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                 enabled=self.precision == "bfloat16"):
@@ -288,7 +283,12 @@ def available_cores() -> int:
 
 def set_inference_threads() -> int:
     """Sets torch's intra-op threads for serving to $OMP_NUM_THREADS when it is set, else to every
-    available core, and returns the number: the one place the app and the CLI choose it."""
+    available core, and returns the number: the one place the app and the CLI choose it.
+
+    Every core, because `EmotionRecognizer` runs one forward pass at a time (its lock): requests served
+    side by side would otherwise split the cores between their thread pools, and threads that wait for
+    each other at every operation on shared cores made a 3.5 s clip take 3.1 s instead of 38 ms
+    (docs/performance.md, "Threads"). One long file gets both of 2 cores: 1.9 times as fast."""
     value = os.environ.get("OMP_NUM_THREADS", "")
     threads = int(value) if value.isdigit() and int(value) > 0 else available_cores()
     torch.set_num_threads(threads)
