@@ -37,7 +37,8 @@ PROGRESS_DELAY = 1.0
 # that runs is imported: evaluation and training pull in scikit-learn and matplotlib, about a second
 # that `predict` does not need.
 COMMAND_MODULES = {"train": "ser_model.training.train", "evaluate": "ser_model.evaluation.evaluate",
-                   "export": "ser_model.hub.export", "publish": "ser_model.hub.publish"}
+                   "crossval": "ser_model.evaluation.crossval", "export": "ser_model.hub.export",
+                   "publish": "ser_model.hub.publish"}
 
 
 def default_data_dir() -> str:
@@ -78,7 +79,7 @@ def _add_other_parsers(commands) -> None:
     register_auto_classes()  # the models these commands save name their code (`auto_map`)
     for name, module in COMMAND_MODULES.items():
         options = ({"default_model": str(BUNDLED_MODEL)} if name == "publish" else
-                   {"default_data_dir": default_data_dir()} if name in ("train", "evaluate") else {})
+                   {"default_data_dir": default_data_dir()} if name in ("train", "evaluate", "crossval") else {})
         import_module(module).add_parser(commands, **options)
 
 

@@ -15,28 +15,18 @@ window and the clips.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 from transformers import EvalPrediction
 
-from ..configuration import SERConfig
 from ..data.corpora import Record
 from ..data.train_data import cache_file, load_arrays, save_arrays
-from ..feature_extractor import SERFeatureExtractor
-from ..modeling import SERForAudioClassification, pool_each
-from ..training.speech_encoder import load_speech_encoder, speech_encoder_config
+from ..training.encoder_statistics import BATCH_SIZE, EncoderStatistics
 from ..training.trainer import ValidationMetrics
 
 logger = logging.getLogger(__name__)
-
-# Clips per forward pass. Sorted by length, a batch pads little: on 64 training clips and one busy CPU
-# thread, batches of 4 to 8 took about 56 ms per clip, one clip at a time about 63 ms, batches of 32 about 75.
-BATCH_SIZE = 8
 
 
 def fit_choosing_c(make_classifier, c_grid, train_x, train_y, validation_x, score) -> tuple[float, object, float]:
@@ -69,31 +59,18 @@ class FrozenEncoderProbe:
 
     def __init__(self, encoder: str, window_seconds: float, num_labels: int, cache_dir: str | Path | None = None,
                  batch_size: int = BATCH_SIZE):
-        # The hop between windows steers only long-audio inference; it just has to fit in the window.
-        config = SERConfig(branches=["whisper"], speech_encoder=speech_encoder_config(encoder),
-                           speech_encoder_pooling="concat", window_seconds=window_seconds,
-                           window_hop_seconds=window_seconds)
-        model = SERForAudioClassification(config)
-        load_speech_encoder(model, encoder)
-        self.branch = model.ser.whisper_encoder.eval()
-        self.feature_extractor = SERFeatureExtractor.from_config(config)
+        # Only each clip's first window is encoded, so the hop between windows plays no part.
+        self.statistics = EncoderStatistics(encoder, window_seconds, window_seconds, batch_size=batch_size)
+        self.branch = self.statistics.branch
+        self.feature_extractor = self.statistics.feature_extractor
         self.encoder, self.window_seconds, self.num_labels = encoder, window_seconds, num_labels
-        self.cache_dir, self.batch_size = cache_dir, batch_size
+        self.cache_dir = cache_dir
         self.c = self.classifier = None
 
     @property
     def feature_size(self) -> int:
         """Mean and standard deviation of each hidden state: `(layers + 1) * 2 * d_model`."""
-        return self.branch.output_size
-
-    def weights_digest(self) -> str:
-        """A digest of the encoder's weights: the cache key must change with them, not only with a name
-        (a folder's or a Hub id's weights can be replaced)."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.branch.encoder.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return self.statistics.feature_size
 
     def features(self, records: list[Record], waveforms: list[np.ndarray], part: str) -> np.ndarray:
         """`(clips, feature_size)` features of these clips (of the split's `part`), from the cache when
@@ -108,31 +85,11 @@ class FrozenEncoderProbe:
         return rows
 
     def _cache_file(self, records: list[Record], part: str) -> Path:
-        return cache_file(self.cache_dir, f"probe-{part}", records,
-                           {"encoder": self.encoder, "weights": self.weights_digest(),
-                            "window_seconds": self.window_seconds,
-                            # Features from before the level was normalised in front of Whisper differ.
-                            "normalize_level": self.feature_extractor.normalize_level})
+        return cache_file(self.cache_dir, f"probe-{part}", records, self.statistics.cache_key())
 
     def encode(self, waveforms: list[np.ndarray], desc: str = "probe features") -> np.ndarray:
-        """The features of these clips, in batches of similar lengths, with a progress bar."""
-        window = self.feature_extractor.window_samples
-        order = np.argsort([min(len(w), window) for w in waveforms], kind="stable")
-        rows = np.zeros((len(waveforms), self.feature_size), dtype=np.float32)
-        with tqdm(total=len(waveforms), desc=desc, unit="clip") as progress:
-            for start in range(0, len(order), self.batch_size):
-                chosen = order[start:start + self.batch_size]
-                rows[chosen] = self._encode_batch([waveforms[i] for i in chosen])
-                progress.update(len(chosen))
-        return rows
-
-    @torch.inference_mode()
-    def _encode_batch(self, waveforms: list[np.ndarray]) -> np.ndarray:
-        # check_audio=False: a baseline on the corpora's clips, scored on every one as training sees them.
-        inputs = self.feature_extractor(waveforms, sampling_rate=self.feature_extractor.sampling_rate,
-                                        return_tensors="pt", check_audio=False)
-        states, mask = self.branch.hidden_states(inputs["input_features"], inputs["whisper_attention_mask"])
-        return pool_each(states, mask).numpy()
+        """The features of these clips' first windows (`EncoderStatistics.encode`)."""
+        return self.statistics.encode(waveforms, desc)
 
     def fit(self, train_x: np.ndarray, train_y, validation_x: np.ndarray, validation_y,
             validation_records: list[Record], held_out_by: dict[str, str]) -> float:

@@ -1,0 +1,232 @@
+"""`python -m ser_model crossval`: a recipe judged on every speaker, and on every corpus it never heard.
+
+Speaker folds (`--folds K`, `data.folds.speaker_folds`) put each speaker of every corpus in one
+held-out fold (TESS's one speaker is folded by word); leave-one-corpus-out (`--loco`) holds out one
+whole corpus per fold. For each fold a model is trained on the other folds and its predictions of the
+held-out clips are kept (out-of-fold predictions); the report gives every fold's UAR and accuracy per
+corpus, their mean and spread, the pooled figures of all out-of-fold predictions, and calibration
+measured on predictions no model was trained on.
+
+What is trained per fold is the Whisper branch's head on the frozen encoder's statistics
+(`training.head_training`, the recipe read from the training arguments: a fold takes seconds, since
+the encoder's pass over each clip and its augmented copies is computed once and cached,
+`training.encoder_statistics`), or with `--recipe probe` the logistic-regression baseline on the same
+rows. Clips are scored as serving scores them: the mean of their windows' probabilities.
+
+Every fold's predictions are saved as it ends, so an interrupted run continues where it stopped when
+the same command is run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..configuration import EMOTIONS
+from ..data.corpora import Record, discover
+from ..data.folds import DEFAULT_FOLDS, corpus_folds, fold_keys, speaker_folds
+from ..errors import InputError
+from ..training.arguments import argument_parser, given_flags, parse_arguments, suppress_defaults
+from ..training.calibration import fit_temperature, reliability
+from ..training.encoder_statistics import EncoderStatistics
+from ..training.head_training import StatisticRows, clip_probabilities, train_head
+from .evaluate import SPEAKER_INDEPENDENT, evaluate_predictions
+
+logger = logging.getLogger(__name__)
+
+RECIPES = ("head", "probe")
+# The probe's regularisation: the C its validation speakers chose in the bundled model's evaluation.
+PROBE_C = 0.1
+
+
+def statistic_rows(records: list[Record], encoder: EncoderStatistics, copies: int, args, groups: list[str],
+                   load) -> StatisticRows:
+    """Every clean window and `copies` augmented copies of every clip, from the cache or computed."""
+    clean, owner = encoder.windows(records, load)
+    settings = args.augmentation(encoder.config.window_samples, encoder.config.sampling_rate)
+    augmented = [encoder.augmented(records, load, copy, settings, args.codec_probability, groups, args.seed)
+                 for copy in range(copies)]
+    return StatisticRows(clean, owner, augmented)
+
+
+def fold_logits(rows: StatisticRows, records: list[Record], train: np.ndarray, test: np.ndarray, recipe: str,
+                config, args) -> np.ndarray:
+    """Logits of every clean window of the `test` clips from a model trained on the `train` clips."""
+    train_rows, test_rows = rows.of_clips(train), rows.of_clips(test)
+    train_records = [records[i] for i in train]
+    if recipe == "head":
+        return train_head(train_rows, train_records, config, args).logits(test_rows.clean)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    label2id = config.label2id
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, class_weight="balanced", max_iter=1000))
+    probe.fit(train_rows.clean, [label2id[train_records[c].label] for c in train_rows.clean_owner])
+    # Log-probabilities over all classes (a class no training clip has gets none), as logits.
+    log_probs = np.full((len(test_rows.clean), len(label2id)), -30.0)
+    log_probs[:, probe.classes_] = probe.predict_log_proba(test_rows.clean)
+    return log_probs
+
+
+def run_folds(output_dir: Path, rows: StatisticRows, records: list[Record], folds: np.ndarray, recipe: str,
+              config, args) -> tuple[np.ndarray, np.ndarray]:
+    """Window logits of every clip from the model of the fold that held it out, and each window's clip;
+    each fold's logits are saved in `output_dir` and read back instead of trained again."""
+    logits = np.zeros((len(rows.clean), config.num_labels), dtype=np.float32)
+    for fold in tqdm(sorted(set(folds.tolist())), desc=f"folds ({recipe})", unit="fold"):
+        saved = output_dir / f"fold-{fold}.npy"
+        test = np.flatnonzero(folds == fold)
+        windows = np.flatnonzero(np.isin(rows.clean_owner, test))
+        if saved.is_file():
+            logits[windows] = np.load(saved)
+            continue
+        logits[windows] = fold_logits(rows, records, np.flatnonzero(folds != fold), test, recipe, config, args)
+        np.save(output_dir / f"fold-{fold}.partial.npy", logits[windows])
+        (output_dir / f"fold-{fold}.partial.npy").replace(saved)
+    return logits, rows.clean_owner
+
+
+def summarize(records: list[Record], folds: np.ndarray, probabilities: np.ndarray, held_out_by: dict[str, str]) -> dict:
+    """Per fold and pooled metrics per corpus, with the mean and standard deviation over folds."""
+    labels = list(EMOTIONS)
+    predicted = [labels[i] for i in probabilities.argmax(axis=1)]
+    per_fold = {}
+    for fold in sorted(set(folds.tolist())):
+        members = np.flatnonzero(folds == fold)
+        per_fold[int(fold)] = _headline(evaluate_predictions([records[i] for i in members],
+                                                             [predicted[i] for i in members], labels, held_out_by))
+    pooled = evaluate_predictions(records, predicted, labels, held_out_by)
+    spread = {}
+    for group in pooled:
+        values = [f[group] for f in per_fold.values() if group in f]
+        spread[group] = {metric: {"mean": float(np.mean([v[metric] for v in values])),
+                                  "std": float(np.std([v[metric] for v in values])), "folds": len(values)}
+                         for metric in ("macro_recall", "accuracy")}
+    return {"pooled": pooled, "per_fold": per_fold, "over_folds": spread}
+
+
+def _headline(results: dict) -> dict:
+    return {group: {k: r[k] for k in ("macro_recall", "accuracy", "clips", "speakers")} for group, r in results.items()}
+
+
+def calibration(records: list[Record], folds: np.ndarray, window_logits: np.ndarray, owner: np.ndarray) -> dict:
+    """Temperature fitted on out-of-fold predictions, and the expected calibration error it gives on
+    predictions it was not fitted on: for each fold, the temperature fitted on the other folds'
+    predictions (so that neither the model nor its temperature saw the fold's clips)."""
+    label_ids = np.array([EMOTIONS.index(r.label) for r in records])
+    raw = clip_probabilities(window_logits, owner)
+    calibrated = np.zeros_like(raw)
+    temperatures = {}
+    for fold in sorted(set(folds.tolist())):
+        inside = np.isin(owner, np.flatnonzero(folds != fold))
+        temperature = fit_window_temperature(window_logits[inside], owner[inside], label_ids)
+        temperatures[int(fold)] = temperature
+        members = np.flatnonzero(folds == fold)
+        windows = np.isin(owner, members)
+        calibrated[members] = clip_probabilities(window_logits[windows], np.searchsorted(members, owner[windows]),
+                                                 temperature)
+    return {"temperature_all_folds": fit_window_temperature(window_logits, owner, label_ids),
+            "temperature_per_fold": temperatures,
+            "ece_uncalibrated": reliability(raw, label_ids)["ece"],
+            "ece_temperature_from_other_folds": reliability(calibrated, label_ids)["ece"]}
+
+
+def fit_window_temperature(window_logits: np.ndarray, owner: np.ndarray, label_ids: np.ndarray) -> float:
+    """The temperature for clips scored as served. Nearly every corpus clip is one window, whose
+    probabilities are the softmax of its logits, so the fit runs on the windows, each with its clip's label."""
+    return fit_temperature(window_logits, label_ids[owner])
+
+
+def crossval(args, data_dir: str, output_dir: Path, k: int, loco: bool, copies: int, recipe: str) -> dict:
+    """Runs (or continues) a cross-validation and returns its report, also written to `output_dir`."""
+    # What is trained per fold: the Whisper branch's head.
+    model_args, data_args, training_args = parse_arguments({**args, "branches": ["whisper"],
+                                                            "output_dir": str(output_dir)})
+    config = model_args.model_config()
+    records = discover(data_dir)
+    if data_args.corpora:
+        records = [r for r in records if r.corpus in data_args.corpora]
+    speaker_fold, described = speaker_folds(records, k, training_args.seed)
+    folds, names = (corpus_folds(records) if loco else (speaker_fold, None))
+    held_out_by = ({c: "corpus" for c in names} if loco else {c: d["held_out_by"] for c, d in described.items()})
+    output_dir.mkdir(parents=True, exist_ok=True)
+    setting = {"recipe": recipe, "loco": loco, "folds": len(set(folds)), "copies": copies,
+               "arguments": {k: v for k, v in args.items()}}
+    _check_same_run(output_dir, setting)
+    (output_dir / "folds.json").write_text(json.dumps({**setting, "corpora": names or described,
+                                                       "fold_of_clip": fold_keys(records, folds)}, indent=1))
+    encoder = EncoderStatistics(model_args.speech_encoder, config.window_seconds, config.window_hop_seconds,
+                                data_args.cache_dir)
+    # Babble comes from clips of the same corpus and speaker fold: no held-out voice in either kind of run.
+    groups = [f"{r.corpus}/{f}" for r, f in zip(records, speaker_fold)]
+    rows = statistic_rows(records, encoder, copies, training_args, groups, lambda: _decode(records, data_args))
+    window_logits, owner = run_folds(output_dir, rows, records, np.asarray(folds), recipe, config, training_args)
+    report = {**setting, **summarize(records, np.asarray(folds), clip_probabilities(window_logits, owner),
+                                     held_out_by),
+              "calibration": calibration(records, np.asarray(folds), window_logits, owner)}
+    (output_dir / "crossval.json").write_text(json.dumps(report, indent=2))
+    (output_dir / "crossval.md").write_text(report_markdown(report))
+    np.savez(output_dir / "predictions.npz", window_logits=window_logits, owner=owner, folds=np.asarray(folds))
+    return report
+
+
+def _decode(records: list[Record], data_args) -> list[np.ndarray]:
+    from ..data.train_data import load_clips
+
+    return load_clips(records, 16_000, "decoding clips", data_args.cache_dir)
+
+
+def _check_same_run(output_dir: Path, setting: dict) -> None:
+    """Refuses to continue a run folder with other settings: its saved folds would be mixed in."""
+    saved = output_dir / "folds.json"
+    if saved.is_file():
+        before = {k: v for k, v in json.loads(saved.read_text()).items() if k in setting}
+        if before != setting:
+            raise InputError(f"{output_dir} holds a cross-validation with other settings ({before}); "
+                             "give another --output_dir or delete it")
+
+
+def report_markdown(report: dict) -> str:
+    """The report as a Markdown table: per corpus, the pooled out-of-fold figures and the folds' spread."""
+    kind = "leave-one-corpus-out" if report["loco"] else f"{report['folds']}-fold speaker cross-validation"
+    lines = [f"# {kind}: recipe `{report['recipe']}`, {report['copies']} augmented copies", "",
+             "| corpus | held out by | clips | UAR (all folds' predictions) | accuracy | UAR per fold: mean ± sd |",
+             "|---|---|---|---|---|---|"]
+    for group, result in report["pooled"].items():
+        spread = report["over_folds"][group]["macro_recall"]
+        lines.append(f"| {group} | {result['held_out_by']} | {result['clips']} | {100 * result['macro_recall']:.1f} | "
+                     f"{100 * result['accuracy']:.1f} | {100 * spread['mean']:.1f} ± {100 * spread['std']:.1f} |")
+    c = report["calibration"]
+    lines += ["", f"Expected calibration error: {c['ece_uncalibrated']:.3f} uncalibrated, "
+                  f"{c['ece_temperature_from_other_folds']:.3f} with the temperature fitted on the other folds' "
+                  f"predictions (fitted on all: {c['temperature_all_folds']:.2f}).", ""]
+    return "\n".join(lines)
+
+
+def add_parser(commands, default_data_dir: str | None = None) -> None:
+    """`python -m ser_model crossval --output_dir DIR [--folds K | --loco] [training flags]`."""
+    parser = commands.add_parser("crossval", help="cross-validate a recipe over speakers or corpora",
+                                 description=__doc__.split("\n\n")[0], parents=[argument_parser(add_help=False)])
+    suppress_defaults(parser)  # the training flags only; the options below keep their defaults
+    parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help=f"speaker folds (default: {DEFAULT_FOLDS})")
+    parser.add_argument("--loco", action="store_true", help="leave one corpus out instead of speaker folds")
+    parser.add_argument("--copies", type=int, default=2, help="augmented copies of each clip (default: 2)")
+    parser.add_argument("--recipe", choices=RECIPES, default="head", help="what each fold trains (default: head)")
+    parser.set_defaults(run=_run, default_data_dir=default_data_dir)
+
+
+def _run(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    flags = given_flags(args)
+    output_dir = flags.pop("output_dir", None)
+    if not output_dir:
+        raise InputError("output_dir is required: the folder for the folds' predictions, e.g. --output_dir runs/cv")
+    flags.setdefault("data_dir", args.default_data_dir)
+    report = crossval(flags, flags["data_dir"], Path(output_dir), args.folds, args.loco, args.copies, args.recipe)
+    print(report_markdown(report))
+    return 0
