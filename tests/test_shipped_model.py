@@ -81,15 +81,17 @@ def test_pipeline_reproduces_the_reported_accuracy_on_held_out_actors(tmp_path):
     assert accuracy == pytest.approx(reported["accuracy"], abs=0.03), (accuracy, reported["accuracy"])
 
 
-@pytest.mark.needs_model  # model-ravdess-tess/, in a fresh Python process importing torch and transformers
-def test_an_older_export_loads_with_todays_hub_files(tmp_path):
-    # model-ravdess-tess/ was exported before the config became annotated fields; its config.json
-    # must load through the Auto classes and the pipeline with today's code files beside it.
+@pytest.mark.needs_model  # an older model folder, in a fresh Python process importing torch and transformers
+@pytest.mark.parametrize("older", ["model-ravdess-tess", "model-mel-mfcc"])
+def test_an_older_export_loads_with_todays_hub_files(tmp_path, older):
+    # Both were exported before the feature extractor took only keyword arguments, and model-ravdess-tess/
+    # before the config became annotated fields; their config.json and preprocessor_config.json must load
+    # through the Auto classes and the pipeline with today's code files beside them.
     from ser_model.hub.publish import check_loads
 
-    old = REPO / "model-ravdess-tess"
+    old = REPO / older
     if not (old / "model.safetensors").is_file():
-        pytest.skip("model-ravdess-tess/ is absent")
+        pytest.skip(f"{older}/ is absent")
     folder = tmp_path / "old"
     folder.mkdir()
     for name in ("config.json", "preprocessor_config.json", "model.safetensors"):
