@@ -4,6 +4,9 @@ log-mel for models with the Whisper branch.
 One of the three Hub files: it imports nothing of the project but its siblings.
 """
 
+import difflib
+import inspect
+
 import numpy as np
 import torch
 import torchaudio
@@ -26,6 +29,11 @@ LOG_FLOOR = 1e-6
 REFERENCE_RMS = 0.1
 # Keeps the per-utterance normalisation finite on constant input.
 NORM_EPS = 1e-5
+# What transformers writes into preprocessor_config.json besides the arguments (and then passes back to
+# `__init__`): `feature_extractor_type` (`FeatureExtractionMixin.to_dict`), `feature_size` and
+# `padding_side` (`SequenceFeatureExtractor`'s attributes), `auto_map` (`save_pretrained` of a class
+# registered for `AutoFeatureExtractor`) and `processor_class` (`ProcessorMixin.save_pretrained`).
+SAVED_KEYS = ("feature_extractor_type", "feature_size", "padding_side", "auto_map", "processor_class")
 
 
 class SERFeatureExtractor(SequenceFeatureExtractor):
@@ -50,8 +58,8 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
     silence, hum or steady noise, at any level), is refused with the sentences the app and the CLI give,
     so that `pipeline("audio-classification", ...)` does not answer confidently on silence or a hum.
 
-    Args (the front-end ones, `sampling_rate` to `min_audio_seconds`, are keyword arguments whose defaults
-    are `configuration.FRONT_END_DEFAULTS`, shared with `SERConfig`):
+    Args (keyword-only; the front-end ones, `sampling_rate` to `min_audio_seconds`, default to
+    `configuration.FRONT_END_DEFAULTS`, shared with `SERConfig`):
         sampling_rate (`int`, *optional*, defaults to 16000): sampling rate of the input in Hz.
         n_fft (`int`, *optional*, defaults to 400): FFT size and window length in samples.
         hop_length (`int`, *optional*, defaults to 160): hop between frames in samples.
@@ -70,23 +78,60 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
             (`config.speech_encoder.num_mel_bins`); `None` for models without that branch.
         padding_value (`float`, *optional*, defaults to 0.0): value of padded frames.
         return_attention_mask (`bool`, *optional*, defaults to `True`): return the frame mask.
+        **saved_keys: only the keys transformers saves beside these (`SAVED_KEYS`), so that
+            `from_pretrained` loads what `save_pretrained` wrote; any other name is a `TypeError` that names it.
     """
 
-    model_input_names = ["input_values", "input_mfcc", "attention_mask"]
+    # Every input `__call__` returns; the last two only for a model with the Whisper branch. transformers reads
+    # only the first (`pad`, the Trainer's length grouping): the main input, which every model has.
+    model_input_names = ["input_values", "input_mfcc", "attention_mask", "input_features", "whisper_attention_mask"]
 
-    def __init__(self, normalize_level: bool = True, whisper_num_mel_bins: int | None = None,
-                 padding_value: float = 0.0, return_attention_mask: bool = True, **kwargs):
-        front_end = {name: kwargs.pop(name, default) for name, default in FRONT_END_DEFAULTS.items()}
-        kwargs.pop("feature_size", None)  # saved by to_dict, but always n_mels
+    def __init__(
+        self,
+        *,
+        sampling_rate: int = FRONT_END_DEFAULTS["sampling_rate"],
+        n_fft: int = FRONT_END_DEFAULTS["n_fft"],
+        hop_length: int = FRONT_END_DEFAULTS["hop_length"],
+        n_mels: int = FRONT_END_DEFAULTS["n_mels"],
+        n_mfcc: int = FRONT_END_DEFAULTS["n_mfcc"],
+        f_min: float = FRONT_END_DEFAULTS["f_min"],
+        f_max: float = FRONT_END_DEFAULTS["f_max"],
+        window_seconds: float = FRONT_END_DEFAULTS["window_seconds"],
+        min_audio_seconds: float = FRONT_END_DEFAULTS["min_audio_seconds"],
+        normalize_level: bool = True,
+        whisper_num_mel_bins: int | None = None,
+        padding_value: float = 0.0,
+        return_attention_mask: bool = True,
+        **saved_keys,
+    ):
+        # `from_pretrained` calls `cls(**preprocessor_config)`, so what transformers itself wrote there comes back
+        # too; anything else is a misspelt argument, refused rather than kept and saved.
+        unknown = sorted(set(saved_keys) - set(SAVED_KEYS))
+        if unknown:
+            raise TypeError(_unexpected_arguments_message(type(self), unknown))
+        # Written by `to_dict` from the class name, which it names again at every save.
+        saved_keys.pop("feature_extractor_type", None)
+        feature_size = saved_keys.pop("feature_size", n_mels)
+        if feature_size != n_mels:
+            raise ValueError(f"feature_size must equal n_mels ({n_mels}), the bands of input_values, "
+                             f"got {feature_size}")
         super().__init__(
-            feature_size=front_end["n_mels"],
-            sampling_rate=front_end["sampling_rate"],
+            feature_size=n_mels,
+            sampling_rate=sampling_rate,
             padding_value=padding_value,
             return_attention_mask=return_attention_mask,
-            **kwargs,
+            **saved_keys,
         )
-        for name, value in front_end.items():
-            setattr(self, name, value)
+        if self.padding_side != "right":
+            raise ValueError(f"padding_side must be 'right', where the frames are padded, got {self.padding_side!r}")
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.n_mfcc = n_mfcc
+        self.f_min = f_min
+        self.f_max = f_max
+        self.window_seconds = window_seconds
+        self.min_audio_seconds = min_audio_seconds
         self.normalize_level = normalize_level
         # power=2 and a Hann window: the standard power mel spectrogram; "htk" mel scale as in Kaldi.
         self._mel_spectrogram = torchaudio.transforms.MelSpectrogram(
@@ -250,6 +295,19 @@ class SERFeatureExtractor(SequenceFeatureExtractor):
             log_mel = (log_mel - log_mel.mean()) / (log_mel.std(correction=0) + NORM_EPS)
             mfcc = (mfcc - mfcc.mean(dim=1, keepdim=True)) / (mfcc.std(dim=1, keepdim=True, correction=0) + NORM_EPS)
         return log_mel.numpy(), mfcc.numpy()
+
+
+def _unexpected_arguments_message(cls: type, unknown: list[str]) -> str:
+    """The `TypeError` sentence for keyword arguments `cls.__init__` does not take, each with the nearest
+    real argument where one is close (`n_mel`: did you mean `n_mels`?)."""
+    arguments = [name for name, parameter in inspect.signature(cls.__init__).parameters.items()
+                 if parameter.kind is parameter.KEYWORD_ONLY]
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, arguments, n=1)
+        named.append(repr(name) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"{cls.__name__} got unexpected keyword argument(s) {', '.join(named)}; "
+            f"its arguments are {', '.join(arguments)}")
 
 
 def _within_full_scale(waveform: np.ndarray) -> np.ndarray:

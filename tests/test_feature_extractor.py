@@ -3,13 +3,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import pipeline
+from transformers import AutoFeatureExtractor, pipeline
 
 from ser_model import SERFeatureExtractor
 from ser_model.audio_io import AudioError, silence_error, validate_waveform
 from ser_model.configuration import FRONT_END_DEFAULTS, frame_levels_db, has_speech
+from ser_model.feature_extractor import SAVED_KEYS
 
-from .conftest import speechlike, tiny_config
+from .conftest import REPO, speechlike, tiny_config
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_list_and_numpy_give_the_same_features(extractor):
     clip = speechlike(0.5)
     from_numpy = extractor(clip, sampling_rate=16_000)
     from_list = extractor(clip.tolist(), sampling_rate=16_000)
-    for name in extractor.model_input_names:
+    for name in from_numpy:
         np.testing.assert_allclose(from_numpy[name], from_list[name], atol=1e-6)
 
 
@@ -152,6 +153,54 @@ def test_save_and_load_round_trip(extractor, tmp_path):
     clip = speechlike(0.5)
     np.testing.assert_array_equal(extractor(clip, sampling_rate=16_000)["input_values"],
                                   loaded(clip, sampling_rate=16_000)["input_values"])
+
+
+def test_a_misspelt_argument_is_refused_with_its_name():
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) 'n_mel' \(did you mean 'n_mels'\?\)"):
+        SERFeatureExtractor(n_mel=80)
+    with pytest.raises(TypeError, match="positional"):
+        SERFeatureExtractor(16_000)  # keyword-only: no argument is taken for another by its place
+
+
+def test_a_saved_config_with_an_unknown_key_is_refused_and_an_inconsistent_one_too(extractor, tmp_path):
+    extractor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({**saved, "n_mel": 80}))
+    with pytest.raises(TypeError, match="'n_mel'"):
+        SERFeatureExtractor.from_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({**saved, "feature_size": extractor.n_mels + 1}))
+    with pytest.raises(ValueError, match=f"feature_size must equal n_mels \\({extractor.n_mels}\\)"):
+        SERFeatureExtractor.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("folder", ["model", "model-mel-mfcc", "model-ravdess-tess"])
+def test_every_model_folder_of_the_repository_loads_with_the_keys_transformers_saved(folder):
+    path = REPO / folder
+    if not (path / "preprocessor_config.json").is_file():
+        pytest.skip(f"{folder}/ is absent")
+    saved = json.loads((path / "preprocessor_config.json").read_text())
+    assert {"feature_extractor_type", "feature_size", "padding_side", "auto_map"} <= set(saved)
+    direct = SERFeatureExtractor.from_pretrained(path)
+    auto = AutoFeatureExtractor.from_pretrained(path, trust_remote_code=True)
+    assert type(auto).__name__ == "SERFeatureExtractor" and auto.to_dict() == direct.to_dict()
+    assert {name: value for name, value in direct.to_dict().items() if name in saved} == saved  # nothing lost
+
+
+def test_a_processors_saved_key_is_accepted(extractor, tmp_path):
+    # A processor's save_pretrained adds processor_class; FeatureExtractionMixin drops it again.
+    assert "processor_class" in SAVED_KEYS
+    extractor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({**saved, "processor_class": "SomeProcessor"}))
+    assert SERFeatureExtractor.from_pretrained(tmp_path).to_dict() == extractor.to_dict()
+
+
+def test_model_input_names_lists_every_input_returned_main_input_first(extractor):
+    # pad() and the Trainer read model_input_names[0] as the main input, which every model has.
+    assert extractor.model_input_names[0] == "input_values"
+    assert set(extractor(speechlike(0.5), sampling_rate=16_000)) < set(extractor.model_input_names)
+    with_whisper = SERFeatureExtractor.from_dict({**extractor.to_dict(), "whisper_num_mel_bins": 80})
+    assert sorted(with_whisper(speechlike(0.5), sampling_rate=16_000)) == sorted(extractor.model_input_names)
 
 
 def steady_sounds(seconds: float = 2.0, seed: int = 0) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ser_model import EMOTIONS
+from ser_model.hub.export import export_model, stale_code_files
 from ser_model.hub.publish import check_loads
 
 
@@ -29,3 +30,17 @@ def test_saved_folder_loads_through_auto_classes_and_pipeline_offline(tiny_model
     # The pipeline and the direct call agree: same features, same model.
     direct = np.exp(result.logits) / np.exp(result.logits).sum()
     np.testing.assert_allclose([result.scores[label] for label in result.labels], direct, atol=1e-5)
+
+
+@pytest.mark.slow  # a fresh Python process importing torch and transformers
+def test_an_exported_folder_loads_with_its_generated_code_files(tiny_model_dir, tmp_path):
+    # export rewrites the code files under a header; the Auto classes and the pipeline run those copies.
+    folder = export_model(tiny_model_dir, tmp_path / "exported")
+    assert stale_code_files(folder) == []
+
+    result = check_loads(folder)
+
+    assert result.modules == [] and not result.model_module.startswith("ser_model")
+    assert (result.config_class, result.model_class, result.extractor_class) == (
+        "SERConfig", "SERForAudioClassification", "SERFeatureExtractor")
+    assert result.labels == list(EMOTIONS)
