@@ -148,6 +148,24 @@ def test_selection_averages_the_speaker_held_out_corpora_equally():
     assert scores["accuracy"] == pytest.approx(3 / 6)
 
 
+def test_validation_scores_each_clip_by_the_mean_of_its_windows_probabilities():
+    # An angry clip of three windows whose first says sad while the mean of all three says angry (as serving
+    # averages them), and a sad clip of one window. The voice likewise: the first window decides it.
+    records = [Record(path=str(i), corpus="ravdess", speaker="ravdess:1", label=label, gender=None, utterance="u")
+               for i, label in enumerate(("angry", "sad"))]
+    angry, sad = LABELS.index("angry"), LABELS.index("sad")
+    logits = np.zeros((4, 7))
+    logits[0, sad] = 2.0
+    logits[1:3, angry] = 3.0
+    logits[3, sad] = 3.0
+    voice = np.array([[4.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
+    metrics = ValidationMetrics(records, {"ravdess": "speaker"}, len(LABELS), owner=np.array([0, 0, 0, 1]))
+    scores = metrics(type("P", (), {"predictions": (logits, voice),
+                                    "label_ids": (np.array([angry, angry, angry, sad]), np.array([0, 0, 0, 1]))})())
+    assert scores["accuracy"] == 1.0 and scores["ravdess_macro_recall"] == 1.0
+    assert scores["voice_accuracy"] == 1.0
+
+
 def test_out_of_set_weight_runs_from_the_masked_loss_to_the_plain_one():
     torch.manual_seed(2)
     logits = torch.randn(4, 7)

@@ -28,6 +28,7 @@ from ..data.corpora import Record
 from ..metrics import classification_metrics
 from ..modeling import voice_loss
 from .arguments import SELECTION_METRIC
+from .calibration import clip_probabilities
 from .speech_encoder import is_speech_encoder_parameter
 
 if TYPE_CHECKING:
@@ -218,17 +219,25 @@ class ValidationMetrics:
     validation clips it falls back to all of them. Each speaker-held-out corpus' macro recall is
     reported too (`<corpus>_macro_recall`).
 
+    Clips are scored as they are served: with `owner`, the predictions are those of every window of the clips
+    (`data.train_data.ClipWindows`), and a clip's are the mean of its windows' probabilities
+    (`calibration.clip_probabilities`), the voice's too.
+
     Args:
         records (`list[Record]`): the validation clips, in the order of the predictions.
         held_out_by (`dict[str, str]`): how the split held out each corpus ("speaker", "utterance", ...).
         num_labels (`int`): the model's number of classes (`config.num_labels`); the class ids are those
             of its `label2id`.
+        owner (`np.ndarray` of shape `(windows,)`, *optional*): the clip (index into `records`) of each
+            prediction; one prediction per clip when omitted.
     """
 
     SELECTION = SELECTION_METRIC
 
-    def __init__(self, records: list[Record], held_out_by: dict[str, str], num_labels: int):
+    def __init__(self, records: list[Record], held_out_by: dict[str, str], num_labels: int,
+                 owner: np.ndarray | None = None):
         self.num_labels = num_labels
+        self.owner = np.arange(len(records)) if owner is None else np.asarray(owner)
         groups = defaultdict(list)
         for i, record in enumerate(records):
             if held_out_by.get(record.corpus) == "speaker":
@@ -238,16 +247,25 @@ class ValidationMetrics:
     def __call__(self, prediction) -> dict[str, float]:
         (logits, voice_logits), (y_true, voice_true) = emotion_and_voice(prediction.predictions), \
             emotion_and_voice(prediction.label_ids)
-        y_pred = logits.argmax(-1)
+        y_pred = clip_probabilities(logits, self.owner).argmax(-1)
+        y_true = self.clip_labels(y_true)
         metrics = classification_metrics(y_true, y_pred, self.num_labels)
         per_corpus = {c: classification_metrics(y_true[i], y_pred[i], self.num_labels)["macro_recall"]
                       for c, i in self.groups.items()}
         metrics.update({f"{c}_macro_recall": v for c, v in per_corpus.items()})
         metrics[self.SELECTION] = float(np.mean(list(per_corpus.values())))
         if voice_logits is not None and voice_true is not None and (voice_true >= 0).any():
+            voice_true = self.clip_labels(voice_true)
             known = voice_true >= 0
-            metrics["voice_accuracy"] = float((voice_logits[known].argmax(-1) == voice_true[known]).mean())
+            voice_pred = clip_probabilities(voice_logits, self.owner).argmax(-1)
+            metrics["voice_accuracy"] = float((voice_pred[known] == voice_true[known]).mean())
         return metrics
+
+    def clip_labels(self, window_labels: np.ndarray) -> np.ndarray:
+        """Each clip's label from those of its windows (all the same)."""
+        labels = np.empty(self.owner.max() + 1, dtype=window_labels.dtype)
+        labels[self.owner] = window_labels
+        return labels
 
 
 def emotion_and_voice(values) -> tuple[np.ndarray, np.ndarray | None]:
