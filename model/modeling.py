@@ -79,9 +79,10 @@ def masked_batch_norm(norm: nn.Module, hidden: torch.Tensor, frames: torch.Tenso
         return norm(hidden)
     if not norm.training:
         return norm(hidden) * on_frames(frames, hidden)
-    # Sums weighted by the frame mask, not a gather of the real frames and a scatter back, which on the CPU
-    # made a training step of the mel branch 1.8 times as long; two passes, (x - mean)^2 rather than
-    # E[x^2] - mean^2, for a variance that loses no precision when the mean is large.
+    # Sums weighted by the frame mask rather than a gather of the real frames and a scatter back: on one CPU
+    # thread a training step of the mel and MFCC branches (cpu-small, 32 clips of 1.5 to 3 s) took 1.55 times
+    # the unmasked one this way, 1.8 times with the gather; with the frozen Whisper branch, the whole step
+    # 1.1 times. Two passes, (x - mean)^2 rather than E[x^2] - mean^2, so a large mean costs no precision.
     weights = frames.to(hidden.dtype)
     count = weights.sum() * hidden.shape[2:-1].numel()
     channels = (1, -1, *[1] * (hidden.dim() - 2))
