@@ -87,9 +87,9 @@ def main(argv=None) -> int:
     gpu_line = (f"gpu: {torch.cuda.get_device_name()}" if torch.cuda.is_available()
                 else "gpu: none (no CUDA device), so the CPU only")
     print(gpu_line + (" (skipped: --cpu-only)" if torch.cuda.is_available() and args.cpu_only else ""))
-    print(f"preset: {model_args.preset}; batch size {batch_size}; augmentation and mixup as the training "
+    print(f"preset: {model_args.preset}; batch size {batch_size}; augmentation as the training "
           f"defaults (codec p={training_args.codec_probability}, reverb p={training_args.reverb_probability}, speed "
-          f"p={training_args.speed_probability}, SpecAugment, mixup p={training_args.mixup_probability}); "
+          f"p={training_args.speed_probability}, SpecAugment); "
           f"{training_args.dataloader_num_workers} data loader workers")
     print(f"split: seed {split.seed}, {len(train_records)} training clips from {data_args.data_dir}")
 

@@ -363,6 +363,11 @@ class SERConfig(PreTrainedConfig):
         """Samples in one decision window."""
         return seconds_to_samples(self.window_seconds, self.sampling_rate)
 
+    @property
+    def window_hop_samples(self) -> int:
+        """Samples between the starts of consecutive windows of longer audio."""
+        return seconds_to_samples(self.window_hop_seconds, self.sampling_rate)
+
 
 __all__ = ["BRANCHES", "EMOTIONS", "FRONT_END_DEFAULTS", "PRESETS", "SERConfig", "VOICE_LABELS",
            "densenet_downsampling", "frame_levels_db", "has_speech", "seconds_to_samples", "silence_message",

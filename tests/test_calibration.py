@@ -13,8 +13,8 @@ from ser_model import SERFeatureExtractor
 
 from ser_model import SERForAudioClassification
 from ser_model.training import calibration
-from ser_model.training.calibration import (choose_temperature, fit_temperature, reliability, reliability_figure,
-                                           softmax)
+from ser_model.training.calibration import (choose_temperature, clip_probabilities, fit_temperature, reliability,
+                                           reliability_figure, softmax)
 
 from .conftest import speechlike, tiny_config
 
@@ -30,6 +30,25 @@ def test_the_fit_recovers_the_temperature_the_labels_were_drawn_with():
     logits = np.random.default_rng(1).normal(0, 4, size=(6000, 7))
     for true_temperature in (0.7, 2.5):
         assert fit_temperature(logits, sampled(logits, true_temperature)) == pytest.approx(true_temperature, rel=0.08)
+
+
+def test_the_fit_is_on_each_clips_probabilities_as_served_the_mean_over_its_windows():
+    # Labels drawn from the served probabilities of 3-window clips at a known temperature: the fit on those
+    # recovers it; treating each window as a clip of its own would not.
+    rng = np.random.default_rng(4)
+    owner = np.repeat(np.arange(3000), 3)
+    logits = rng.normal(0, 3, size=(len(owner), 7))
+    for true_temperature in (0.5, 2.0):
+        probabilities = clip_probabilities(logits, owner, true_temperature)
+        labels = np.array([rng.choice(7, p=p) for p in probabilities])
+        fitted = fit_temperature(logits, labels[owner], owner)
+        assert fitted == pytest.approx(true_temperature, rel=0.08)
+        assert abs(fit_temperature(logits, labels[owner]) - true_temperature) > 1.0
+        # The clips' ids need not run from 0: validation fits on a subset of the clips.
+        assert fit_temperature(logits, labels[owner], 10 + 2 * owner) == pytest.approx(fitted)
+    chosen = choose_temperature(logits, labels[owner], owner)
+    assert chosen["clips"] == 3000
+    assert chosen["ece_before"] == pytest.approx(reliability(clip_probabilities(logits, owner), labels)["ece"])
 
 
 def test_expected_calibration_error_of_known_cases():
@@ -66,7 +85,7 @@ def test_the_fitted_temperature_is_applied_when_it_lowers_the_validation_error()
 def test_a_temperature_that_would_raise_the_validation_error_is_not_applied(monkeypatch):
     # The NLL fit need not lower the ECE; here it is forced to a temperature that sharpens a calibrated model.
     logits = np.random.default_rng(3).normal(0, 2, size=(4000, 7))
-    monkeypatch.setattr(calibration, "fit_temperature", lambda logits, labels: 0.5)
+    monkeypatch.setattr(calibration, "fit_temperature", lambda *arguments: 0.5)
     chosen = choose_temperature(logits, sampled(logits, 1.0))
     assert not chosen["applied"] and chosen["temperature"] == 1.0 and chosen["fitted_temperature"] == 0.5
     assert chosen["ece_after"] > chosen["ece_before"]
@@ -112,9 +131,29 @@ def test_calibrate_fits_the_raw_logits_whatever_temperature_the_model_starts_wit
         # What Trainer.predict gives for a model in eval mode: the logits divided by its temperature.
         return SimpleNamespace(
             model=SimpleNamespace(config=SimpleNamespace(calibration_temperature=temperature)),
-            compute_metrics=SimpleNamespace(groups={"all": np.arange(len(labels))}), eval_dataset=None,
+            compute_metrics=SimpleNamespace(groups={"all": np.arange(len(labels))}, owner=np.arange(len(labels))),
+            eval_dataset=None,
             predict=lambda dataset: SimpleNamespace(predictions=raw / temperature, label_ids=labels))
 
     fresh, calibrated = trainer_at(1.0), trainer_at(2.5)  # e.g. fine-tuned from a calibrated --init_model
     assert calibrate(calibrated)["fitted_temperature"] == pytest.approx(calibrate(fresh)["fitted_temperature"])
     assert calibrated.model.config.calibration_temperature == pytest.approx(fresh.model.config.calibration_temperature)
+
+
+def test_calibrate_fits_the_validation_clips_as_served():
+    from types import SimpleNamespace
+
+    from ser_model.training.train import calibrate
+
+    rng = np.random.default_rng(5)
+    owner = np.array([0, 1, 1, 2, 3, 3, 3] * 50) + np.repeat(4 * np.arange(50), 7)  # clips of 1 to 3 windows
+    clip_labels = rng.integers(0, 3, owner.max() + 1)
+    raw = rng.normal(size=(len(owner), 3)) + 4.0 * np.eye(3)[clip_labels[owner]]
+    speaker_held_out = np.arange(0, owner.max() + 1, 2)  # the other clips' corpus is held out by utterance
+    trainer = SimpleNamespace(
+        model=SimpleNamespace(config=SimpleNamespace(calibration_temperature=1.0)),
+        compute_metrics=SimpleNamespace(groups={"ravdess": speaker_held_out}, owner=owner), eval_dataset=None,
+        predict=lambda dataset: SimpleNamespace(predictions=raw, label_ids=clip_labels[owner]))
+    chosen = np.isin(owner, speaker_held_out)
+    expected = choose_temperature(raw[chosen], clip_labels[owner][chosen], owner[chosen])
+    assert calibrate(trainer) == expected and expected["clips"] == len(speaker_held_out)

@@ -22,7 +22,8 @@ from ser_model.evaluation.crossval import crossval
 from ser_model.serving.windows import sliding_windows
 from ser_model.training.arguments import parse_arguments
 from ser_model.training.encoder_statistics import EncoderStatistics
-from ser_model.training.head_training import StatisticRows, clip_probabilities, to_model, train_head
+from ser_model.training.calibration import clip_probabilities
+from ser_model.training.head_training import StatisticRows, to_model, train_head
 
 from .conftest import TINY, speechlike
 from .test_whisper_branch import TINY_WHISPER, tiny_whisper_dir, whisper_config  # noqa: F401 (a fixture)

@@ -88,12 +88,12 @@ def test_the_card_states_the_recipe_the_arguments_record():
     from ser_model.training.arguments import TRAINING_DEFAULTS, parse_arguments, recipe
 
     arguments = recipe(*parse_arguments({"output_dir": "run", "learning_rate": 1e-3, "num_train_epochs": 12,
-                                         "early_stopping_patience": 5, "mixup_probability": 0.5}))
+                                         "early_stopping_patience": 5}))
     described = _training_description({"arguments": arguments, "epochs_run": 12.0, "wall_seconds": 60.0,
                                        "best_validation_selection_macro_recall": 0.5})
     batch = TRAINING_DEFAULTS["per_device_train_batch_size"]
     assert f"learning rate 0.001, batch {batch}, cosine schedule, label smoothing 0.1," in described
-    assert "(patience 5)" in described and "mixup (p=0.5)" in described
+    assert "(patience 5)" in described and "random crops, SpecAugment. Early stopping" in described
 
 
 def test_the_bundled_training_records_are_read_by_the_one_reader():

@@ -1,19 +1,19 @@
+import copy
+
 import pytest
-import timm.models.densenet
 import torch
 
 from ser_model import SERFeatureExtractor
 
 from ser_model import SERForAudioClassification
 from ser_model.configuration import densenet_downsampling
-from ser_model.modeling import densenet_output_frames
 
 from .conftest import speechlike, tiny_config
 
 
-def features_for(config, *seconds, return_tensors="pt"):
+def features_for(config, *seconds, return_tensors="pt", seeds=None):
     extractor = SERFeatureExtractor.from_config(config)
-    clips = [speechlike(s, seed=i) for i, s in enumerate(seconds)]
+    clips = [speechlike(s, seed=seed) for s, seed in zip(seconds, seeds or range(len(seconds)))]
     # The model's tests, not the refusals': a 50 ms clip is too short to show speech's syllables.
     return extractor(clips, sampling_rate=config.sampling_rate, return_tensors=return_tensors, check_audio=False)
 
@@ -45,32 +45,74 @@ def test_embedding_size_formula_matches_the_model(config):
 
 
 @pytest.mark.parametrize("preset", [dict(growth_rate=4, block_config=[1, 1]), dict(growth_rate=8, block_config=[2, 3, 2])])
-def test_densenet_size_helpers_match_timm(preset):
+def test_the_mel_branch_is_timms_densenet_on_unpadded_clips_and_counts_its_frames(preset):
     config = tiny_config(n_mels=64, n_mfcc=8, **preset)
-    net = timm.models.densenet.DenseNet(growth_rate=config.growth_rate, block_config=tuple(config.block_config),
-                                        in_chans=1, num_classes=0)
+    encoder = SERForAudioClassification(config).ser.mel_encoder.eval()
     # The config's validation cannot build the network, so it computes the stride; timm's must agree.
-    assert densenet_downsampling(config.block_config) == net.feature_info[-1]["reduction"]
+    assert densenet_downsampling(config.block_config) == encoder.reduction
     for frames in (16, 17, 33, 101, 401):
-        out = net.forward_features(torch.zeros(1, 1, 64, frames))
-        assert out.shape[-1] == densenet_output_frames(frames, net.feature_info[-1]["reduction"])
+        image = torch.randn(1, 1, 64, frames)
+        with torch.no_grad():
+            hidden, lengths = encoder.features(image, torch.tensor([frames]))
+            # The shipped weights keep their outputs: on a clip alone the branch computes what timm's forward does.
+            assert torch.equal(hidden, encoder.densenet.forward_features(image))
+        assert lengths.tolist() == [hidden.shape[-1]]
 
 
-def test_pooling_ignores_padding(config):
-    # A clip alone and the same clip padded to twice its length in a batch give the same embedding,
-    # up to the convolutions' view of the boundary; pooling over the padding too is far off.
+@pytest.mark.parametrize("block_config", [[1, 1], [1, 1, 1]])
+def test_a_clip_in_a_padded_batch_gets_its_embedding_alone(block_config):
+    # Padded frames are zero before every convolution and pooling, so in inference a clip padded to more than
+    # twice its length in a batch gets its embedding alone, up to rounding; pooling over the padding too is
+    # far off. 0.08 s is 11 frames, fewer than the 16 that three blocks shrink by: padded to 16 alone.
+    config = tiny_config(block_config=block_config, min_audio_seconds=0.05)
     torch.manual_seed(0)
     model = SERForAudioClassification(config).eval()
-    batch = features_for(config, 1.0, 0.45)
-    alone = SERFeatureExtractor.from_config(config)(speechlike(0.45, seed=1), sampling_rate=16_000,
-                                                    return_tensors="pt")
+    batch = features_for(config, 1.0, 0.45, 0.08)
     unmasked = {**batch, "attention_mask": torch.ones_like(batch["attention_mask"])}
     with torch.no_grad():
-        reference = model.ser(**alone).pooler_output[0]
-        masked_error = (model.ser(**batch).pooler_output[1] - reference).abs().mean()
-        unmasked_error = (model.ser(**unmasked).pooler_output[1] - reference).abs().mean()
-    assert masked_error < 0.03 * reference.abs().mean()
-    assert unmasked_error > 10 * masked_error
+        embeddings = model.ser(**batch).pooler_output
+        for i, seconds in enumerate((0.45, 0.08), start=1):
+            alone = model.ser(**features_for(config, seconds, seeds=[i])).pooler_output[0]
+            torch.testing.assert_close(embeddings[i], alone, atol=1e-5, rtol=1e-5)
+        unmasked_error = (model.ser(**unmasked).pooler_output[1] - embeddings[1]).abs().mean()
+    assert unmasked_error > 0.03 * embeddings[1].abs().mean()
+
+
+def padded_further(batch, frames: int) -> dict:
+    """`batch` with `frames` more padded frames: zeros, masked out."""
+    return {name: torch.nn.functional.pad(value, (0, frames)) for name, value in batch.items()}
+
+
+@pytest.mark.parametrize("seconds", [(0.7, 0.7, 0.7), (1.0, 0.45, 0.7)])
+@pytest.mark.parametrize("branches", [["mel"], ["mfcc"]])
+def test_in_training_more_padding_changes_neither_the_embeddings_nor_the_batch_statistics(branches, seconds):
+    # The BatchNorms' batch statistics are those of the real frames alone, so more padding changes neither the
+    # embeddings nor the running statistics. Clips of one length have no padding at first: there the reference
+    # is torch's own BatchNorm over the whole batch.
+    config = tiny_config(branches=branches)
+    torch.manual_seed(0)
+    model = SERForAudioClassification(config).train()
+    further = copy.deepcopy(model)
+    batch = features_for(config, *seconds)
+    torch.testing.assert_close(further.ser(**padded_further(batch, 37)).pooler_output, model.ser(**batch).pooler_output,
+                               atol=1e-5, rtol=1e-5)
+    buffers = dict(further.named_buffers())
+    for name, buffer in model.named_buffers():
+        torch.testing.assert_close(buffers[name], buffer, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("branches", [["mel"], ["mfcc"]])
+def test_padded_frames_get_no_gradient(branches):
+    config = tiny_config(branches=branches)
+    model = SERForAudioClassification(config).train()
+    batch = features_for(config, 0.9, 0.45)
+    name = "input_values" if branches == ["mel"] else "input_mfcc"
+    features = batch[name].requires_grad_()
+    model(**batch, labels=torch.tensor([1, 2])).loss.backward()
+    real = batch["attention_mask"][1].bool()
+    assert not real.all()
+    assert torch.count_nonzero(features.grad[1][:, ~real]) == 0
+    assert torch.count_nonzero(features.grad[1][:, real]) > 0
 
 
 def test_clips_shorter_than_the_downsampling_still_classify():

@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader
 from ser_model import SERFeatureExtractor
 from ser_model.data.augment import AugmentationSettings, Augmenter
 from ser_model.data.corpora import LABEL_SETS, LABELS, Record
-from ser_model.data.train_data import (BalancedEpochs, ClipDataset, FeatureCollator, class_weights, codec_versions,
-                                  label_mask, load_clips, sampling_weights)
+from ser_model.data.train_data import (BalancedEpochs, ClipDataset, ClipWindows, FeatureCollator, class_weights,
+                                  codec_versions, label_mask, load_clips, sampling_weights)
+from ser_model.serving.windows import sliding_windows
 
 from .conftest import speechlike, tiny_config
 
@@ -194,6 +195,21 @@ def test_the_collator_pads_and_stacks_labels_and_masks():
     assert batch["label_mask"].shape == (2, len(LABELS))
     assert batch["labels"].tolist() == [LABELS.index(r.label) for r in records]
     assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
+
+
+def test_validation_items_are_every_window_serving_cuts_each_clip_into():
+    config = tiny_config()  # 1 s windows every 0.5 s
+    records = corpus("turev", 1, 3)
+    clips = [speechlike(0.3), speechlike(2.3, seed=1), speechlike(1.0, seed=2)]
+    dataset = ClipWindows(clips, records, config.window_samples, config.window_hop_samples)
+    served = [(clip, window) for clip, waveform in enumerate(clips)
+              for _, window, _ in sliding_windows([waveform], config.window_samples, config.window_hop_samples)]
+    assert dataset.owner.tolist() == [0, 1, 1, 1, 1, 2] == [clip for clip, _ in served]
+    for item, (clip, window) in zip(dataset, served):
+        np.testing.assert_array_equal(item["waveform"], window)
+        assert (item["label"], item["label_set"]) == (records[clip].label, records[clip].label_set)
+    batch = FeatureCollator(SERFeatureExtractor.from_config(config), LABEL2ID)(list(dataset))
+    assert batch["labels"].tolist() == [LABEL2ID[records[clip].label] for clip, _ in served]
 
 
 def test_decoded_and_coded_clips_are_cached_and_read_back(tmp_path):

@@ -1,11 +1,11 @@
-"""The training loss over each clip's label set, SpecAugment, mixup and the validation score."""
+"""The training loss over each clip's label set, SpecAugment and the validation score."""
 
 import numpy as np
 import pytest
 import torch
 
 from ser_model.data.corpora import LABELS, Record
-from ser_model.training.trainer import ValidationMetrics, label_set_cross_entropy, mix_batch, spec_augment
+from ser_model.training.trainer import ValidationMetrics, label_set_cross_entropy, spec_augment
 
 TUREV = torch.tensor([label in ("angry", "happy", "neutral", "sad") for label in LABELS])
 
@@ -57,17 +57,6 @@ def test_smoothing_spreads_only_over_the_set():
     assert loss.item() == pytest.approx(np.log(4), rel=1e-6)
 
 
-def test_mix_batch_mixes_features_and_unites_masks_with_one_weight():
-    batch = {"input_values": torch.arange(4.0).reshape(4, 1, 1).expand(4, 2, 3).clone(),
-             "input_mfcc": 10 * torch.arange(4.0).reshape(4, 1, 1).expand(4, 2, 3).clone(),
-             "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]])}
-    mixed = mix_batch(batch, 0.25, torch.tensor([1, 0, 3, 2]))
-    assert mixed["input_values"][:, 0, 0].tolist() == [0.75, 0.25, 2.75, 2.25]
-    assert mixed["input_mfcc"][:, 0, 0].tolist() == [7.5, 2.5, 27.5, 22.5]
-    assert mixed["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1]]
-    assert batch["input_values"][0, 0, 0] == 0.0  # the input batch is left as it was
-
-
 def test_spec_augment_zeroes_time_spans_in_both_inputs_and_bands_within_limits():
     batch = {"input_values": torch.ones(2, 16, 50), "input_mfcc": torch.ones(2, 8, 50),
              "attention_mask": torch.ones(2, 50, dtype=torch.long)}
@@ -83,6 +72,61 @@ def test_spec_augment_zeroes_time_spans_in_both_inputs_and_bands_within_limits()
     zero_rows = (batch["input_values"] == 0).all(dim=2).sum(dim=1)
     assert (zero_rows <= 3 * 4).all()  # at most a quarter of 16 bands per mask
     assert (batch["input_values"] == 0).any()
+
+
+def masked_frames(features: torch.Tensor) -> list[int]:
+    """The frames of one clip's (bands, frames) input that are zero in every band."""
+    return torch.nonzero((features == 0).all(dim=0)).flatten().tolist()
+
+
+def test_spec_augment_masks_whispers_log_mel_over_the_same_seconds_and_its_own_bins():
+    # Whisper's frames at twice the rate here, so that the mapping shows; 80 bins: masks up to 20 wide.
+    batch = {"input_values": torch.ones(2, 16, 50), "input_mfcc": torch.ones(2, 8, 50),
+             "attention_mask": torch.ones(2, 50, dtype=torch.long), "input_features": torch.ones(2, 80, 100)}
+    spec_augment(batch, time_masks=1, time_mask_frames=10, freq_masks=0, freq_mask_bands=0,
+                 generator=torch.Generator().manual_seed(0), whisper_frames_per_frame=2.0)
+    for i in range(2):
+        mel = masked_frames(batch["input_values"][i])
+        assert mel and masked_frames(batch["input_mfcc"][i]) == mel
+        assert masked_frames(batch["input_features"][i]) == list(range(2 * mel[0], 2 * (mel[-1] + 1)))
+    spec_augment(batch, time_masks=0, time_mask_frames=0, freq_masks=3, freq_mask_bands=30,
+                 generator=torch.Generator().manual_seed(1))
+    zero_bins = (batch["input_features"] == 0).all(dim=2).sum(dim=1)
+    assert (zero_bins > 0).all() and (zero_bins <= 3 * 20).all()
+
+
+def test_the_trainer_masks_every_branchs_input_in_training_only(tmp_path):
+    from transformers import WhisperFeatureExtractor
+
+    from ser_model import SERFeatureExtractor, SERForAudioClassification
+    from ser_model.data.train_data import ClipDataset, FeatureCollator
+    from ser_model.training.arguments import parse_arguments
+    from ser_model.training.trainer import SERTrainer
+
+    from .conftest import speechlike
+    from .test_whisper_branch import whisper_config
+
+    config = whisper_config()
+    records = [Record(path=str(i), corpus="c", speaker="c:1", label="sad", gender=None, utterance="u")
+               for i in range(2)]
+    collate = FeatureCollator(SERFeatureExtractor.from_config(config), config.label2id)
+    _, _, args = parse_arguments({"output_dir": str(tmp_path), "use_cpu": True, "eval_strategy": "no",
+                                  "save_strategy": "no", "load_best_model_at_end": False, "time_masks": 1,
+                                  "time_mask_frames": 30, "freq_masks": 0})
+    model = SERForAudioClassification(config)
+    trainer = SERTrainer(model=model, args=args, class_weights=torch.ones(7))
+    # The mel frames hop 128 samples here, Whisper's its own feature extractor's 160.
+    ratio = config.hop_length / WhisperFeatureExtractor().hop_length
+    assert trainer.whisper_frames_per_frame == pytest.approx(ratio)
+    batch = collate(list(ClipDataset([speechlike(0.9, seed=0), speechlike(0.7, seed=1)], records)))
+    before = {name: value.clone() for name, value in batch.items()}
+    trainer.compute_loss(model.eval(), dict(batch))  # a dict of its own: compute_loss pops the labels
+    assert all(torch.equal(batch[name], value) for name, value in before.items())  # validation: never masked
+    trainer.compute_loss(model.train(), dict(batch))
+    for i in range(2):
+        mel = sorted(set(masked_frames(batch["input_values"][i])) - set(masked_frames(before["input_values"][i])))
+        whisper = set(masked_frames(batch["input_features"][i])) - set(masked_frames(before["input_features"][i]))
+        assert mel and sorted(whisper) == list(range(round(mel[0] * ratio), round((mel[-1] + 1) * ratio)))
 
 
 def test_selection_averages_the_speaker_held_out_corpora_equally():
@@ -102,6 +146,24 @@ def test_selection_averages_the_speaker_held_out_corpora_equally():
     assert scores["turev_macro_recall"] == pytest.approx(1.0)
     assert scores[ValidationMetrics.SELECTION] == pytest.approx(0.75)
     assert scores["accuracy"] == pytest.approx(3 / 6)
+
+
+def test_validation_scores_each_clip_by_the_mean_of_its_windows_probabilities():
+    # An angry clip of three windows whose first says sad while the mean of all three says angry (as serving
+    # averages them), and a sad clip of one window. The voice likewise: the first window decides it.
+    records = [Record(path=str(i), corpus="ravdess", speaker="ravdess:1", label=label, gender=None, utterance="u")
+               for i, label in enumerate(("angry", "sad"))]
+    angry, sad = LABELS.index("angry"), LABELS.index("sad")
+    logits = np.zeros((4, 7))
+    logits[0, sad] = 2.0
+    logits[1:3, angry] = 3.0
+    logits[3, sad] = 3.0
+    voice = np.array([[4.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
+    metrics = ValidationMetrics(records, {"ravdess": "speaker"}, len(LABELS), owner=np.array([0, 0, 0, 1]))
+    scores = metrics(type("P", (), {"predictions": (logits, voice),
+                                    "label_ids": (np.array([angry, angry, angry, sad]), np.array([0, 0, 0, 1]))})())
+    assert scores["accuracy"] == 1.0 and scores["ravdess_macro_recall"] == 1.0
+    assert scores["voice_accuracy"] == 1.0
 
 
 def test_out_of_set_weight_runs_from_the_masked_loss_to_the_plain_one():

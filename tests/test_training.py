@@ -223,3 +223,11 @@ def test_bad_input_to_train_is_one_sentence_not_a_traceback(tmp_path, capsys):
     assert cli_main(["train", "--preset", "cpu-small", "--model_overrides", '{"n_mfcc": 0}',
                      "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "run")]) == 2
     assert "n_mfcc must be a positive integer" in capsys.readouterr().err
+
+
+def test_recipes_written_before_mixup_was_removed_still_parse_and_one_that_used_it_is_refused():
+    old = {"output_dir": "run", "mixup_probability": 0.0, "mixup_alpha": 0.4}
+    assert "mixup_probability" not in recipe(*parse_arguments(old))
+    assert recipe(*parse_arguments(old)) == recipe(*parse_arguments({"output_dir": "run"}))
+    with pytest.raises(InputError, match="mixup was removed"):
+        parse_arguments({**old, "mixup_probability": 0.5})

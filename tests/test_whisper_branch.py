@@ -3,6 +3,7 @@ gradient, every parameter learns (the layer weights too), each pooling gives its
 and loads as one folder, a pretrained checkpoint's encoder is copied exactly, and the feature extractor
 gives transformers' own Whisper log-mel."""
 
+import copy
 import json
 
 import numpy as np
@@ -56,6 +57,19 @@ def test_the_branch_output_does_not_change_with_padding(padding):
         with torch.no_grad():
             torch.testing.assert_close(whisper_embedding(model, batch)[1], whisper_embedding(model, alone)[0],
                                        atol=1e-5, rtol=1e-5)
+
+
+def test_in_training_padding_changes_no_branch():
+    # Every branch in training mode, the same clips padded to the longest or to the whole window. (The Whisper
+    # branch standardises its pooled features over a batch of two: rounding errors grow to about 2e-5.)
+    torch.manual_seed(0)
+    config = whisper_config()
+    model = SERForAudioClassification(config).train()
+    further = copy.deepcopy(model)
+    longest, window = whisper_features(config, 0.9, 0.45), whisper_features(config, 0.9, 0.45, padding="max_length")
+    assert window["input_values"].shape[-1] > longest["input_values"].shape[-1]
+    torch.testing.assert_close(further.ser(**window).pooler_output, model.ser(**longest).pooler_output,
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_padded_frames_get_no_gradient():

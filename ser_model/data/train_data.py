@@ -26,6 +26,7 @@ from .augment import CODECS, Augmenter, encode_decode
 from .corpora import Record
 from ..configuration import VOICE_LABELS
 from ..feature_extractor import SERFeatureExtractor
+from ..serving.windows import sliding_windows
 from .splits import record_key
 
 logger = logging.getLogger(__name__)
@@ -141,8 +142,9 @@ def class_weights(records: list[Record], weights: np.ndarray, label2id: dict[str
 
 
 class ClipDataset(Dataset):
-    """Whole clips with their emotion and label set, unaugmented (validation, test); `FeatureCollator`
-    turns the names into the model's class ids."""
+    """Whole clips with their emotion and label set, unaugmented; `FeatureCollator` turns the names into the
+    model's class ids. (The feature extractor keeps the first window of a longer clip: validation scores
+    `ClipWindows`.)"""
 
     def __init__(self, clips: list[np.ndarray], records: list[Record]):
         self.clips = clips
@@ -155,6 +157,36 @@ class ClipDataset(Dataset):
         record = self.records[index]
         return {"waveform": self.clips[index], "label": record.label, "label_set": record.label_set,
                 "gender": record.gender}
+
+
+class ClipWindows(ClipDataset):
+    """Every window of every clip, as serving cuts audio longer than one window (`sliding_windows` with the
+    model's window and hop), so that validation and calibration score a clip as it is served: the mean of its
+    windows' probabilities (`training.calibration.clip_probabilities`, with `owner`).
+
+    Args:
+        clips, records: the clips and their records.
+        window (`int`): samples in one window (`config.window_samples`).
+        hop (`int`): samples between window starts (`config.window_hop_samples`).
+
+    Attributes:
+        owner (`np.ndarray` of shape `(len(self),)`): the index of each item's clip, in item order.
+    """
+
+    def __init__(self, clips: list[np.ndarray], records: list[Record], window: int, hop: int):
+        super().__init__(clips, records)
+        self.spans = [(clip, start, len(samples)) for clip, waveform in enumerate(clips)
+                      for start, samples, _ in sliding_windows([waveform], window, hop)]
+        self.owner = np.array([clip for clip, _, _ in self.spans], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, index: int) -> dict:
+        clip, start, length = self.spans[index]
+        item = super().__getitem__(clip)
+        item["waveform"] = item["waveform"][start:start + length]
+        return item
 
 
 class BalancedEpochs(ClipDataset):
@@ -260,6 +292,7 @@ def voice_label(gender: str | None) -> int:
 __all__ = [
     "BalancedEpochs",
     "ClipDataset",
+    "ClipWindows",
     "FeatureCollator",
     "cache_file",
     "class_weights",

@@ -32,9 +32,9 @@ from ..data.corpora import Record, discover
 from ..data.folds import DEFAULT_FOLDS, corpus_folds, fold_keys, speaker_folds
 from ..errors import InputError
 from ..training.arguments import argument_parser, given_flags, parse_arguments, suppress_defaults
-from ..training.calibration import fit_temperature, reliability
+from ..training.calibration import clip_probabilities, fit_temperature, reliability
 from ..training.encoder_statistics import EncoderStatistics
-from ..training.head_training import StatisticRows, clip_probabilities, train_head
+from ..training.head_training import StatisticRows, train_head
 from .evaluate import SPEAKER_INDEPENDENT, evaluate_predictions
 
 logger = logging.getLogger(__name__)
@@ -125,22 +125,16 @@ def calibration(records: list[Record], folds: np.ndarray, window_logits: np.ndar
     temperatures = {}
     for fold in sorted(set(folds.tolist())):
         inside = np.isin(owner, np.flatnonzero(folds != fold))
-        temperature = fit_window_temperature(window_logits[inside], owner[inside], label_ids)
+        temperature = fit_temperature(window_logits[inside], label_ids[owner[inside]], owner[inside])
         temperatures[int(fold)] = temperature
         members = np.flatnonzero(folds == fold)
         windows = np.isin(owner, members)
         calibrated[members] = clip_probabilities(window_logits[windows], np.searchsorted(members, owner[windows]),
                                                  temperature)
-    return {"temperature_all_folds": fit_window_temperature(window_logits, owner, label_ids),
+    return {"temperature_all_folds": fit_temperature(window_logits, label_ids[owner], owner),
             "temperature_per_fold": temperatures,
             "ece_uncalibrated": reliability(raw, label_ids)["ece"],
             "ece_temperature_from_other_folds": reliability(calibrated, label_ids)["ece"]}
-
-
-def fit_window_temperature(window_logits: np.ndarray, owner: np.ndarray, label_ids: np.ndarray) -> float:
-    """The temperature for clips scored as served. Nearly every corpus clip is one window, whose
-    probabilities are the softmax of its logits, so the fit runs on the windows, each with its clip's label."""
-    return fit_temperature(window_logits, label_ids[owner])
 
 
 def crossval(args, data_dir: str, output_dir: Path, k: int, loco: bool, copies: int, recipe: str) -> dict:

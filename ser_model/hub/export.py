@@ -397,7 +397,6 @@ def _training_description(training: dict | None) -> str:
     if not training:
         return "No training record was exported with this model."
     args = training["arguments"]
-    mixup = f", mixup (p={args['mixup_probability']})" if args["mixup_probability"] else ""
     channel = ", ".join(f"{name} p={args[key]}" for name, key in (
         ("lossy codec (MP3/Opus/Vorbis)", "codec_probability"), ("reverberation", "reverb_probability"),
         ("babble", "babble_probability"), ("telephone/narrow band", "narrow_band_probability"),
@@ -420,7 +419,7 @@ def _training_description(training: dict | None) -> str:
         f"{args['lr_scheduler_type']} schedule, label smoothing {args['label_smoothing_factor']}, class-weighted "
         f"loss, {loss}; {sampling}. Augmentation: speed {args['speed_range']} (p={args['speed_probability']}), "
         f"white noise (p={args['noise_probability']}){', ' + channel if channel else ''}, random crops, "
-        f"SpecAugment{mixup}. Early stopping on the validation speakers' macro recall, averaged over corpora "
+        f"SpecAugment. Early stopping on the validation speakers' macro recall, averaged over corpora "
         f"(patience {args['early_stopping_patience']}); best {training['best_validation_selection_macro_recall']:.3f} "
         f"after {training['epochs_run']:.0f} epochs, {training['wall_seconds'] / 60:.1f} minutes on "
         f"{training.get('device', 'CPU')}.{average}"

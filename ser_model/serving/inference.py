@@ -23,7 +23,7 @@ import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..audio_io import AudioError, check_duration, open_audio, silence_error, to_mono_16k, validate_waveform
-from ..configuration import VOICE_LABELS, SERConfig, has_speech, seconds_to_samples
+from ..configuration import VOICE_LABELS, SERConfig, has_speech
 from ..errors import InputError
 from ..feature_extractor import SERFeatureExtractor
 from ..model_info import bundled_model
@@ -70,7 +70,7 @@ class EmotionRecognizer:
         self.torch_thread = torch_thread
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         self.window = self.config.window_samples
-        self.hop = seconds_to_samples(self.config.window_hop_seconds, self.config.sampling_rate)
+        self.hop = self.config.window_hop_samples
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, revision: str | None = None,

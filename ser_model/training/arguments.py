@@ -60,6 +60,10 @@ TRAINING_DEFAULTS = {
     "seed": 0,
 }
 
+# Removed arguments that older recipes and training.json records still carry, dropped on reading: mixup, off in
+# every recipe, mixed the mel and MFCC inputs but not Whisper's.
+RETIRED_ARGUMENTS = ("mixup_probability", "mixup_alpha")
+
 def _help(text: str) -> dict:
     return {"help": text}
 
@@ -211,16 +215,16 @@ class SERTrainingArguments(TrainingArguments):
     level_db: list[float] = field(default_factory=lambda: [-40.0, 0.0], metadata=_help(
         "level change in dB, low high"))
     # Feature augmentation (ser_model.training.trainer).
-    time_masks: int = field(default=2, metadata=_help("SpecAugment time masks per clip"))
+    time_masks: int = field(default=2, metadata=_help(
+        "SpecAugment time masks per clip, the same seconds in every branch's input"))
     time_mask_frames: int = field(default=20, metadata=_help("longest time mask, in frames"))
-    freq_masks: int = field(default=2, metadata=_help("SpecAugment masks per clip over mel bands and MFCCs each"))
+    freq_masks: int = field(default=2, metadata=_help(
+        "SpecAugment masks per clip over each input's own bands: mel bands, MFCCs and Whisper's mel bins"))
     freq_mask_bands: int = field(default=8, metadata=_help("widest frequency mask, in bands or coefficients"))
-    mixup_probability: float = field(default=0.0, metadata=_help("chance that a batch is mixed with itself"))
-    mixup_alpha: float = field(default=0.4, metadata=_help("Beta(alpha, alpha) draws the mixing weight"))
 
     PROBABILITIES = ("speed_probability", "noise_probability", "codec_probability", "reverb_probability",
                      "babble_probability", "narrow_band_probability", "level_probability", "label_smoothing_factor",
-                     "mixup_probability", "out_of_set_weight", "voice_loss_weight")
+                     "out_of_set_weight", "voice_loss_weight")
 
     def __post_init__(self):
         if not self.output_dir:
@@ -270,7 +274,12 @@ def argument_parser(**kwargs) -> HfArgumentParser:
 
 def parse_arguments(values: Mapping) -> Arguments:
     """The three argument objects from `values` (field name -> value, as in a JSON recipe); every field
-    not given takes `TRAINING_DEFAULTS`, else its declared default. A bad value is an `InputError`."""
+    not given takes `TRAINING_DEFAULTS`, else its declared default. A bad value is an `InputError`; so is a
+    recipe that asks for mixup, which no longer exists (`RETIRED_ARGUMENTS`)."""
+    if values.get("mixup_probability"):
+        raise InputError(f"mixup_probability is {values['mixup_probability']}, but mixup was removed: this version "
+                         "cannot train that recipe; set it to 0 or leave it out")
+    values = {name: value for name, value in values.items() if name not in RETIRED_ARGUMENTS}
     try:
         return argument_parser().parse_dict({**TRAINING_DEFAULTS, **values})
     except InputError:
@@ -316,6 +325,6 @@ def recipe(model_args: ModelArguments, data_args: DataArguments, training_args: 
     return {name: value for name, value in record.items() if not name.endswith("_token")}
 
 
-__all__ = ["ARGUMENT_CLASSES", "DataArguments", "ModelArguments", "SELECTION_METRIC", "SERTrainingArguments",
-           "TRAINING_DEFAULTS", "argument_parser", "given_flags", "parse_arguments", "read_recipe", "recipe",
-           "suppress_defaults"]
+__all__ = ["ARGUMENT_CLASSES", "DataArguments", "ModelArguments", "RETIRED_ARGUMENTS", "SELECTION_METRIC",
+           "SERTrainingArguments", "TRAINING_DEFAULTS", "argument_parser", "given_flags", "parse_arguments", "read_recipe",
+           "recipe", "suppress_defaults"]

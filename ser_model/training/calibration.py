@@ -7,12 +7,14 @@ only how sure the probabilities say the model is. The temperature lives in the m
 the model applies it, so `pipeline(...)`, the app and the CLI all report calibrated probabilities.
 `choose_temperature` keeps the fitted temperature only where it lowers the expected calibration
 error of the validation clips it was fitted on.
+
+Clips are scored as they are served (`clip_probabilities`): a clip longer than the model's window is
+the mean of its windows' probabilities, each window's logits divided by the temperature first.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from scipy.optimize import minimize_scalar
 
@@ -22,29 +24,65 @@ ECE_BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature in [`TEMPERATURE_RANGE`] that minimises the negative log-likelihood of
-    `labels` under `softmax(logits / T)`, for logits computed at temperature 1.
+def clip_probabilities(window_logits: np.ndarray, owner: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Each clip's probabilities as serving gives them (`EmotionRecognizer.predict_stream`): the mean over
+    its windows of the softmax of their logits divided by `temperature`.
+
+    Args:
+        window_logits (`np.ndarray` of shape `(windows, classes)`): logits of every window of the clips.
+        owner (`np.ndarray` of shape `(windows,)`): the clip of each window, 0 to clips - 1, each present.
+        temperature (`float`, *optional*, defaults to 1.0): divides the logits before the softmax.
+
+    Returns:
+        `np.ndarray` of shape `(clips, classes)`.
+    """
+    probabilities = softmax(window_logits, temperature)
+    clips = owner.max() + 1
+    total = np.zeros((clips, probabilities.shape[1]))
+    np.add.at(total, owner, probabilities)
+    return total / np.bincount(owner, minlength=clips)[:, None]
+
+
+def _served(logits: np.ndarray, labels: np.ndarray, owner: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Window-to-clip indices 0 to clips - 1 (one window per clip without `owner`) and each clip's label."""
+    if owner is None:
+        return np.arange(len(logits)), np.asarray(labels)
+    _, first, owner = np.unique(owner, return_index=True, return_inverse=True)
+    return owner, np.asarray(labels)[first]
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, owner: np.ndarray | None = None) -> float:
+    """The temperature in [`TEMPERATURE_RANGE`] that minimises the negative log-likelihood of the clips'
+    labels under their probabilities as served (`clip_probabilities`), for logits computed at temperature 1.
+
+    The fit is on the clips' probabilities, the mean over their windows, not on each window as a clip of its
+    own: those are the probabilities people are shown and the ones the calibration error judges, and a
+    window-level fit would weigh a long clip by its number of windows. For clips of one window, nearly all of
+    the corpora's, both are the same.
 
     The bound matters for a model that has learnt little: its best temperature runs off towards
     infinity (uniform probabilities), which would hide how little it knows behind a huge number.
 
     Args:
-        logits (`np.ndarray` of shape `(clips, classes)`): uncalibrated logits of held-out clips.
-        labels (`np.ndarray` of shape `(clips,)`): their class ids.
+        logits (`np.ndarray` of shape `(windows, classes)`): uncalibrated logits of held-out windows, one per
+            clip without `owner`.
+        labels (`np.ndarray` of shape `(windows,)`): the class id of each window's clip.
+        owner (`np.ndarray` of shape `(windows,)`, *optional*): the clip of each window (any ids).
     """
-    logits_t = torch.as_tensor(logits, dtype=torch.float64)
-    labels_t = torch.as_tensor(labels, dtype=torch.long)
+    owner, labels = _served(logits, labels, owner)
+    logits = np.asarray(logits, dtype=np.float64)
 
     def nll(log_t: float) -> float:
-        return float(torch.nn.functional.cross_entropy(logits_t / np.exp(log_t), labels_t))
+        picked = clip_probabilities(logits, owner, np.exp(log_t))[np.arange(len(labels)), labels]
+        return float(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)).mean())
 
-    # The NLL is convex in 1/T, so a bounded scalar search on log T finds its minimum.
+    # The NLL of one-window clips is convex in 1/T; the mean over a few clips' several windows keeps it
+    # unimodal in practice, so a bounded scalar search on log T finds its minimum.
     low, high = np.log(TEMPERATURE_RANGE)
     return float(np.exp(minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-4}).x))
 
 
-def choose_temperature(logits: np.ndarray, labels: np.ndarray) -> dict:
+def choose_temperature(logits: np.ndarray, labels: np.ndarray, owner: np.ndarray | None = None) -> dict:
     """The temperature to apply: the one `fit_temperature` finds, kept only when it lowers the expected
     calibration error of the same clips, else 1 (the probabilities stay the model's own).
 
@@ -55,16 +93,20 @@ def choose_temperature(logits: np.ndarray, labels: np.ndarray) -> dict:
     decision is made on the validation clips, so that the test speakers choose nothing.
 
     Args:
-        logits (`np.ndarray` of shape `(clips, classes)`): logits of the validation clips at temperature 1.
-        labels (`np.ndarray` of shape `(clips,)`): their class ids.
+        logits (`np.ndarray` of shape `(windows, classes)`): logits of the validation windows at temperature 1,
+            one per clip without `owner`.
+        labels (`np.ndarray` of shape `(windows,)`): the class id of each window's clip.
+        owner (`np.ndarray` of shape `(windows,)`, *optional*): the clip of each window; the errors are those
+            of the clips' probabilities as served (`clip_probabilities`), as is the fit.
 
     Returns:
         `dict` with `temperature` (the one to apply), `fitted_temperature`, `applied` (`bool`), `clips`,
         `ece_before` (at temperature 1) and `ece_after` (at the fitted temperature).
     """
-    fitted = fit_temperature(logits, labels)
-    before = reliability(softmax(logits), labels)["ece"]
-    after = reliability(softmax(logits, fitted), labels)["ece"]
+    fitted = fit_temperature(logits, labels, owner)
+    owner, labels = _served(logits, labels, owner)
+    before = reliability(clip_probabilities(logits, owner), labels)["ece"]
+    after = reliability(clip_probabilities(logits, owner, fitted), labels)["ece"]
     applied = after < before
     return {"temperature": fitted if applied else 1.0, "fitted_temperature": fitted, "applied": applied,
             "clips": len(labels), "ece_before": before, "ece_after": after}
@@ -124,4 +166,5 @@ def reliability_figure(curves: dict[str, dict], title: str) -> Figure:
     return fig
 
 
-__all__ = ["ECE_BINS", "TEMPERATURE_RANGE", "fit_temperature", "reliability", "reliability_figure", "softmax"]
+__all__ = ["ECE_BINS", "TEMPERATURE_RANGE", "choose_temperature", "clip_probabilities", "fit_temperature",
+           "reliability", "reliability_figure", "softmax"]

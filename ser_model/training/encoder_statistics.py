@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..configuration import SERConfig, seconds_to_samples
+from ..configuration import SERConfig
 from ..data.augment import CODECS, AugmentationSettings, Augmenter, encode_decode
 from ..data.corpora import Record
 from ..data.train_data import cache_file, load_arrays, save_arrays
@@ -125,8 +125,7 @@ class EncoderStatistics:
     def windows(self, records: list[Record], clips: Callable[[], list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """Rows of every window of every clip, as serving cuts them, and the clip index of each row.
         `clips()` gives the decoded clips; it is called only when the cache lacks the rows."""
-        window = self.config.window_samples
-        hop = seconds_to_samples(self.config.window_hop_seconds, self.config.sampling_rate)
+        window, hop = self.config.window_samples, self.config.window_hop_samples
 
         def compute():
             cut = [[w for _, w, _ in sliding_windows([clip], window, hop)] for clip in clips()]

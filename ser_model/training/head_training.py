@@ -149,18 +149,6 @@ def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def clip_probabilities(window_logits: np.ndarray, owner: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Each clip's probabilities as serving gives them: the mean over its windows of the softmax of
-    their logits divided by `temperature`; `owner[i]` is window i's clip (0 .. clips - 1)."""
-    z = window_logits / temperature
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    probabilities = z / z.sum(axis=1, keepdims=True)
-    clips = owner.max() + 1
-    total = np.zeros((clips, probabilities.shape[1]))
-    np.add.at(total, owner, probabilities)
-    return total / np.bincount(owner, minlength=clips)[:, None]
-
-
 def to_model(head: PooledHead, encoder: str, config: SERConfig) -> SERForAudioClassification:
     """A whole `SERForAudioClassification` with the Whisper branch only: the pretrained encoder
     `encoder` and the head's weights."""
@@ -174,4 +162,4 @@ def to_model(head: PooledHead, encoder: str, config: SERConfig) -> SERForAudioCl
     return model.eval()
 
 
-__all__ = ["PooledHead", "StatisticRows", "clip_probabilities", "cosine_with_warmup", "to_model", "train_head"]
+__all__ = ["PooledHead", "StatisticRows", "cosine_with_warmup", "to_model", "train_head"]

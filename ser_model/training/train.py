@@ -28,7 +28,7 @@ from ..configuration import SERConfig, seconds_to_samples
 from ..data.augment import Augmenter
 from ..data.corpora import Record, discover
 from ..data.splits import apply_split, load_split, make_split, save_split, subsample_parts, summarize_split
-from ..data.train_data import (BalancedEpochs, ClipDataset, FeatureCollator, class_weights, codec_versions, load_clips,
+from ..data.train_data import (BalancedEpochs, ClipWindows, FeatureCollator, class_weights, codec_versions, load_clips,
                                sampling_weights)
 from ..errors import InputError
 from ..feature_extractor import SERFeatureExtractor
@@ -127,8 +127,9 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, args: SE
     train_set = BalancedEpochs(clips, train_records, weights, args.samples_per_epoch,
                                Augmenter(args.augmentation(window, rate), clips),
                                coded, args.codec_probability, args.seed)
-    validation_set = ClipDataset(load_clips(parts["validation"], rate, "loading validation", data_args.cache_dir),
-                                 parts["validation"])
+    # Every window of each validation clip, so that selection and calibration score clips as they are served.
+    validation_set = ClipWindows(load_clips(parts["validation"], rate, "loading validation", data_args.cache_dir),
+                                 parts["validation"], model_config.window_samples, model_config.window_hop_samples)
     model = build_model(model_args, args)
     held_out_by = {corpus: info["held_out_by"] for corpus, info in split.corpora.items()}
     trainer = SERTrainer(
@@ -138,7 +139,8 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, args: SE
         eval_dataset=validation_set,
         data_collator=FeatureCollator(feature_extractor, label2id, voice=model_config.voice_head),
         processing_class=feature_extractor,  # saved in every checkpoint, so each one is a complete model folder
-        compute_metrics=ValidationMetrics(parts["validation"], held_out_by, model_config.num_labels),
+        compute_metrics=ValidationMetrics(parts["validation"], held_out_by, model_config.num_labels,
+                                          validation_set.owner),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience),
                    EpochDraws(train_set), *callbacks],
         class_weights=class_weights(train_records, weights, label2id),
@@ -150,16 +152,18 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, args: SE
 
 def calibrate(trainer: SERTrainer) -> dict:
     """Fits the temperature on the validation clips of the speaker-held-out corpora (all of them if
-    there are none) and sets it in the model config only if it lowers their expected calibration
-    error (`choose_temperature`: the NLL fit can raise it on a model that is already close to
-    calibrated); returns the fit, whether it was applied, and the ECE before and after."""
-    chosen = np.concatenate(list(trainer.compute_metrics.groups.values()))
+    there are none), each clip's probabilities the mean over its windows as served, and sets it in the
+    model config only if it lowers their expected calibration error (`choose_temperature`: the NLL fit
+    can raise it on a model that is already close to calibrated); returns the fit, whether it was
+    applied, and the ECE before and after."""
+    metrics = trainer.compute_metrics
+    chosen = np.isin(metrics.owner, np.concatenate(list(metrics.groups.values())))
     output = trainer.predict(trainer.eval_dataset)
     logits, labels = emotion_and_voice(output.predictions)[0][chosen], emotion_and_voice(output.label_ids)[0][chosen]
     # Predictions come divided by the temperature the model has (one from --init_model, say): undone, so
     # that the fit starts from the raw logits it assumes.
     logits = logits * trainer.model.config.calibration_temperature
-    calibration = choose_temperature(logits, labels)
+    calibration = choose_temperature(logits, labels, metrics.owner[chosen])
     trainer.model.config.calibration_temperature = calibration["temperature"]
     return calibration
 

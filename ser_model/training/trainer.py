@@ -4,8 +4,8 @@
   loss over every class would teach the model "never disgust" on every clip of a corpus without
   disgust. The classes outside the set keep a small weight (`out_of_set_weight`), so that a corpus
   still teaches a little that its clips are not of the classes it lacks (docs/experiments.md).
-- SpecAugment and mixup work on the feature batch, so they sit in `compute_loss`, applied only
-  while the model is in training mode; validation batches are never augmented.
+- SpecAugment works on the feature batch, every branch's input alike, so it sits in `compute_loss`, applied
+  only while the model is in training mode; validation batches are never augmented.
 - Callbacks (public hooks only): new balanced draws each epoch, the run's wall clock across
   resumes, and the moving average of the weights (`ser_model.training.weight_average`).
 """
@@ -23,14 +23,20 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
+from ..configuration import WHISPER_POSITIONS_PER_SECOND
 from ..data.corpora import Record
 from ..metrics import classification_metrics
 from ..modeling import voice_loss
 from .arguments import SELECTION_METRIC
+from .calibration import clip_probabilities
 from .speech_encoder import is_speech_encoder_parameter
 
 if TYPE_CHECKING:
     from .arguments import SERTrainingArguments
+
+# Whisper's log-mel has a 10 ms hop (160 samples at 16 kHz), which its stride-2 convolution halves into the
+# encoder's 50 positions a second.
+WHISPER_FRAMES_PER_SECOND = 2 * WHISPER_POSITIONS_PER_SECOND
 
 
 def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor | None = None,
@@ -74,18 +80,26 @@ def label_set_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_ma
 
 
 def spec_augment(batch: dict[str, torch.Tensor], time_masks: int, time_mask_frames: int, freq_masks: int,
-                 freq_mask_bands: int, generator: torch.Generator) -> None:
-    """SpecAugment (Park et al. 2019) without time warping, in place: zeroes random time spans (the
-    same in both inputs, so the branches see the same gap) and random mel bands / MFCC coefficients
-    (at most a quarter of them per mask)."""
+                 freq_mask_bands: int, generator: torch.Generator, whisper_frames_per_frame: float = 1.0) -> None:
+    """SpecAugment (Park et al. 2019) without time warping, in place, on every branch's input alike.
+
+    Each clip gets `time_masks` random spans of its real frames, at most `time_mask_frames` long, zeroed in
+    every input at once, so that every branch loses the same stretch of audio; `whisper_frames_per_frame` maps
+    the mel frames onto Whisper's log-mel (`input_features`, when the batch has it). Then `freq_masks` random
+    bands of each input's own frequency axis (mel bands, MFCCs, Whisper's mel bins), each at most a quarter of
+    them. Masked values are 0: the mean of the normalised mel and MFCC inputs, and the value
+    `WhisperModel._mask_input_features` masks Whisper's log-mel with.
+    """
     lengths = batch["attention_mask"].sum(dim=1)
+    names = [name for name in ("input_values", "input_mfcc", "input_features") if name in batch]
     for i, length in enumerate(lengths.tolist()):
         for _ in range(time_masks):
             width = int(torch.randint(0, time_mask_frames + 1, (1,), generator=generator))
             start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
-            batch["input_values"][i, :, start:start + width] = 0.0
-            batch["input_mfcc"][i, :, start:start + width] = 0.0
-        for name in ("input_values", "input_mfcc"):
+            for name in names:
+                ratio = whisper_frames_per_frame if name == "input_features" else 1.0
+                batch[name][i, :, round(start * ratio):round((start + width) * ratio)] = 0.0
+        for name in names:
             bands = batch[name].shape[1]
             for _ in range(freq_masks):
                 width = int(torch.randint(0, min(freq_mask_bands, bands // 4) + 1, (1,), generator=generator))
@@ -93,24 +107,13 @@ def spec_augment(batch: dict[str, torch.Tensor], time_masks: int, time_mask_fram
                 batch[name][i, start:start + width, :] = 0.0
 
 
-def mix_batch(inputs: dict[str, torch.Tensor], weight: float, order: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Mixup (Zhang et al. 2018) of a feature batch: row i becomes `weight * row i + (1 - weight) *
-    row order[i]` in both inputs; the frame mask is the union, so the longer clip's frames all count.
-    The loss mixes the two rows' losses with the same weight (`SERTrainer.compute_loss`)."""
-    mixed = dict(inputs)
-    for name in ("input_values", "input_mfcc"):
-        mixed[name] = weight * inputs[name] + (1.0 - weight) * inputs[name][order]
-    mixed["attention_mask"] = torch.maximum(inputs["attention_mask"], inputs["attention_mask"][order])
-    return mixed
-
-
 class SERTrainer(Trainer):
-    """Trainer whose loss is `label_set_cross_entropy`, with SpecAugment and mixup on training batches.
+    """Trainer whose loss is `label_set_cross_entropy`, with SpecAugment on training batches.
 
     Args:
         model (`SERForAudioClassification`): the model to train.
-        args (`SERTrainingArguments`): `TrainingArguments` with the label smoothing, out-of-set weight,
-            SpecAugment and mixup settings read here.
+        args (`SERTrainingArguments`): `TrainingArguments` with the label smoothing, out-of-set weight and
+            SpecAugment settings read here.
         class_weights (`torch.Tensor` of shape `(num_labels,)`): from `train_data.class_weights`.
         **kwargs: as `transformers.Trainer`.
     """
@@ -126,8 +129,10 @@ class SERTrainer(Trainer):
         self.class_weights = class_weights
         # Trainer puts the whole model in training mode before every step; these go back to inference mode.
         self.frozen_branches = [model.ser.branch_encoder(branch) for branch in args.freeze_branches]
-        self.augment_rng = np.random.default_rng(args.seed)
         self.spec_generator = torch.Generator().manual_seed(args.seed)
+        # SpecAugment's time masks cover the same seconds of Whisper's log-mel as of the mel and MFCC frames.
+        config = model.config
+        self.whisper_frames_per_frame = config.hop_length / config.sampling_rate * WHISPER_FRAMES_PER_SECOND
 
     def create_optimizer(self, model=None):
         """AdamW as `Trainer` builds it, with the pretrained speech encoder's trained parameters in groups of
@@ -157,18 +162,9 @@ class SERTrainer(Trainer):
         for branch in self.frozen_branches:
             branch.eval()
         spec_augment(inputs, args.time_masks, args.time_mask_frames, args.freq_masks, args.freq_mask_bands,
-                     self.spec_generator)
-        weight, order = 1.0, None
-        if self.augment_rng.random() < args.mixup_probability:
-            weight = float(self.augment_rng.beta(args.mixup_alpha, args.mixup_alpha))
-            order = torch.randperm(labels.shape[0], device=labels.device)
-            inputs = mix_batch(inputs, weight, order)
+                     self.spec_generator, self.whisper_frames_per_frame)
         outputs = model(**inputs)
-        loss = weight * (self._training_loss(outputs.logits, labels, mask) + self._voice_loss(outputs, voice_labels))
-        if order is not None:
-            loss = loss + (1.0 - weight) * (
-                self._training_loss(outputs.logits, labels[order], None if mask is None else mask[order])
-                + self._voice_loss(outputs, None if voice_labels is None else voice_labels[order]))
+        loss = self._training_loss(outputs.logits, labels, mask) + self._voice_loss(outputs, voice_labels)
         return (loss, outputs) if return_outputs else loss
 
     def _training_loss(self, logits, labels, mask):
@@ -223,17 +219,25 @@ class ValidationMetrics:
     validation clips it falls back to all of them. Each speaker-held-out corpus' macro recall is
     reported too (`<corpus>_macro_recall`).
 
+    Clips are scored as they are served: with `owner`, the predictions are those of every window of the clips
+    (`data.train_data.ClipWindows`), and a clip's are the mean of its windows' probabilities
+    (`calibration.clip_probabilities`), the voice's too.
+
     Args:
         records (`list[Record]`): the validation clips, in the order of the predictions.
         held_out_by (`dict[str, str]`): how the split held out each corpus ("speaker", "utterance", ...).
         num_labels (`int`): the model's number of classes (`config.num_labels`); the class ids are those
             of its `label2id`.
+        owner (`np.ndarray` of shape `(windows,)`, *optional*): the clip (index into `records`) of each
+            prediction; one prediction per clip when omitted.
     """
 
     SELECTION = SELECTION_METRIC
 
-    def __init__(self, records: list[Record], held_out_by: dict[str, str], num_labels: int):
+    def __init__(self, records: list[Record], held_out_by: dict[str, str], num_labels: int,
+                 owner: np.ndarray | None = None):
         self.num_labels = num_labels
+        self.owner = np.arange(len(records)) if owner is None else np.asarray(owner)
         groups = defaultdict(list)
         for i, record in enumerate(records):
             if held_out_by.get(record.corpus) == "speaker":
@@ -243,16 +247,25 @@ class ValidationMetrics:
     def __call__(self, prediction) -> dict[str, float]:
         (logits, voice_logits), (y_true, voice_true) = emotion_and_voice(prediction.predictions), \
             emotion_and_voice(prediction.label_ids)
-        y_pred = logits.argmax(-1)
+        y_pred = clip_probabilities(logits, self.owner).argmax(-1)
+        y_true = self.clip_labels(y_true)
         metrics = classification_metrics(y_true, y_pred, self.num_labels)
         per_corpus = {c: classification_metrics(y_true[i], y_pred[i], self.num_labels)["macro_recall"]
                       for c, i in self.groups.items()}
         metrics.update({f"{c}_macro_recall": v for c, v in per_corpus.items()})
         metrics[self.SELECTION] = float(np.mean(list(per_corpus.values())))
         if voice_logits is not None and voice_true is not None and (voice_true >= 0).any():
+            voice_true = self.clip_labels(voice_true)
             known = voice_true >= 0
-            metrics["voice_accuracy"] = float((voice_logits[known].argmax(-1) == voice_true[known]).mean())
+            voice_pred = clip_probabilities(voice_logits, self.owner).argmax(-1)
+            metrics["voice_accuracy"] = float((voice_pred[known] == voice_true[known]).mean())
         return metrics
+
+    def clip_labels(self, window_labels: np.ndarray) -> np.ndarray:
+        """Each clip's label from those of its windows (all the same)."""
+        labels = np.empty(self.owner.max() + 1, dtype=window_labels.dtype)
+        labels[self.owner] = window_labels
+        return labels
 
 
 def emotion_and_voice(values) -> tuple[np.ndarray, np.ndarray | None]:
@@ -264,4 +277,4 @@ def emotion_and_voice(values) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 __all__ = ["EpochDraws", "SERTrainer", "ValidationMetrics", "WallClock", "emotion_and_voice", "label_set_cross_entropy",
-           "mix_batch", "spec_augment"]
+           "spec_augment"]
