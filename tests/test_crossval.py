@@ -183,3 +183,23 @@ def test_the_probe_recipe_runs_on_the_same_folds(small_run):
 def test_the_command_needs_an_output_folder(capsys):
     assert cli_main(["crossval", "--folds", "3"]) == 2
     assert "output_dir is required" in capsys.readouterr().err
+
+
+def test_the_mel_mfcc_recipe_trains_each_fold_from_scratch_without_validation(small_run):
+    flags, output_dir = small_run
+    report = crossval(flags, flags["data_dir"], output_dir, k=2, loco=False, copies=0, recipe="mel-mfcc")
+    assert report["pooled"]["ravdess"]["clips"] == 24 and report["pooled"]["ravdess"]["macro_recall"] > 0.5
+    for fold in (0, 1):
+        run = output_dir / f"fold-{fold}-run"
+        saved = json.loads((run / "best" / "training.json").read_text())
+        assert saved["arguments"]["branches"] == ["mel", "mfcc"] and saved["calibration"] is None
+        parts = json.loads((run / "split.json").read_text())["assignments"]
+        assert set(parts.values()) == {"train", "test"}  # the held-out fold's clips are never trained on
+
+
+def test_a_run_without_validation_cannot_calibrate(tmp_path):
+    from ser_model.training.train import train
+
+    with pytest.raises(InputError, match="calibrate false"):
+        train(*parse_arguments(dict(output_dir=str(tmp_path), data_dir=str(tmp_path), eval_strategy="no",
+                                    load_best_model_at_end=False)))

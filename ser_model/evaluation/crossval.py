@@ -39,7 +39,11 @@ from .evaluate import SPEAKER_INDEPENDENT, evaluate_predictions
 
 logger = logging.getLogger(__name__)
 
-RECIPES = ("head", "probe")
+RECIPES = ("head", "probe", "mel-mfcc")
+# What a fold trains without a validation part: a fixed number of epochs, its last weights kept, the
+# temperature left to the out-of-fold predictions. The model trained on every speaker has no validation
+# speakers left either, so the folds measure exactly its recipe.
+FIXED_LENGTH = {"eval_strategy": "no", "load_best_model_at_end": False, "calibrate": False}
 # The probe's regularisation: the C its validation speakers chose in the bundled model's evaluation.
 PROBE_C = 0.1
 
@@ -54,9 +58,44 @@ def statistic_rows(records: list[Record], encoder: EncoderStatistics, copies: in
     return StatisticRows(clean, owner, augmented)
 
 
+def mel_mfcc_logits(fold_dir: Path, records: list[Record], train: np.ndarray, test: np.ndarray, audio,
+                    held_out_by: dict[str, str], values: dict) -> np.ndarray:
+    """Logits of every window of the `test` clips (as serving cuts them) from the seed's mel and MFCC
+    branches trained from scratch on the `train` clips (`training.train`, fixed length); `audio` gives
+    every clip decoded and its codec copy. The run lives in `fold_dir` and resumes there."""
+    from ..data.splits import Split, record_key, save_split
+    from ..feature_extractor import SERFeatureExtractor
+    from ..modeling import SERForAudioClassification
+    from ..serving.windows import sliding_windows
+    from ..training.train import train as train_model
+
+    clips, coded = audio
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    split = Split({**{record_key(records[i]): "train" for i in train}, **{record_key(records[i]): "test" for i in test}},
+                  corpora={c: {"held_out_by": h} for c, h in held_out_by.items()})
+    save_split(split, fold_dir / "split.json")
+    arguments = parse_arguments({**values, **FIXED_LENGTH, "branches": ["mel", "mfcc"], "output_dir": str(fold_dir),
+                                 "split": str(fold_dir / "split.json")})
+    best = train_model(*arguments, train_audio=([clips[i] for i in train],
+                                                None if coded is None else [coded[i] for i in train]))
+    model = SERForAudioClassification.from_pretrained(best).eval()
+    extractor = SERFeatureExtractor.from_pretrained(best)
+    config = model.config
+    windows = [w for i in test for _, w, _ in sliding_windows([clips[i]], config.window_samples,
+                                                              config.window_hop_samples)]
+    logits = []
+    with torch.inference_mode():
+        for start in range(0, len(windows), 32):
+            inputs = extractor(windows[start:start + 32], sampling_rate=extractor.sampling_rate, return_tensors="pt",
+                               check_audio=False)
+            logits.append(model(**inputs).logits.numpy())
+    return np.concatenate(logits)
+
+
 def fold_logits(rows: StatisticRows, records: list[Record], train: np.ndarray, test: np.ndarray, recipe: str,
                 config, args) -> np.ndarray:
-    """Logits of every clean window of the `test` clips from a model trained on the `train` clips."""
+    """Logits of every clean window of the `test` clips from a model trained on the `train` clips by the
+    Whisper-branch recipes (`head`, `probe`)."""
     train_rows, test_rows = rows.of_clips(train), rows.of_clips(test)
     train_records = [records[i] for i in train]
     if recipe == "head":
@@ -75,9 +114,10 @@ def fold_logits(rows: StatisticRows, records: list[Record], train: np.ndarray, t
 
 
 def run_folds(output_dir: Path, rows: StatisticRows, records: list[Record], folds: np.ndarray, recipe: str,
-              config, args) -> tuple[np.ndarray, np.ndarray]:
+              config, args, train_fold=None) -> tuple[np.ndarray, np.ndarray]:
     """Window logits of every clip from the model of the fold that held it out, and each window's clip;
-    each fold's logits are saved in `output_dir` and read back instead of trained again."""
+    each fold's logits are saved in `output_dir` and read back instead of trained again. `train_fold(fold,
+    train, test)` trains a fold of a recipe that does not learn from the rows (`mel-mfcc`)."""
     logits = np.zeros((len(rows.clean), config.num_labels), dtype=np.float32)
     for fold in tqdm(sorted(set(folds.tolist())), desc=f"folds ({recipe})", unit="fold"):
         saved = output_dir / f"fold-{fold}.npy"
@@ -86,7 +126,9 @@ def run_folds(output_dir: Path, rows: StatisticRows, records: list[Record], fold
         if saved.is_file():
             logits[windows] = np.load(saved)
             continue
-        logits[windows] = fold_logits(rows, records, np.flatnonzero(folds != fold), test, recipe, config, args)
+        train = np.flatnonzero(folds != fold)
+        logits[windows] = (train_fold(fold, train, test) if train_fold else
+                           fold_logits(rows, records, train, test, recipe, config, args))
         np.save(output_dir / f"fold-{fold}.partial.npy", logits[windows])
         (output_dir / f"fold-{fold}.partial.npy").replace(saved)
     return logits, rows.clean_owner
@@ -139,9 +181,10 @@ def calibration(records: list[Record], folds: np.ndarray, window_logits: np.ndar
 
 def crossval(args, data_dir: str, output_dir: Path, k: int, loco: bool, copies: int, recipe: str) -> dict:
     """Runs (or continues) a cross-validation and returns its report, also written to `output_dir`."""
-    # A head's matrices are small: with two OpenMP threads per operation, a 2-core machine busy with other work
-    # spent its time in the threads' barriers (a fold took 13 minutes; with one thread, one minute).
-    torch.set_num_threads(1)
+    if recipe != "mel-mfcc":
+        # A head's matrices are small: with two OpenMP threads per operation, a 2-core machine busy with other
+        # work spent its time in the threads' barriers (a fold took 13 minutes; with one thread, one minute).
+        torch.set_num_threads(1)
     # What is trained per fold: the Whisper branch's head.
     model_args, data_args, training_args = parse_arguments({**args, "branches": ["whisper"],
                                                             "output_dir": str(output_dir)})
@@ -162,8 +205,17 @@ def crossval(args, data_dir: str, output_dir: Path, k: int, loco: bool, copies: 
                                 data_args.cache_dir)
     # Babble comes from clips of the same corpus and speaker fold: no held-out voice in either kind of run.
     groups = [f"{r.corpus}/{f}" for r, f in zip(records, speaker_fold)]
-    rows = statistic_rows(records, encoder, copies, training_args, groups, lambda: _decode(records, data_args))
-    window_logits, owner = run_folds(output_dir, rows, records, np.asarray(folds), recipe, config, training_args)
+    rows = statistic_rows(records, encoder, copies if recipe != "mel-mfcc" else 0, training_args, groups,
+                          lambda: _decode(records, data_args))
+    train_fold = None
+    if recipe == "mel-mfcc":  # the rows only lay out the windows; the branches learn from the audio
+        audio = _decode_and_code(records, data_args, training_args)
+
+        def train_fold(fold, train, test):
+            return mel_mfcc_logits(output_dir / f"fold-{fold}-run", records, train, test, audio, held_out_by,
+                                   {**args, "output_dir": str(output_dir)})
+    window_logits, owner = run_folds(output_dir, rows, records, np.asarray(folds), recipe, config, training_args,
+                                     train_fold)
     report = {**setting, **summarize(records, np.asarray(folds), clip_probabilities(window_logits, owner),
                                      held_out_by),
               "calibration": calibration(records, np.asarray(folds), window_logits, owner)}
@@ -177,6 +229,15 @@ def _decode(records: list[Record], data_args) -> list[np.ndarray]:
     from ..data.train_data import load_clips
 
     return load_clips(records, 16_000, "decoding clips", data_args.cache_dir)
+
+
+def _decode_and_code(records: list[Record], data_args, args) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Every clip decoded and, where the recipe draws codec copies, coded once for all folds."""
+    from ..data.train_data import codec_versions
+
+    clips = _decode(records, data_args)
+    coded = codec_versions(records, clips, 16_000, args.seed, data_args.cache_dir) if args.codec_probability else None
+    return clips, coded
 
 
 def _check_same_run(output_dir: Path, setting: dict) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from accelerate.utils import gather_object
 from transformers import EarlyStoppingCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from ..configuration import SERConfig, seconds_to_samples
 from ..data.augment import Augmenter
@@ -50,11 +50,12 @@ logger = logging.getLogger(__name__)
 CURVE_KEYS = ("epoch", "eval_macro_recall", "eval_accuracy")
 
 
-def prepare_data(data_args: DataArguments, seed: int):
+def prepare_data(data_args: DataArguments, seed: int, validation: bool = True):
     """Records, their split (new or loaded) and the records of each part, restricted to the chosen corpora.
 
     The split is made over every corpus found before any is left out, so a leave-one-corpus-out
-    run holds out the same speakers of the other corpora as the full run.
+    run holds out the same speakers of the other corpora as the full run. Without `validation` (a run
+    of fixed length that evaluates nothing) the validation part may be empty.
     """
     if not data_args.data_dir:
         raise InputError("data_dir is required: the folder holding the corpora, e.g. --data_dir ../shared/data")
@@ -69,7 +70,7 @@ def prepare_data(data_args: DataArguments, seed: int):
     parts = apply_split(kept, split)
     if data_args.max_clips_per_part:
         parts = subsample_parts(parts, data_args.max_clips_per_part)
-    for name in ("train", "validation"):
+    for name in ("train", "validation") if validation else ("train",):
         if not parts[name]:
             raise InputError(f"the {name} part of the split is empty: add corpora with more speakers")
     return kept, split, parts
@@ -106,9 +107,17 @@ def build_model(model_args: ModelArguments, args: SERTrainingArguments) -> SERFo
     return model
 
 
+def evaluates(args: SERTrainingArguments) -> bool:
+    """Whether the run scores validation speakers (to pick its checkpoint, stop early and calibrate); a run of
+    fixed length on every speaker does not (`--eval_strategy no`), and then trains without any."""
+    return args.eval_strategy != IntervalStrategy.NO
+
+
 def build_trainer(model_args: ModelArguments, data_args: DataArguments, args: SERTrainingArguments, split, parts,
-                  callbacks=()) -> SERTrainer:
-    """The trainer of `train`, its data decoded and augmented (shared with the training benchmark)."""
+                  callbacks=(), train_audio: tuple[list, list | None] | None = None) -> SERTrainer:
+    """The trainer of `train`, its data decoded and augmented (shared with the training benchmark).
+    `train_audio` gives the training clips and their codec copies already decoded (cross-validation
+    decodes and codes every clip once for all its folds); by default they are loaded here."""
     model_config = model_args.model_config()
     label2id = model_config.label2id
     check_labels(parts["train"] + parts["validation"], label2id)
@@ -118,31 +127,37 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, args: SE
     if not args.label_set_loss:
         # The ablation: every clip scored over all the model's classes, as a plain loss does.
         train_records = [dataclasses.replace(r, label_set=tuple(label2id)) for r in train_records]
-    clips = load_clips(train_records, rate, "loading train", data_args.cache_dir)
-    coded = (codec_versions(train_records, clips, rate, args.seed, data_args.cache_dir)
-             if args.codec_probability else None)
+    if train_audio is None:
+        clips = load_clips(train_records, rate, "loading train", data_args.cache_dir)
+        coded = (codec_versions(train_records, clips, rate, args.seed, data_args.cache_dir)
+                 if args.codec_probability else None)
+    else:
+        clips, coded = train_audio
     weights = (sampling_weights(train_records, args.corpus_balance_exponent) if args.balanced_sampling
                else np.full(len(train_records), 1.0 / len(train_records)))
     window = min(model_config.window_samples, seconds_to_samples(data_args.train_crop_seconds, rate))
     train_set = BalancedEpochs(clips, train_records, weights, args.samples_per_epoch,
                                Augmenter(args.augmentation(window, rate), clips),
                                coded, args.codec_probability, args.seed)
-    # Every window of each validation clip, so that selection and calibration score clips as they are served.
-    validation_set = ClipWindows(load_clips(parts["validation"], rate, "loading validation", data_args.cache_dir),
-                                 parts["validation"], model_config.window_samples, model_config.window_hop_samples)
-    model = build_model(model_args, args)
-    held_out_by = {corpus: info["held_out_by"] for corpus, info in split.corpora.items()}
+    validation_set = metrics = None
+    stopping = []
+    if evaluates(args):
+        # Every window of each validation clip, so that selection and calibration score clips as they are served.
+        validation_set = ClipWindows(load_clips(parts["validation"], rate, "loading validation", data_args.cache_dir),
+                                     parts["validation"], model_config.window_samples,
+                                     model_config.window_hop_samples)
+        held_out_by = {corpus: info["held_out_by"] for corpus, info in split.corpora.items()}
+        metrics = ValidationMetrics(parts["validation"], held_out_by, model_config.num_labels, validation_set.owner)
+        stopping = [EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)]
     trainer = SERTrainer(
-        model=model,
+        model=build_model(model_args, args),
         args=args,
         train_dataset=train_set,
         eval_dataset=validation_set,
         data_collator=FeatureCollator(feature_extractor, label2id, voice=model_config.voice_head),
         processing_class=feature_extractor,  # saved in every checkpoint, so each one is a complete model folder
-        compute_metrics=ValidationMetrics(parts["validation"], held_out_by, model_config.num_labels,
-                                          validation_set.owner),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience),
-                   EpochDraws(train_set), *callbacks],
+        compute_metrics=metrics,
+        callbacks=[*stopping, EpochDraws(train_set), *callbacks],
         class_weights=class_weights(train_records, weights, label2id),
     )
     if args.weight_average_decay > 0:
@@ -168,8 +183,10 @@ def calibrate(trainer: SERTrainer) -> dict:
     return calibration
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, args: SERTrainingArguments) -> Path:
-    """Trains, saves the best model in `output_dir/best`, and returns that folder.
+def train(model_args: ModelArguments, data_args: DataArguments, args: SERTrainingArguments,
+          train_audio: tuple[list, list | None] | None = None) -> Path:
+    """Trains, saves the best model (without validation: the last) in `output_dir/best`, and returns that
+    folder. `train_audio` as in `build_trainer`.
 
     Checkpoints, `trainer_state.json` (the whole log) and `train_results.json` go to `output_dir`
     itself; running the same command again continues from its last checkpoint."""
@@ -178,11 +195,14 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: SERTrainin
     output_dir.mkdir(parents=True, exist_ok=True)
     resume = get_last_checkpoint(output_dir)
     clock = WallClock(resume)
-    records, split, parts = prepare_data(data_args, args.seed)
+    if args.calibrate and not evaluates(args):
+        raise InputError("calibrate needs validation speakers to fit the temperature on: with --eval_strategy no, "
+                         "pass --calibrate false")
+    records, split, parts = prepare_data(data_args, args.seed, validation=evaluates(args))
     summary = summarize_split(records, split)
     logger.info("split: %s", json.dumps({c: {p: v["clips"] for p, v in s["parts"].items()}
                                           for c, s in summary.items()}))
-    trainer = build_trainer(model_args, data_args, args, split, parts, callbacks=[clock])
+    trainer = build_trainer(model_args, data_args, args, split, parts, callbacks=[clock], train_audio=train_audio)
     result = trainer.train(resume_from_checkpoint=resume)
     processes = _processes_agree(trainer)
     calibration = calibrate(trainer) if args.calibrate else None
@@ -195,7 +215,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: SERTrainin
         save_split(split, best / "split.json")
         record = training_record(trainer, (model_args, data_args, args), parts, calibration, resume, clock.elapsed)
         (best / "training.json").write_text(json.dumps({**record, **processes}, indent=2))
-        logger.info("trained in %.1f min; best validation score %.3f", clock.elapsed / 60, trainer.state.best_metric)
+        logger.info("trained in %.1f min; best validation score %s", clock.elapsed / 60, trainer.state.best_metric)
     # No process returns (and says the model is saved) before rank 0 has written it.
     trainer.accelerator.wait_for_everyone()
     return best
