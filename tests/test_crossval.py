@@ -203,3 +203,30 @@ def test_a_run_without_validation_cannot_calibrate(tmp_path):
     with pytest.raises(InputError, match="calibrate false"):
         train(*parse_arguments(dict(output_dir=str(tmp_path), data_dir=str(tmp_path), eval_strategy="no",
                                     load_best_model_at_end=False)))
+
+
+def test_the_fusion_weights_favour_the_recipe_that_knows():
+    from ser_model.evaluation.late_fusion import fit_fusion, simplex_grid
+
+    grid = simplex_grid(3)
+    assert len(grid) == 66 and np.allclose(grid.sum(axis=1), 1.0)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    knows = np.log(np.where(np.eye(3)[labels] > 0, 0.8, 0.1))
+    guesses = np.log(rng.dirichlet(np.ones(3), 300))
+    weights, temperature = fit_fusion(np.stack([guesses, knows]), labels)
+    assert weights[1] >= 0.9 and 0.05 < temperature < 20
+
+
+def test_fused_runs_are_judged_against_each_recipe_alone(small_run, tmp_path):
+    flags, output_dir = small_run
+    runs = []
+    for recipe in ("head", "probe"):
+        crossval(flags, flags["data_dir"], tmp_path / recipe, k=2, loco=False, copies=0, recipe=recipe)
+        runs.append(str(tmp_path / recipe))
+    assert cli_main(["crossval", "--output_dir", str(tmp_path / "fused"), "--data_dir", flags["data_dir"],
+                     "--fuse", *runs]) == 0
+    report = json.loads((tmp_path / "fused" / "fusion.json").read_text())
+    assert report["pooled"]["ravdess"]["macro_recall"] == 1.0 and set(report["alone"]) == set(runs)
+    assert set(report["fitted_on_other_folds"]) == {"0", "1"}  # JSON keys
+    assert "| ravdess |" in (tmp_path / "fused" / "fusion.md").read_text()

@@ -276,6 +276,8 @@ def add_parser(commands, default_data_dir: str | None = None) -> None:
     parser.add_argument("--loco", action="store_true", help="leave one corpus out instead of speaker folds")
     parser.add_argument("--copies", type=int, default=2, help="augmented copies of each clip (default: 2)")
     parser.add_argument("--recipe", choices=RECIPES, default="head", help="what each fold trains (default: head)")
+    parser.add_argument("--fuse", nargs="+", metavar="RUN", help="instead of training, fuse the out-of-fold "
+                        "predictions of these crossval output folders (same folds), weights fitted fold by fold")
     parser.set_defaults(run=_run, default_data_dir=default_data_dir)
 
 
@@ -286,6 +288,11 @@ def _run(args) -> int:
     if not output_dir:
         raise InputError("output_dir is required: the folder for the folds' predictions, e.g. --output_dir runs/cv")
     flags.setdefault("data_dir", args.default_data_dir)
+    if args.fuse:
+        from .late_fusion import fuse, fusion_markdown
+
+        print(fusion_markdown(fuse([Path(d) for d in args.fuse], flags["data_dir"], Path(output_dir))))
+        return 0
     report = crossval(flags, flags["data_dir"], Path(output_dir), args.folds, args.loco, args.copies, args.recipe)
     print(report_markdown(report))
     return 0
