@@ -520,9 +520,10 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
                 with gr.Column():
                     # The decision in words, the same rule as the live tab; room for one more line under it.
                     verdict = gr.Markdown(elem_id="verdict")
-                    emotions = gr.Label(num_top_classes=7, label="Emotion", show_heading=False)
+                    emotions = gr.Label(num_top_classes=7, label="Emotion", show_heading=False, elem_id="emotions")
                 with gr.Column():
-                    sentiment_label = gr.Label(num_top_classes=3, label="Sentiment (positive / neutral / negative)")
+                    sentiment_label = gr.Label(num_top_classes=3, label="Sentiment (positive / neutral / negative)",
+                                               elem_id="sentiment")
                     gr.Markdown(sentiment_rule(), elem_classes="note")
             # The pictures carry their own titles; Gradio's box labels would cover them on a phone.
             with gr.Row():
@@ -554,7 +555,8 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
             with gr.Column(scale=1):
                 # No heading: the summary above says "not sure" where the top class alone would overstate.
                 live_summary = gr.Markdown(elem_id="live-summary")
-                live_overall = gr.Label(num_top_classes=7, label="Whole recording", show_heading=False, visible=False)
+                live_overall = gr.Label(num_top_classes=7, label="Whole recording", show_heading=False, visible=False,
+                                        elem_id="live-overall")
         live_band = gr.HTML(elem_id="live-band")
         live_timeline = gr.Image(label="Emotion over time (live)", show_label=False, visible=False,
                                  elem_id="live-timeline", interactive=False, buttons=["fullscreen"])
