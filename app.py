@@ -34,7 +34,7 @@ from ser_model.serving.live import MAX_HISTORY_SECONDS, LiveSession, read_chunk
 from ser_model.serving.page_request import PageRequest
 from ser_model.serving.plots import save_png, timeline_figure
 from ser_model.serving.prediction import Prediction
-from ser_model.serving.wording import describe, describe_rule, describe_voice
+from ser_model.serving.wording import describe, describe_rule, describe_voice, label_value
 
 # Longest recording the app accepts: long enough for a conversation turn or a voice memo, short
 # enough that one request cannot hold a worker for long (10 minutes take about 5 s on 2 CPU cores).
@@ -176,8 +176,9 @@ def drop(audio_path: str | None) -> tuple:
 
 
 def classify(audio_path: str | None, request: PageRequest, progress=gr.Progress()):
-    """The page's first step: the numbers of the current input (as `predict` gives them to API clients),
-    kept in `request` for the headline and the pictures. A request the page has replaced stops and shows nothing."""
+    """The page's first step: the numbers of the current input (as `predict` gives them to API clients, put as
+    the page's labels show them: `label_value`), the prediction kept in `request` for the headline and the
+    pictures. A request the page has replaced stops and shows nothing."""
     token = request.token_for(audio_path)
     if token is None:
         return drop(audio_path)
@@ -195,7 +196,7 @@ def classify(audio_path: str | None, request: PageRequest, progress=gr.Progress(
         return drop(audio_path)
     for notice in analysis.notices:
         gr.Warning(notice, duration=TOAST_SECONDS)
-    return analysis.prediction.probabilities, analysis.sentiment, analysis.segments
+    return label_value(analysis.prediction.probabilities), label_value(analysis.sentiment), analysis.segments
 
 
 def result_folder() -> Path:
@@ -342,7 +343,7 @@ def live_finish(session: LiveSession | None, theme: str | None):
         summary += (f" The server was busy and missed about {session.skipped_fraction():.0%} of the audio; "
                     "upload the recording for a complete result.")
     recording = session.save_recording(folder / "recording.wav")
-    return (gr.Label(value=prediction.probabilities, visible=True), summary, timeline,
+    return (gr.Label(value=label_value(prediction.probabilities), visible=True), summary, timeline,
             gr.Audio(value=recording, visible=recording is not None), *downloads(prediction, "live-recording"))
 
 
@@ -519,9 +520,10 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
                 with gr.Column():
                     # The decision in words, the same rule as the live tab; room for one more line under it.
                     verdict = gr.Markdown(elem_id="verdict")
-                    emotions = gr.Label(num_top_classes=7, label="Emotion", show_heading=False)
+                    emotions = gr.Label(num_top_classes=7, label="Emotion", show_heading=False, elem_id="emotions")
                 with gr.Column():
-                    sentiment_label = gr.Label(num_top_classes=3, label="Sentiment (positive / neutral / negative)")
+                    sentiment_label = gr.Label(num_top_classes=3, label="Sentiment (positive / neutral / negative)",
+                                               elem_id="sentiment")
                     gr.Markdown(sentiment_rule(), elem_classes="note")
             # The pictures carry their own titles; Gradio's box labels would cover them on a phone.
             with gr.Row():
@@ -553,7 +555,8 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
             with gr.Column(scale=1):
                 # No heading: the summary above says "not sure" where the top class alone would overstate.
                 live_summary = gr.Markdown(elem_id="live-summary")
-                live_overall = gr.Label(num_top_classes=7, label="Whole recording", show_heading=False, visible=False)
+                live_overall = gr.Label(num_top_classes=7, label="Whole recording", show_heading=False, visible=False,
+                                        elem_id="live-overall")
         live_band = gr.HTML(elem_id="live-band")
         live_timeline = gr.Image(label="Emotion over time (live)", show_label=False, visible=False,
                                  elem_id="live-timeline", interactive=False, buttons=["fullscreen"])
@@ -569,7 +572,8 @@ with gr.Blocks(title="Speech emotion recognition", delete_cache=DELETE_CACHE) as
     demo.load(None, outputs=theme, js=THEME_JS)
     for tab in (file_tab, live_tab):
         tab.select(None, js=CLOSE_TOASTS_JS, api_name=False)
-    # API clients and MCP call /predict, the numbers alone, without the page's steps below.
+    # API clients and MCP call /predict, the numbers alone, without the page's steps below: the model's
+    # probabilities as they are, where the page's labels get `label_value` (never 100% or 0% on screen).
     gr.on([], predict, inputs=record, outputs=[emotions, sentiment_label, segments, prediction], api_name="predict",
           api_description=PREDICT_DESCRIPTION, concurrency_limit=CONCURRENCY, concurrency_id="classify")
     # On the page, each input first becomes the page's request and clears the last result, then is

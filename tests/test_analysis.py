@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import warnings
 
 import matplotlib.pyplot as plt
@@ -19,7 +20,8 @@ from ser_model.audio_io import AudioError
 from ser_model.serving.inference import EmotionRecognizer
 from ser_model.serving.plots import probability_figure, timeline_figure
 from ser_model.serving.prediction import CSV_COLUMNS, WindowPrediction, merge_segments, window_spans
-from ser_model.serving.wording import CLOSE_RATIO, CONFIDENT_FROM, describe, describe_rule, describe_voice, percent
+from ser_model.serving.wording import (CLOSE_RATIO, CONFIDENT_FROM, HIGHEST_PLAIN, LOWEST_PLAIN, describe,
+                                       describe_rule, describe_voice, label_value, percent)
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import speechlike, tiny_config
@@ -323,6 +325,46 @@ def test_the_voice_is_worded_as_how_it_sounds_with_its_measured_accuracy():
 ])
 def test_a_probability_never_reads_as_certain(probability, decimals, expected):
     assert percent(probability, decimals) == expected
+
+
+def label_text(confidence: float) -> int:
+    """The whole percentage Gradio 6's Label writes beside a bar: `Math.round(confidence * 100)`, half up."""
+    shown = confidence * 100
+    return math.floor(shown) + (shown - math.floor(shown) >= 0.5)
+
+
+def test_the_plain_range_ends_where_percent_starts_to_say_less_or_more():
+    assert (percent(LOWEST_PLAIN), percent(HIGHEST_PLAIN)) == ("1%", "99%")
+    assert (percent(math.nextafter(LOWEST_PLAIN, 0)), percent(math.nextafter(HIGHEST_PLAIN, 1))) == ("<1%", ">99%")
+    assert (label_text(LOWEST_PLAIN), label_text(HIGHEST_PLAIN)) == (1, 99)
+
+
+EDGES = [0.0, 1e-9, 0.0049, 0.005, LOWEST_PLAIN, 0.0051, 0.015, 0.5, 0.985, HIGHEST_PLAIN, 0.995, 0.9999, 1.0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(EDGES), st.floats(0, 1)), min_size=2, max_size=7))
+def test_a_label_on_the_page_never_shows_100_or_0_percent_and_its_bars_stay_within_half_a_point(values):
+    probabilities = dict(zip(LABELS, values))
+    shown = label_value(probabilities)
+    for name, probability in probabilities.items():
+        assert 1 <= label_text(shown[name]) <= 99
+        assert abs(shown[name] - probability) <= 0.005 + 1e-12
+        # Moved exactly where the text says "<1%" or ">99%", by the same rule (`percent`).
+        assert (shown[name] != probability) == percent(probability).startswith(("<", ">"))
+    # In the order of the true probabilities (Gradio sorts by the value given, stably): classes that share
+    # the lowest bar keep theirs, and the first is the most probable.
+    assert list(shown) == sorted(probabilities, key=probabilities.get, reverse=True)
+
+
+def test_a_certain_looking_answer_keeps_its_order_on_the_label():
+    probabilities = {"angry": 0.99912, "fear": 0.0004, "happy": 0.0003, "sad": 0.00011, "neutral": 0.00007,
+                     "disgust": 0.00006, "surprise": 0.00004}
+    shown = label_value(probabilities)
+    assert list(shown) == ["angry", "fear", "happy", "sad", "neutral", "disgust", "surprise"]
+    assert [label_text(value) for value in shown.values()] == [99, 1, 1, 1, 1, 1, 1]
+    assert label_value({"positive": 0.2, "neutral": 0.7, "negative": 0.1}) == {"neutral": 0.7, "positive": 0.2,
+                                                                                "negative": 0.1}
 
 
 def test_the_probability_chart_never_labels_an_emotion_100_or_0_percent(close_figures):

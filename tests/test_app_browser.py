@@ -32,7 +32,7 @@ from gradio_client import Client, handle_file
 from ser_model.audio_io import format_duration
 from ser_model.serving.analysis import SEGMENT_COLUMNS, probabilities_alt, sentiment
 from ser_model.serving.prediction import CSV_COLUMNS
-from ser_model.serving.wording import describe
+from ser_model.serving.wording import describe, percent
 
 from .app_server import running_app
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
@@ -598,6 +598,46 @@ def two_minutes(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("two-minutes") / "two-minutes.wav"
     sf.write(path, np.resize(samples, 120 * rate), rate, subtype="PCM_16")
     return path
+
+
+def label_bars(page, selector: str) -> list[tuple[str, str, float]]:
+    """A gr.Label's bars as the page draws them, top to bottom: the class, the text beside its bar, and the
+    bar's width in percent."""
+    return page.locator(f"{selector} [data-testid$='-confidence-set']").evaluate_all(
+        """sets => sets.map(set => [set.querySelector('dt').innerText.trim(),
+                                    set.querySelector('dd').innerText.trim(),
+                                    parseFloat(set.querySelector('meter').style.width)])""")
+
+
+@pytest.mark.needs_model
+def test_a_sure_answer_shows_no_100_or_0_percent_and_truthful_bars(playwright, model_app, model_client, artifacts):
+    url, _ = model_app
+    clip = REPO / "examples" / "ravdess_actor07_angry.flac"
+    probabilities = api_answer(model_client, clip)["probabilities"]
+    # The bundled model is sure of this acted clip: several emotions and the neutral sentiment are under
+    # 0.5%, which Gradio's label rounds to "0%" when handed them as they are.
+    assert sum(p < 0.005 for p in probabilities.values()) >= 2
+    browser = launch(playwright)
+    errors = []
+    try:
+        page = open_page(browser, url, errors)
+        page.locator(".gallery-item").filter(has_text="RAVDESS, acted angry").click()
+        wait_for_result(page)
+        for selector, truth in (("#emotions", probabilities), ("#sentiment", sentiment(probabilities))):
+            bars = label_bars(page, selector)
+            # In the order of the true probabilities; each text the rounded probability, never 0% or 100%;
+            # each bar within half a percentage point of the truth.
+            assert [name for name, _, _ in bars] == sorted(truth, key=truth.get, reverse=True)
+            assert all(text not in ("0%", "100%") for _, text, _ in bars), bars
+            assert [text for _, text, _ in bars] == [percent(truth[name]).strip("<>") for name, _, _ in bars]
+            assert all(abs(width - 100 * truth[name]) <= 0.5 + 1e-9 for name, _, width in bars), bars
+        # The sentiment's heading is the most probable one.
+        heading = page.locator("#sentiment").get_by_test_id("label-output-value").inner_text().strip()
+        assert heading == max(sentiment(probabilities).items(), key=lambda item: item[1])[0]
+        page.screenshot(path=artifacts / "browser-sure-answer.png", full_page=True)
+    finally:
+        browser.close()
+    assert errors == []
 
 
 def wait_for_log(log: Path, text: str, since: int, timeout: float = TIMEOUT_MS / 1000) -> str:

@@ -2,6 +2,7 @@
 draws its pictures from it without decoding the file again (and predicts again only when it is gone)."""
 
 import importlib
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
+from .test_analysis import label_text
 from .conftest import save_tiny_model, speechlike
 
 pytestmark = pytest.mark.slow  # imports gradio
@@ -46,8 +48,8 @@ def test_the_pictures_are_drawn_from_the_kept_prediction(app, tmp_path, monkeypa
     request = app.PageRequest()
     app.begin(path, request)
     probabilities, _, segments = app.classify(path, request, progress=no_progress)
-    # The page's numbers are the API's.
-    assert app.predict(path, progress=no_progress)[0] == probabilities and segments
+    # The page's numbers are the API's, as its labels show them.
+    assert app.label_value(app.predict(path, progress=no_progress)[0]) == probabilities and segments
     column, status, verdict, json_button, csv_button = app.show_result(request)
     assert column.visible and status == "" and "'long.wav', 3.0 s" in verdict
     assert Path(json_button.value["path"]).name == "long.emotion.json"
@@ -129,6 +131,53 @@ def test_a_refused_file_is_one_log_line_and_a_toast_without_traceback(app, tmp_p
     with pytest.raises(app.gr.Error):
         app.classify(str(path), request, progress=no_progress)
     assert app.show_refusal(request) == f"**Could not classify this file.** {raised.value.message}"
+
+
+# An answer as sure as the bundled model is of some acted clips: one emotion over 99.5%, the others under 0.5%.
+SURE = {"angry": 0.99912, "fear": 0.0004, "happy": 0.0003, "sad": 0.00011, "neutral": 0.00007, "disgust": 0.00006,
+        "surprise": 0.00004}
+
+
+def assert_label_shows(label: dict, probabilities: dict[str, float]):
+    """A gr.Label's value as the page receives it: no bar reads 100% or 0%, the bars and the heading follow
+    the true probabilities, and no bar is off by more than half a percentage point."""
+    ranked = sorted(probabilities, key=probabilities.get, reverse=True)
+    shown = {item["label"]: item["confidence"] for item in label["confidences"]}
+    assert [label_text(confidence) for confidence in shown.values()] == [
+        min(max(label_text(probabilities[name]), 1), 99) for name in ranked]
+    assert list(shown) == ranked and label["label"] == ranked[0]
+    assert all(abs(shown[name] - probabilities[name]) <= 0.005 + 1e-12 for name in ranked)
+
+
+def test_a_sure_answer_never_shows_100_or_0_percent_on_the_page_while_the_api_keeps_its_numbers(app, tmp_path,
+                                                                                              monkeypatch):
+    analyze = app.analyze_recording
+
+    def sure(*args, **kwargs):
+        analysis = analyze(*args, **kwargs)
+        prediction = dataclasses.replace(analysis.prediction, label="angry", probabilities=SURE)
+        return dataclasses.replace(analysis, prediction=prediction, sentiment=app.sentiment(SURE))
+
+    monkeypatch.setattr(app, "analyze_recording", sure)
+    path = write_clip(tmp_path / "sure.wav", 0.8)
+    request = app.PageRequest()
+    app.begin(path, request)
+    emotions, sentiment, _ = app.classify(path, request, progress=no_progress)
+    assert_label_shows(app.emotions.postprocess(emotions).model_dump(), SURE)
+    assert_label_shows(app.sentiment_label.postprocess(sentiment).model_dump(), app.sentiment(SURE))
+    # The headline words the kept prediction by the same rule; the API returns the model's numbers as they are.
+    assert "## angry (>99%)" in app.show_result(request)[2]
+    api_emotions, api_sentiment, *_ = app.predict(path, progress=no_progress)
+    assert api_emotions == SURE and api_sentiment == app.sentiment(SURE)
+
+
+def test_the_live_tab_never_shows_100_or_0_percent_for_the_whole_recording(app, monkeypatch):
+    session = app.new_live_session()
+    session.add_chunk(app.RECOGNIZER, (speechlike(1.5) * 32767).astype("int16"), 16_000)
+    monkeypatch.setattr(session, "overall", lambda: SURE)
+    overall, summary, *_ = app.live_finish(session, "light")
+    assert overall.visible and "angry (>99%)" in summary
+    assert_label_shows(overall.value, SURE)
 
 
 def test_the_tool_description_is_written_in_sentences(app):

@@ -6,6 +6,8 @@ result without importing matplotlib.
 
 from __future__ import annotations
 
+import math
+
 # How a decision is worded (`describe`); two thresholds:
 # - a first choice with at least CONFIDENT_FROM (one half) outweighs the six other emotions together,
 #   so it is stated plainly: "happy (72%)";
@@ -17,6 +19,23 @@ CONFIDENT_FROM = 0.5
 CLOSE_RATIO = 1.5
 
 
+# The probabilities nearest 0 and 1 that `percent` writes as a plain whole percentage, "1%" and "99%": the
+# floats just inside 0.005 and 0.995, since Python rounds half to even, so that 0.005 itself reads "0%" and
+# 0.995 "100%".
+LOWEST_PLAIN = math.nextafter(0.005, 1.0)
+HIGHEST_PLAIN = math.nextafter(0.995, 0.0)
+
+
+def _beyond_plain(probability: float, decimals: int) -> str | None:
+    """'>' where `probability`, written with `decimals`, would read 100%; '<' where it would read 0%; else None."""
+    rounded = float(f"{probability:.{decimals}%}"[:-1])
+    if rounded >= 100:
+        return ">"
+    if rounded <= 0:
+        return "<"
+    return None
+
+
 def percent(probability: float, decimals: int = 0) -> str:
     """A probability as a percentage that never claims certainty: '72%', and '>99%' or '<1%' where rounding
     would print 100% or 0% (a model's probability is never exactly either).
@@ -25,13 +44,39 @@ def percent(probability: float, decimals: int = 0) -> str:
         probability (`float`): from 0 to 1.
         decimals (`int`, *optional*, defaults to 0): digits after the point ('72.4%', '>99.9%', '<0.1%').
     """
-    text = f"{probability:.{decimals}%}"
     step = 10.0 ** -decimals
-    if float(text[:-1]) >= 100:
+    beyond = _beyond_plain(probability, decimals)
+    if beyond == ">":
         return f">{100 - step:.{decimals}f}%"
-    if float(text[:-1]) <= 0:
+    if beyond == "<":
         return f"<{step:.{decimals}f}%"
-    return text
+    return f"{probability:.{decimals}%}"
+
+
+def label_value(probabilities: dict[str, float]) -> dict[str, float]:
+    """The probabilities as a `gr.Label` on the page is given them, so that it never shows 100% or 0%: each one
+    `percent` writes as '>99%' or '<1%' becomes `HIGHEST_PLAIN` or `LOWEST_PLAIN`, the others stay as they are.
+    Only the page's labels use it; the API returns the model's probabilities.
+
+    Gradio 6's Label writes `Math.round(confidence * 100)` beside each bar and draws the bar
+    `confidence * 100`% wide (`BaseLabel` in gradio/templates/frontend/assets/Index-*.js). Python and JavaScript
+    multiply by 100 alike (one float product) and round it alike except at exactly half: there JavaScript goes
+    up and Python to even, and the halves that decide 0 and 100 (products of 0.5 and 99.5) are ones `percent`
+    already counts as '<1%' and '>99%'. So a probability left as it is reads from 1% to 99% on the page too,
+    and a moved one 1% or 99%. A moved bar is off by at most half a percentage point (a '>99%' one, at least
+    0.995, is drawn just under 99.5%; a '<1%' one, at most 0.005, just over 0.5%): no more than rounding moves
+    the text beside any other bar.
+
+    Gradio sorts the classes by the value given (stably) and heads the label with the first. The values come
+    in the order of the true probabilities, so the several classes under 1%, all given `LOWEST_PLAIN`, keep
+    theirs; and only one class can be over 99%, so the heading stays the most probable one.
+
+    Args:
+        probabilities (`dict[str, float]`): class -> probability from 0 to 1.
+    """
+    moved = {">": HIGHEST_PLAIN, "<": LOWEST_PLAIN}
+    ranked = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
+    return {name: moved.get(_beyond_plain(probability, 0), probability) for name, probability in ranked}
 
 
 def describe(probabilities: dict[str, float]) -> str:
@@ -62,4 +107,5 @@ def describe_rule() -> str:
             "**not sure** and names both.")
 
 
-__all__ = ["CLOSE_RATIO", "CONFIDENT_FROM", "describe", "describe_rule", "describe_voice", "percent"]
+__all__ = ["CLOSE_RATIO", "CONFIDENT_FROM", "HIGHEST_PLAIN", "LOWEST_PLAIN", "describe", "describe_rule",
+           "describe_voice", "label_value", "percent"]
