@@ -14,7 +14,7 @@ from ser_model import SERFeatureExtractor
 from ser_model.cli import main as cli_main
 from ser_model.configuration import EMOTIONS
 from ser_model.data.augment import AugmentationSettings
-from ser_model.data.corpora import Record, discover
+from ser_model.data.corpora import Record
 from ser_model.data.folds import corpus_folds, speaker_folds
 from ser_model.errors import InputError
 from ser_model.evaluation import crossval as crossval_module
@@ -26,7 +26,7 @@ from ser_model.training.calibration import clip_probabilities
 from ser_model.training.head_training import StatisticRows, to_model, train_head
 
 from .conftest import TINY, speechlike
-from .test_whisper_branch import TINY_WHISPER, tiny_whisper_dir, whisper_config  # noqa: F401 (a fixture)
+from .test_whisper_branch import tiny_whisper_dir, whisper_config  # noqa: F401 (a fixture)
 
 
 def record(corpus, speaker, label="angry", gender="female", utterance="u", i=0):
@@ -230,3 +230,15 @@ def test_fused_runs_are_judged_against_each_recipe_alone(small_run, tmp_path):
     assert report["pooled"]["ravdess"]["macro_recall"] == 1.0 and set(report["alone"]) == set(runs)
     assert set(report["fitted_on_other_folds"]) == {"0", "1"}  # JSON keys
     assert "| ravdess |" in (tmp_path / "fused" / "fusion.md").read_text()
+
+
+def test_a_leave_one_corpus_out_report_names_its_pooled_row_and_mean_over_corpora():
+    from ser_model.evaluation.crossval import UNSEEN_CORPORA, summarize
+
+    records = [record("ravdess", "01", label="angry"), record("ravdess", "02", label="sad"),
+               record("nemo", "A", label="angry"), record("nemo", "B", label="sad")]
+    right = np.eye(len(EMOTIONS))[[EMOTIONS.index("angry"), EMOTIONS.index("sad")] * 2]
+    right[3] = np.eye(len(EMOTIONS))[EMOTIONS.index("angry")]  # nEMO's sad clip called angry
+    report = summarize(records, np.array([1, 1, 0, 0]), right, {"ravdess": "corpus", "nemo": "corpus"})
+    assert report["pooled"][UNSEEN_CORPORA]["held_out_by"] == "corpus" and "speaker-independent" not in report["pooled"]
+    assert report["over_folds"][UNSEEN_CORPORA]["macro_recall"]["mean"] == pytest.approx((1.0 + 0.5) / 2)
