@@ -19,7 +19,7 @@ from ser_model.data.folds import corpus_folds, speaker_folds
 from ser_model.errors import InputError
 from ser_model.evaluation import crossval as crossval_module
 from ser_model.evaluation.crossval import crossval
-from ser_model.serving.windows import sliding_windows
+from ser_model.windows import sliding_windows
 from ser_model.training.arguments import parse_arguments
 from ser_model.training.encoder_statistics import EncoderStatistics
 from ser_model.training.calibration import clip_probabilities

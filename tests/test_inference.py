@@ -12,7 +12,7 @@ from ser_model.errors import InputError
 from ser_model.serving.inference import EmotionRecognizer, quantize_whisper_branch
 from ser_model.serving.prediction import Prediction
 from ser_model.serving.signal_view import ENVELOPE_POINTS, Envelope
-from ser_model.serving.windows import sliding_windows
+from ser_model.windows import sliding_windows
 
 from .audio_files import TRUNCATED_SENTENCE, write_truncated_wav
 from .conftest import save_tiny_model, speechlike, tiny_config

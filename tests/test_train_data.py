@@ -13,7 +13,7 @@ from ser_model.data.augment import AugmentationSettings, Augmenter
 from ser_model.data.corpora import LABEL_SETS, LABELS, Record
 from ser_model.data.train_data import (BalancedEpochs, ClipDataset, ClipWindows, FeatureCollator, class_weights,
                                   codec_versions, label_mask, load_clips, sampling_weights)
-from ser_model.serving.windows import sliding_windows
+from ser_model.windows import sliding_windows
 
 from .conftest import speechlike, tiny_config
 

@@ -26,7 +26,7 @@ from .augment import CODECS, Augmenter, encode_decode
 from .corpora import Record
 from ..configuration import VOICE_LABELS
 from ..feature_extractor import SERFeatureExtractor
-from ..serving.windows import sliding_windows
+from ..windows import sliding_windows
 from .splits import record_key
 
 logger = logging.getLogger(__name__)

@@ -70,7 +70,7 @@ def mel_mfcc_logits(fold_dir: Path, records: list[Record], train: np.ndarray, te
     from ..data.splits import Split, record_key, save_split
     from ..feature_extractor import SERFeatureExtractor
     from ..modeling import SERForAudioClassification
-    from ..serving.windows import sliding_windows
+    from ..windows import sliding_windows
     from ..training.train import train as train_model
 
     clips, coded = audio

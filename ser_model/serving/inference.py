@@ -31,7 +31,7 @@ from ..modeling import SERForAudioClassification
 from .prediction import Prediction, WindowPrediction
 from .signal_view import Envelope, SignalView
 from .torch_thread import TorchThread
-from .windows import sliding_windows
+from ..windows import sliding_windows
 
 # How serving runs the model: "bfloat16" is torch's bfloat16 autocast, where the CPU multiplies bfloat16
 # in hardware (Intel AMX or AVX512-BF16). The Whisper encoder's matrix products are nearly all of a

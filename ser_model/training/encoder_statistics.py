@@ -36,7 +36,7 @@ from ..data.corpora import Record
 from ..data.train_data import cache_file, load_arrays, save_arrays
 from ..feature_extractor import SERFeatureExtractor
 from ..modeling import SERForAudioClassification, pool_each
-from ..serving.windows import sliding_windows
+from ..windows import sliding_windows
 from .speech_encoder import load_speech_encoder, speech_encoder_config
 
 logger = logging.getLogger(__name__)
