@@ -36,8 +36,8 @@ PROGRESS_DELAY = 1.0
 # The commands and the modules that define them (`add_parser` and the command itself). Only the one
 # that runs is imported: evaluation and training pull in scikit-learn and matplotlib, about a second
 # that `predict` does not need.
-COMMAND_MODULES = {"train": "ser_model.training.train", "evaluate": "ser_model.evaluation.evaluate",
-                   "crossval": "ser_model.evaluation.crossval", "export": "ser_model.hub.export",
+COMMAND_MODULES = {"train": "ser_model.training.train", "crossval": "ser_model.evaluation.crossval",
+                   "evaluate": "ser_model.evaluation.evaluate", "export": "ser_model.hub.export",
                    "publish": "ser_model.hub.publish"}
 
 

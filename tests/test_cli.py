@@ -208,7 +208,7 @@ def test_help_lists_every_command_though_predict_imports_only_its_own(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0
-    assert "{predict,train,evaluate,export,publish}" in capsys.readouterr().out
+    assert "{predict,train,crossval,evaluate,export,publish}" in capsys.readouterr().out
 
 
 @pytest.mark.slow  # a fresh Python process, where nothing is imported yet
