@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..configuration import BRANCHES, PRESETS, SERConfig, seconds_to_samples
+from ..configuration import BRANCHES, PRESETS, SERConfig
 from ..data.augment import AugmentationSettings
 from ..errors import InputError
 from .speech_encoder import DEFAULT_SPEECH_ENCODER, speech_encoder_config
