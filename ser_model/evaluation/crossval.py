@@ -211,7 +211,7 @@ def crossval(args, data_dir: str, output_dir: Path, k: int, loco: bool, copies: 
     held_out_by = ({c: "corpus" for c in names} if loco else {c: d["held_out_by"] for c, d in described.items()})
     output_dir.mkdir(parents=True, exist_ok=True)
     setting = {"recipe": recipe, "loco": loco, "folds": len(set(folds)), "copies": copies,
-               "arguments": {k: v for k, v in args.items()}}
+               "arguments": dict(args)}
     _check_same_run(output_dir, setting)
     (output_dir / "folds.json").write_text(json.dumps({**setting, "corpora": names or described,
                                                        "fold_of_clip": fold_keys(records, folds)}, indent=1))
@@ -220,10 +220,10 @@ def crossval(args, data_dir: str, output_dir: Path, k: int, loco: bool, copies: 
     # Babble comes from clips of the same corpus and speaker fold: no held-out voice in either kind of run.
     groups = [f"{r.corpus}/{f}" for r, f in zip(records, speaker_fold)]
     rows = statistic_rows(records, encoder, copies if recipe != "mel-mfcc" else 0, training_args, groups,
-                          lambda: _decode(records, data_args))
+                          lambda: _decode(records, data_args, config.sampling_rate))
     train_fold = None
     if recipe == "mel-mfcc":  # the rows only lay out the windows; the branches learn from the audio
-        audio = _decode_and_code(records, data_args, training_args)
+        audio = _decode_and_code(records, data_args, training_args, config.sampling_rate)
 
         def train_mel_mfcc(fold, train, test):
             return mel_mfcc_logits(output_dir / f"fold-{fold}-run", records, train, test, audio, held_out_by,
@@ -240,18 +240,19 @@ def crossval(args, data_dir: str, output_dir: Path, k: int, loco: bool, copies: 
     return report
 
 
-def _decode(records: list[Record], data_args) -> list[np.ndarray]:
+def _decode(records: list[Record], data_args, rate: int) -> list[np.ndarray]:
     from ..data.train_data import load_clips
 
-    return load_clips(records, 16_000, "decoding clips", data_args.cache_dir)
+    return load_clips(records, rate, "decoding clips", data_args.cache_dir)
 
 
-def _decode_and_code(records: list[Record], data_args, args) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+def _decode_and_code(records: list[Record], data_args, args, rate: int) -> tuple[list[np.ndarray],
+                                                                              list[np.ndarray] | None]:
     """Every clip decoded and, where the recipe draws codec copies, coded once for all folds."""
     from ..data.train_data import codec_versions
 
-    clips = _decode(records, data_args)
-    coded = codec_versions(records, clips, 16_000, args.seed, data_args.cache_dir) if args.codec_probability else None
+    clips = _decode(records, data_args, rate)
+    coded = codec_versions(records, clips, rate, args.seed, data_args.cache_dir) if args.codec_probability else None
     return clips, coded
 
 

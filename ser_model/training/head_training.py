@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from transformers import get_scheduler
 
 from ..configuration import SERConfig
 from ..data.corpora import Record
@@ -66,10 +67,14 @@ class PooledHead(nn.Module):
                         nn.init.normal_(layer.weight, std=config.initializer_range)
                         nn.init.zeros_(layer.bias)
 
-    def fit_standardisation(self, rows: np.ndarray) -> None:
-        values = torch.from_numpy(rows).double()
-        self.norm.running_mean.copy_(values.mean(dim=0).float())
-        self.norm.running_var.copy_(values.var(dim=0).float())
+    def fit_standardisation(self, parts: list[np.ndarray]) -> None:
+        """The mean and (unbiased) variance of the rows of every array in `parts`, summed part by part
+        in float64 rather than over one concatenated copy of them all."""
+        count = sum(len(p) for p in parts)
+        mean = sum(p.sum(axis=0, dtype=np.float64) for p in parts) / count
+        squares = sum(np.square(p - mean).sum(axis=0) for p in parts)
+        self.norm.running_mean.copy_(torch.from_numpy(mean))
+        self.norm.running_var.copy_(torch.from_numpy(squares / (count - 1)))
 
     def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Raw emotion logits `(batch, num_labels)` and voice logits (or None) of pooled rows."""
@@ -108,7 +113,7 @@ def train_head(rows: StatisticRows, records: list[Record], config: SERConfig, ar
     label2id = config.label2id
     weights = sampling_weights(records, args.corpus_balance_exponent)
     head = PooledHead(config, rows.clean.shape[1])
-    head.fit_standardisation(np.concatenate([rows.clean, *rows.copies]))
+    head.fit_standardisation([rows.clean, *rows.copies])
     targets = torch.tensor([label2id[r.label] for r in records])
     masks = torch.from_numpy(np.stack([label_mask(r.label_set, label2id) for r in records]))
     voices = torch.tensor([voice_label(r.gender) for r in records])
@@ -118,8 +123,9 @@ def train_head(rows: StatisticRows, records: list[Record], config: SERConfig, ar
     steps_per_epoch = math.ceil(args.samples_per_epoch / batch)
     total = int(args.num_train_epochs * steps_per_epoch)
     optimizer = torch.optim.AdamW(head.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    warmup = int(args.warmup_steps * total) if args.warmup_steps < 1 else int(args.warmup_steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, warmup, total))
+    # The schedule the Trainer builds from the same arguments (cosine with warmup in the project's recipe).
+    schedule = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(total),
+                             num_training_steps=total, scheduler_specific_kwargs=args.lr_scheduler_kwargs or {})
     sources = 1 + len(rows.copies)
     head.train()
     for step in range(total):
@@ -141,14 +147,6 @@ def train_head(rows: StatisticRows, records: list[Record], config: SERConfig, ar
     return head.eval()
 
 
-def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
-    """The learning-rate factor of transformers' cosine schedule with linear warmup."""
-    if step < warmup:
-        return step / max(1, warmup)
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def to_model(head: PooledHead, encoder: str, config: SERConfig) -> SERForAudioClassification:
     """A whole `SERForAudioClassification` with the Whisper branch only: the pretrained encoder
     `encoder` and the head's weights."""
@@ -162,4 +160,4 @@ def to_model(head: PooledHead, encoder: str, config: SERConfig) -> SERForAudioCl
     return model.eval()
 
 
-__all__ = ["PooledHead", "StatisticRows", "cosine_with_warmup", "to_model", "train_head"]
+__all__ = ["PooledHead", "StatisticRows", "to_model", "train_head"]
